@@ -1,0 +1,142 @@
+// Package embedded runs an in-process nats-server with JetStream, used by
+// the gateway when no external NATS URL is configured.
+package embedded
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// ErrNotReady is returned when the server does not accept clients in time.
+var ErrNotReady = errors.New("embedded: nats-server not ready")
+
+// Agent is one agent account: it may serve only its upstreams.
+type Agent struct {
+	User      string
+	Password  string
+	Upstreams []string
+}
+
+// Config configures the embedded server.
+type Config struct {
+	// Listen is host:port for clients; "-1" or port 0 picks a random port.
+	Listen string
+	// StoreDir holds JetStream data.
+	StoreDir string
+	// Agents, when non-empty, turns on user/password auth.
+	Agents []Agent
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	ns       *server.Server
+	user     string
+	password string
+}
+
+// Start starts the server and waits until it accepts clients.
+func Start(cfg Config, logger *slog.Logger) (*Server, error) {
+	host, port, err := splitListen(cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	opts := &server.Options{
+		ServerName: "switchboard-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		NoSigs:     true,
+		MaxPayload: 1 << 20,
+	}
+	s := &Server{}
+	if len(cfg.Agents) > 0 {
+		s.user, s.password = "switchboard-gateway", randomSecret()
+		opts.Users = []*server.User{{Username: s.user, Password: s.password}}
+		for _, a := range cfg.Agents {
+			p := subjects.AgentPermissions(a.Upstreams)
+			opts.Users = append(opts.Users, &server.User{Username: a.User, Password: a.Password, Permissions: &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: p.Publish},
+				Subscribe: &server.SubjectPermission{Allow: p.Subscribe},
+			}})
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	ns.SetLoggerV2(&slogAdapter{logger.With("component", "nats-server")}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		ns.Shutdown()
+		return nil, ErrNotReady
+	}
+	s.ns = ns
+	logger.Info("embedded nats listening", "url", ns.ClientURL(), "store", cfg.StoreDir)
+	return s, nil
+}
+
+// ClientURL is the URL agents use to connect.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// ConnectOptions returns the options for an in-process client connection.
+func (s *Server) ConnectOptions() []nats.Option {
+	opts := []nats.Option{nats.InProcessServer(s.ns)}
+	if s.user != "" {
+		opts = append(opts, nats.UserInfo(s.user, s.password))
+	}
+	return opts
+}
+
+// Shutdown stops the server and waits for it.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+func splitListen(listen string) (string, int, error) {
+	if listen == "-1" {
+		return "127.0.0.1", server.RANDOM_PORT, nil
+	}
+	host, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, fmt.Errorf("embedded: listen %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("embedded: listen %q: bad port", listen)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+func randomSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type slogAdapter struct{ l *slog.Logger }
+
+func (a *slogAdapter) Noticef(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard/switchboard/internal/httpx"
+)
+
+// newEcho builds the router: recovery, metrics and logging middleware,
+// operational routes, then every service's routes.
+func (g *Gateway) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			g.log.Error("handler panic", "route", c.Path(), "err", err, "stack", string(stack))
+			return err
+		},
+	}))
+	e.Use(g.observe())
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/readyz", g.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry})))
+	for _, s := range g.services {
+		s.Mount(e)
+	}
+	return e
+}
+
+// readyz answers 200 while the gateway is not stopping, NATS is connected
+// and JetStream answers; else 503 with the reason.
+func (g *Gateway) readyz(c echo.Context) error {
+	notReady := func(msg string) error {
+		httpx.WriteError(c.Response(), http.StatusServiceUnavailable, "NOT_READY", msg)
+		return nil
+	}
+	if !g.ready.Load() {
+		return notReady("gateway is shutting down")
+	}
+	if !g.nc.IsConnected() {
+		return notReady("nats: " + g.nc.Status().String())
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if _, err := g.js.AccountInfo(ctx); err != nil {
+		return notReady("jetstream: " + err.Error())
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// errorHandler renders echo's own errors (404 route, 405, body limit) in
+// the JSON envelope.
+func errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg := http.StatusInternalServerError, "internal error"
+	var he *echo.HTTPError
+	if ok := asHTTPError(err, &he); ok {
+		status = he.Code
+		msg = http.StatusText(status)
+		if m, isStr := he.Message.(string); isStr {
+			msg = m
+		}
+	}
+	code := httpx.CodeInternal
+	switch status {
+	case http.StatusBadRequest:
+		code = httpx.CodeBadRequest
+	case http.StatusNotFound:
+		code = httpx.CodeNotFound
+	case http.StatusMethodNotAllowed:
+		code = "METHOD_NOT_ALLOWED"
+	case http.StatusRequestEntityTooLarge:
+		code = httpx.CodeTooLarge
+	case http.StatusUnsupportedMediaType:
+		code = httpx.CodeUnsupportedMediaType
+	case http.StatusUnauthorized:
+		code = httpx.CodeUnauthorized
+	}
+	httpx.WriteError(c.Response(), status, code, msg)
+}
+
+func asHTTPError(err error, target **echo.HTTPError) bool {
+	he, ok := err.(*echo.HTTPError)
+	if ok {
+		*target = he
+	}
+	return ok
+}
+
+// observe records request metrics by route template and logs requests.
+func (g *Gateway) observe() echo.MiddlewareFunc {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_http_requests_total",
+		Help: "HTTP requests by route template, method and status code.",
+	}, []string{"route", "method", "code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "switchboard_http_request_duration_seconds",
+		Help:    "HTTP request duration by route template (long polls and streams included).",
+		Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 20, 60},
+	}, []string{"route"})
+	g.registry.MustRegister(requests, duration)
+	log := g.log.With("component", "http")
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			route := c.Path()
+			if route == "" {
+				route = "unmatched"
+			}
+			status := c.Response().Status
+			elapsed := time.Since(start)
+			requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Inc()
+			duration.WithLabelValues(route).Observe(elapsed.Seconds())
+			level := slog.LevelDebug
+			switch {
+			case status >= 500:
+				level = slog.LevelWarn
+			case status >= 400:
+				level = slog.LevelInfo
+			}
+			log.Log(c.Request().Context(), level, "request", "method", c.Request().Method, "route", route,
+				"path", c.Request().URL.EscapedPath(), "status", status, "bytes_out", c.Response().Size,
+				"duration", elapsed, "remote", c.RealIP())
+			return nil
+		}
+	}
+}

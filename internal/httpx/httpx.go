@@ -1,0 +1,55 @@
+// Package httpx holds the HTTP pieces shared by every Switchboard binary:
+// the JSON error envelope and streaming helpers. It does not import echo,
+// so the agent binary can use it.
+package httpx
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// Error codes of the {"code","message"} envelope.
+const (
+	CodeBadRequest           = "BAD_REQUEST"
+	CodeUnauthorized         = "UNAUTHORIZED"
+	CodeNotFound             = "NOT_FOUND"
+	CodeBusy                 = "BUSY"
+	CodeGone                 = "GONE"
+	CodeTimeout              = "TIMEOUT"
+	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
+	CodeTooLarge             = "PAYLOAD_TOO_LARGE"
+	CodeInternal             = "INTERNAL_SERVER_ERROR"
+	CodeUnavailable          = "SERVICE_UNAVAILABLE"
+	CodeNoAgent              = "NO_AGENT"
+	CodeUpstreamUnreachable  = "UPSTREAM_UNREACHABLE"
+	CodeAgentLost            = "AGENT_LOST"
+)
+
+// ErrorBody is the JSON error envelope.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error is an error that knows its HTTP status and envelope code. Cores
+// return it (or wrap it) and adapters render it with [WriteError].
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// NewError returns an *Error.
+func NewError(status int, code, message string) *Error {
+	return &Error{Status: status, Code: code, Message: message}
+}
+
+// WriteError writes status and the envelope as JSON.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(ErrorBody{Code: code, Message: message})
+}

@@ -1,0 +1,99 @@
+// Package natsconn builds NATS client connections the way every Switchboard
+// binary wants them: authenticated, reconnecting forever, and logging
+// connection state changes.
+package natsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Auth holds client credentials; at most one method should be set.
+type Auth struct {
+	Creds    string
+	Token    string
+	User     string
+	Password string
+}
+
+// ErrAuthConflict is returned when more than one auth method is configured.
+var ErrAuthConflict = errors.New("natsconn: set only one of creds, token, user/password")
+
+// Options returns connect options: name, auth, infinite reconnects with
+// jittered back-off, and state changes logged through logger.
+func Options(name string, auth Auth, logger *slog.Logger) ([]nats.Option, error) {
+	n := 0
+	for _, set := range []bool{auth.Creds != "", auth.Token != "", auth.User != "" || auth.Password != ""} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, ErrAuthConflict
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.ReconnectBufSize(8 << 20),
+		nats.PingInterval(20 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			logger.Warn("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	switch {
+	case auth.Creds != "":
+		opts = append(opts, nats.UserCredentials(auth.Creds))
+	case auth.Token != "":
+		opts = append(opts, nats.Token(auth.Token))
+	case auth.User != "" || auth.Password != "":
+		opts = append(opts, nats.UserInfo(auth.User, auth.Password))
+	}
+	return opts, nil
+}
+
+// Connect dials urls (comma-separated) and waits until the first connection
+// is up or ctx ends. Reconnects continue forever afterwards.
+func Connect(ctx context.Context, urls string, opts ...nats.Option) (*nats.Conn, error) {
+	connected := make(chan struct{}, 1)
+	opts = append(opts, nats.ConnectHandler(func(*nats.Conn) {
+		select {
+		case connected <- struct{}{}:
+		default:
+		}
+	}))
+	nc, err := nats.Connect(strings.TrimSpace(urls), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("natsconn: connect %s: %w", urls, err)
+	}
+	if nc.IsConnected() {
+		return nc, nil
+	}
+	select {
+	case <-connected:
+		return nc, nil
+	case <-ctx.Done():
+		nc.Close()
+		return nil, fmt.Errorf("natsconn: connect %s: %w", urls, ctx.Err())
+	}
+}

@@ -1,0 +1,65 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestTrackerShutdownEndsStreams(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	tr := NewTracker(reg)
+	ctx, done, err := tr.Begin(context.Background(), "poll")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(tr.open.WithLabelValues("poll")); got != 1 {
+		t.Fatalf("open streams = %v, want 1", got)
+	}
+	finished := make(chan struct{})
+	go func() {
+		<-ctx.Done() // the handler sees shutdown and ends its stream
+		done()
+		close(finished)
+	}()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(sctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	<-finished
+	if got := testutil.ToFloat64(tr.open.WithLabelValues("poll")); got != 0 {
+		t.Fatalf("open streams after shutdown = %v", got)
+	}
+	if _, _, err := tr.Begin(context.Background(), "poll"); !errors.Is(err, ErrShuttingDown) {
+		t.Fatalf("Begin after shutdown: %v", err)
+	}
+}
+
+func TestTrackerShutdownBounded(t *testing.T) {
+	tr := NewTracker(nil)
+	_, done, _ := tr.Begin(context.Background(), "pipe")
+	defer done()
+	sctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := tr.Shutdown(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a stuck stream = %v, want deadline", err)
+	}
+}
+
+func TestTrackerParentCancel(t *testing.T) {
+	tr := NewTracker(nil)
+	parent, cancel := context.WithCancel(context.Background())
+	ctx, done, _ := tr.Begin(parent, "sse")
+	defer done()
+	cancel()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("stream context not cancelled with its request")
+	}
+}
