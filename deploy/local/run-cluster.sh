@@ -75,9 +75,10 @@ alive() { # name -> 0 if the recorded process runs
   [[ -f $f ]] || return 1
   read -r pid exe <"$f" || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -e /proc/$pid/exe ]]; then
+  if [[ -d /proc/$pid ]]; then
+    # Linux: the executable must still be ours; a zombie has none.
     local real
-    real=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+    real=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
     [[ $real == "$exe" || $real == "$exe (deleted)" ]] || return 1
   fi
   return 0
@@ -90,7 +91,19 @@ spawn() { # name exe args... (environment prepared by the caller)
   shift 2
   mkdir -p "$RUN" "$LOGS"
   nohup "$exe" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
-  echo "$! $(readlink -f "$exe")" >"$(pidfile "$name")"
+  local pid=$! real
+  real=$(readlink -f "$exe")
+  echo "$pid $real" >"$(pidfile "$name")"
+  # Until nohup has exec'd the binary, /proc/PID/exe is still the shell and
+  # alive() would not recognise the process: wait for the exec (bounded).
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ -e /proc/$pid/exe ]] || return 0
+    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$real" ]] && return 0
+    sleep 0.05
+  done
+  log "$name (pid $pid) did not exec $real"
+  return 1
 }
 
 stop_procs() { # bound names... : TERM all, wait up to bound seconds, then KILL
@@ -335,7 +348,7 @@ cmd_start() {
   set -a
   . "$SECRETS"
   set +a
-  trap 'trap - ERR; log "start failed; stopping what was started"; cmd_stop >/dev/null 2>&1 || true' ERR
+  trap 'trap - ERR; log "start failed; stopping what was started"; cmd_stop || true' ERR
   for i in 1 2 3; do start_nats "$i"; done
   for i in 1 2 3; do wait_ready "nats-$i" "$(mon_port "$i")" /healthz; done
   log "nats cluster ready"
