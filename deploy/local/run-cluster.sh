@@ -90,7 +90,8 @@ spawn() { # name exe args... (environment prepared by the caller)
   local name=$1 exe=$2
   shift 2
   mkdir -p "$RUN" "$LOGS"
-  nohup "$exe" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  # 9>&-: the lock fd must not outlive this invocation in the daemons.
+  nohup "$exe" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   local pid=$! real
   real=$(readlink -f "$exe")
   echo "$pid $real" >"$(pidfile "$name")"
@@ -412,8 +413,18 @@ node_args() { # kind i
   [[ $1 == lb || ${2:-} =~ ^[123]$ ]] || die "node number must be 1, 2 or 3"
 }
 
+# lock serialises invocations: two concurrent starts or a stop racing a
+# start would each see a half-written state.
+lock() {
+  mkdir -p "$STATE"
+  command -v flock >/dev/null 2>&1 || return 0
+  exec 9>"$STATE/.lock"
+  flock -w "$WAIT" 9 || die "another run-cluster.sh holds $STATE/.lock"
+}
+
 main() {
   local cmd=${1:-}
+  [[ $cmd =~ ^(start|stop|clean|stop-node|start-node)$ ]] && lock
   case $cmd in
   start) cmd_start ;;
   stop) cmd_stop ;;
