@@ -79,7 +79,6 @@ type Broker struct {
 
 	events   jetstream.Stream
 	channels jetstream.KeyValue
-	readers  jetstream.Stream
 	disposed jetstream.KeyValue
 	codec    *tokenCodec
 	hub      *hub
@@ -136,9 +135,6 @@ func (b *Broker) Provision(ctx context.Context) error {
 	}
 	if _, err = jsutil.EnsureKV(ctx, b.js, kvCfg(subjects.MegaphoneReadersBucket, "Megaphone reader claims")); err != nil {
 		return err
-	}
-	if b.readers, err = b.js.Stream(ctx, subjects.KVStream(subjects.MegaphoneReadersBucket)); err != nil {
-		return fmt.Errorf("megaphone: reader claims: %w", err)
 	}
 	disp := kvCfg(subjects.MegaphoneDisposedBucket, "Megaphone disposal guard")
 	disp.LimitMarkerTTL, disp.TTL = 0, 24*time.Hour

@@ -120,9 +120,35 @@ type poll struct {
 	done   chan error
 }
 
+// openPollWhenFree retries GET /read/addr while it answers 409 (the
+// previous reader's claim is being released).
+func openPollWhenFree(t testing.TB, base, addr string) *poll {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, status := tryPoll(t, base, addr)
+		if p != nil {
+			return p
+		}
+		if status != http.StatusConflict || time.Now().After(deadline) {
+			t.Fatalf("read = %d", status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // openPoll starts GET /read/addr; it fails the test unless the answer is
 // 200 application/x-ndjson.
 func openPoll(t testing.TB, base, addr string) *poll {
+	t.Helper()
+	p, status := tryPoll(t, base, addr)
+	if p == nil {
+		t.Fatalf("read = %d", status)
+	}
+	return p
+}
+
+func tryPoll(t testing.TB, base, addr string) (*poll, int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/read/"+addr, nil)
@@ -135,12 +161,13 @@ func openPoll(t testing.TB, base, addr string) *poll {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		cancel()
-		t.Fatalf("read = %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+		t.Logf("read = %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+		return nil, resp.StatusCode
 	}
 	p := &poll{t: t, resp: resp, cancel: cancel, events: make(chan event, 1000), done: make(chan error, 1)}
 	go p.loop()
 	t.Cleanup(p.close)
-	return p
+	return p, 200
 }
 
 // loop reads raw chunks. Each must parse like megaphone-js (trim, split on
@@ -257,4 +284,16 @@ func sseRead(r io.Reader, max int) ([][2]string, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// exists asks /channelsExists about one address.
+func exists(t testing.TB, base, addr string) bool {
+	t.Helper()
+	b, _ := json.Marshal(map[string][]string{"channels": {addr}})
+	r := do(t, "POST", base+"/channelsExists", "application/json", string(b))
+	var out struct{ Channels map[string]bool }
+	if r.Status != 200 || json.Unmarshal([]byte(r.Body), &out) != nil {
+		t.Fatalf("channelsExists = %d %s", r.Status, r.Body)
+	}
+	return out.Channels[addr]
 }

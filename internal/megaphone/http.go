@@ -163,7 +163,7 @@ func (l channelList) list() ([]string, error) {
 type batchRequest struct {
 	channelList
 	Messages *[]struct {
-		StreamID *string        `json:"streamId"`
+		StreamID *string         `json:"streamId"`
 		Body     json.RawMessage `json:"body"`
 	} `json:"messages"`
 }

@@ -51,15 +51,35 @@ func (k kvKey) put(ctx context.Context, value []byte, expect uint64, ttl time.Du
 		opts = append(opts, jetstream.WithMsgTTL(ttl))
 	}
 	pa, err := k.js.PublishMsg(ctx, &nats.Msg{Subject: k.subject, Data: value}, opts...)
+	if isWrongLastSeq(err) {
+		return 0, fmt.Errorf("%w: %s", errConflict, k.subject)
+	}
 	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return 0, fmt.Errorf("%w: %s", errConflict, k.subject)
-		}
 		return 0, fmt.Errorf("megaphone: put %s: %w", k.subject, err)
 	}
 	return pa.Sequence, nil
+}
+
+// remove purges the key if its last revision is expect. The purge marker
+// itself expires after markerTTL.
+func (k kvKey) remove(ctx context.Context, expect uint64, markerTTL time.Duration) error {
+	m := nats.NewMsg(k.subject)
+	m.Header.Set("KV-Operation", "PURGE")
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	_, err := k.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(markerTTL))
+	if isWrongLastSeq(err) {
+		return fmt.Errorf("%w: %s", errConflict, k.subject)
+	}
+	if err != nil {
+		return fmt.Errorf("megaphone: remove %s: %w", k.subject, err)
+	}
+	return nil
+}
+
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // create stores value on a key that is absent or deleted.

@@ -187,8 +187,8 @@ func (p *Poll) Close() {
 func (p *Poll) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.b.readers.DeleteMsg(ctx, p.claimRev); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) &&
+	if err := p.claim.remove(ctx, p.claimRev, claimSlack); err != nil && !errors.Is(err, errConflict) &&
 		!errors.Is(err, nats.ErrConnectionClosed) {
-		p.b.log.Debug("release reader claim", "channel", p.a.id, "err", err)
+		p.b.log.Warn("release reader claim", "channel", p.a.id, "err", err)
 	}
 }
