@@ -48,7 +48,7 @@ func newKVKey(nc *nats.Conn, js jetstream.JetStream, bucket, key string) (kvKey,
 func (k kvKey) put(ctx context.Context, value []byte, expect uint64, ttl time.Duration) (uint64, error) {
 	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(expect)}
 	if ttl > 0 {
-		opts = append(opts, jetstream.WithMsgTTL(ttl))
+		opts = append(opts, jetstream.WithMsgTTL(wholeSeconds(ttl)))
 	}
 	pa, err := k.js.PublishMsg(ctx, &nats.Msg{Subject: k.subject, Data: value}, opts...)
 	if isWrongLastSeq(err) {
@@ -66,7 +66,7 @@ func (k kvKey) remove(ctx context.Context, expect uint64, markerTTL time.Duratio
 	m := nats.NewMsg(k.subject)
 	m.Header.Set("KV-Operation", "PURGE")
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	_, err := k.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(markerTTL))
+	_, err := k.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(wholeSeconds(markerTTL)))
 	if isWrongLastSeq(err) {
 		return fmt.Errorf("%w: %s", errConflict, k.subject)
 	}
@@ -140,6 +140,12 @@ func (k kvKey) last(ctx context.Context) (record, error) {
 		}
 	}
 	return r, nil
+}
+
+// wholeSeconds rounds a TTL up to whole seconds, the resolution of
+// JetStream's per-message TTL (minimum 1s).
+func wholeSeconds(d time.Duration) time.Duration {
+	return max(time.Second, (d+time.Second-1)/time.Second*time.Second)
 }
 
 // isRemoval reports whether a KV message with header h is a delete, purge

@@ -70,7 +70,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, addr)
 	}
 	claimTTL := time.Until(p.deadline) + claimSlack
-	if p.claimRev, err = p.claim.create(ctx, []byte(b.nc.ConnectedServerId()), claimTTL.Round(time.Second)); err != nil {
+	if p.claimRev, err = p.claim.create(ctx, []byte(b.nc.ConnectedServerId()), claimTTL); err != nil {
 		if errors.Is(err, errConflict) {
 			return nil, fmt.Errorf("%w: %s", ErrBusy, addr)
 		}
@@ -92,7 +92,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 // it never expires under a connected reader and, should this gateway
 // vanish, still dies ChannelTTL after the poll's deadline.
 func (p *Poll) extend(ctx context.Context, r record) error {
-	ttl := (time.Until(p.deadline) + p.b.opts.ChannelTTL).Round(time.Second)
+	ttl := time.Until(p.deadline) + p.b.opts.ChannelTTL
 	for range 3 {
 		rev, err := p.ch.put(ctx, r.data, r.rev, ttl)
 		if err == nil {
