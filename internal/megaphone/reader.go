@@ -35,7 +35,8 @@ type Poll struct {
 	chRev    uint64
 	chData   []byte
 	w        *waiter
-	cursor   uint64
+	cursor   uint64 // last delivered sequence
+	skip     uint64 // the client already has every event up to this one
 	deadline time.Time
 }
 
@@ -51,7 +52,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	if !ok {
 		return nil, fmt.Errorf("%w: %q is not a consumer address", ErrNotFound, addr)
 	}
-	p := &Poll{b: b, a: address{agent: agent, id: id, consumer: true}, cursor: after,
+	p := &Poll{b: b, a: address{agent: agent, id: id, consumer: true}, skip: after,
 		deadline: arrival.Add(b.opts.PollDuration)}
 	var err error
 	if p.ch, err = b.channelKey(id); err != nil {
@@ -157,17 +158,27 @@ func (p *Poll) drain(ctx context.Context, emit func(Event) error) error {
 		if err != nil {
 			return fmt.Errorf("megaphone: read event: %w", err)
 		}
-		if err := emit(Event{Cursor: m.Sequence, Data: m.Data}); err != nil {
-			return err
+		if m.Sequence > p.skip { // else delivered before, by the client's Last-Event-ID
+			if err := emit(Event{Cursor: m.Sequence, Data: m.Data}); err != nil {
+				return err
+			}
+			p.b.m.read.Inc()
 		}
 		p.cursor = m.Sequence
-		p.b.m.read.Inc()
-		if err := p.b.events.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			p.b.log.Debug("remove delivered event", "channel", p.a.id, "seq", m.Sequence, "err", err)
-		}
+		p.remove(ctx, m.Sequence)
 		removed++
 	}
 	return nil
+}
+
+// remove deletes a delivered event. It is not cut short by the end of the
+// poll: an event the client has must not be delivered again.
+func (p *Poll) remove(ctx context.Context, seq uint64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := p.b.events.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		p.b.log.Warn("remove delivered event", "channel", p.a.id, "seq", seq, "err", err)
+	}
 }
 
 // Close ends the poll: it counts as the channel's last completed read
