@@ -89,9 +89,11 @@ func (h *api) body(c echo.Context) ([]byte, error) {
 
 // jsonBody requires Content-Type application/json and reads the body.
 func (h *api) jsonBody(c echo.Context) ([]byte, error) {
-	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
-	if err != nil || mt != echo.MIMEApplicationJSON {
-		return nil, ErrMediaType
+	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != echo.MIMEApplicationJSON {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != echo.MIMEApplicationJSON {
+			return nil, ErrMediaType
+		}
 	}
 	return h.body(c)
 }
@@ -139,8 +141,10 @@ func (h *api) write(c echo.Context) error {
 	if err := h.b.Write(c.Request().Context(), c.Param("address"), c.Param("streamId"), raw); err != nil {
 		return h.fail(c, err)
 	}
-	return c.JSON(http.StatusCreated, map[string]string{"status": "OK"})
+	return c.JSONBlob(http.StatusCreated, statusOK)
 }
+
+var statusOK = []byte(`{"status":"OK"}` + "\n")
 
 // channelList is the channels|channelIds field of batch and exists.
 type channelList struct {
