@@ -3,6 +3,8 @@ package harness
 import (
 	"context"
 	"errors"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -40,6 +42,7 @@ func NewBalancer(t testing.TB, bases ...string) *Balancer {
 			r.Out.Host = r.In.Host
 		},
 		FlushInterval: -1,
+		ErrorLog:      log.New(io.Discard, "", 0),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			w.WriteHeader(http.StatusBadGateway)
 		},

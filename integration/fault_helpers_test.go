@@ -1,0 +1,56 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/switchboard/switchboard/integration/harness"
+	"github.com/switchboard/switchboard/internal/natstest"
+)
+
+// faultCluster is a 3-node NATS cluster, gateway processes on it (real
+// binaries, so they can be SIGKILLed), and a round-robin balancer.
+type faultCluster struct {
+	t       *testing.T
+	nats    *natstest.Cluster
+	gws     []*harness.Process
+	lb      *harness.Balancer
+	gwFlags []string
+}
+
+func newFaultCluster(t *testing.T, gateways int, flags ...string) *faultCluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fault-tolerance tests start a cluster and gateway processes")
+	}
+	fc := &faultCluster{t: t, nats: natstest.NewCluster(t, 3), gwFlags: flags}
+	for i := 0; i < gateways; i++ {
+		fc.gws = append(fc.gws, fc.startGateway())
+	}
+	fc.lb = harness.NewBalancer(t, fc.urls()...)
+	return fc
+}
+
+func (fc *faultCluster) startGateway() *harness.Process {
+	args := append([]string{"--nats-url", fc.nats.URLs(), "--replicas", "3"}, fc.gwFlags...)
+	return harness.StartProcess(fc.t, args...)
+}
+
+func (fc *faultCluster) urls() []string {
+	var out []string
+	for _, g := range fc.gws {
+		out = append(out, g.URL())
+	}
+	return out
+}
+
+// replaceGateway SIGKILLs gateway i, starts a new one in its place and
+// points the balancer at the live set.
+func (fc *faultCluster) replaceGateway(i int) {
+	fc.gws[i].Kill()
+	fc.gws[i] = fc.startGateway()
+	fc.lb.Set(fc.urls()...)
+}
+
+// allNATSURLs is every node's client URL, for clients that must reconnect.
+func (fc *faultCluster) allNATSURLs() string { return strings.TrimSpace(fc.nats.URLs()) }
