@@ -1,0 +1,158 @@
+package middleman
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/coder/websocket"
+	"github.com/labstack/echo/v4"
+
+	"github.com/switchboard/switchboard/internal/httpx"
+)
+
+// Buffer sizes of an upgraded connection. net/http hands over 4 KiB + 4 KiB;
+// idle connections dominate memory, so they get small buffers (large
+// payloads bypass bufio anyway).
+const (
+	connReadBuffer  = 1024
+	connWriteBuffer = 1024
+)
+
+// Route is where the middleman WebSocket is mounted.
+const Route = "/mm"
+
+// upgrade turns GET /mm into a Session. It checks the Origin, registers
+// the connection with the stream tracker (shutdown closes it with 1001,
+// which http.Server.Shutdown would not do for a hijacked connection),
+// upgrades, and hands the connection to a goroutine of its own, so that
+// net/http's per-request buffers are released for the connection's life.
+func (s *Service) upgrade(c echo.Context) error {
+	r, w := c.Request(), c.Response()
+	if !s.origins.allows(r) {
+		status, code := HTTPError(ErrOrigin)
+		httpx.WriteError(w, status, code, "Origin "+r.Header.Get("Origin")+" is not allowed")
+		return nil
+	}
+	ctx, done, err := s.deps.Streams.Begin(context.Background(), "websocket")
+	if err != nil {
+		status, code := HTTPError(err)
+		httpx.WriteError(w, status, code, "gateway is shutting down")
+		return nil
+	}
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+		InsecureSkipVerify: true, // the Origin was checked above
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		done()
+		return nil // Accept answered the client
+	}
+	go func() {
+		defer done()
+		err := s.hub.Serve(ctx, &wsConn{c: ws})
+		s.log.Debug("middleman connection ended", "err", err)
+	}()
+	return nil
+}
+
+// wsConn adapts a coder/websocket connection to [Conn].
+type wsConn struct{ c *websocket.Conn }
+
+var _ Conn = (*wsConn)(nil)
+
+func (w *wsConn) NextReader() (bool, io.Reader, error) {
+	typ, r, err := w.c.Reader(context.Background())
+	return typ == websocket.MessageText, r, err
+}
+
+func (w *wsConn) Write(ctx context.Context, p []byte) error {
+	return w.c.Write(ctx, websocket.MessageText, p)
+}
+
+func (w *wsConn) Ping(ctx context.Context) error { return w.c.Ping(ctx) }
+
+func (w *wsConn) SetReadLimit(n int64) { w.c.SetReadLimit(n) }
+
+func (w *wsConn) Close(code int, reason string) error {
+	return w.c.Close(websocket.StatusCode(code), reason)
+}
+
+// smallBuffers hijacks like its ResponseWriter but hands out small bufio
+// buffers, keeping any bytes the server had already read.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (s smallBuffers) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		return nil, nil, err
+	}
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, connReadBuffer), bufio.NewWriterSize(conn, connWriteBuffer)), nil
+}
+
+// originPolicy decides which browser Origins may open /mm: none given
+// (non-browser clients), the gateway's own host, and the configured list
+// ("*" = any; "https://app.example" matches scheme and host; anything else
+// is a host pattern such as "app.example:8443" or "*.example").
+type originPolicy struct {
+	any     bool
+	allowed []string
+}
+
+func newOriginPolicy(list []string) originPolicy {
+	var p originPolicy
+	for _, o := range list {
+		o = strings.ToLower(strings.TrimSpace(o))
+		switch o {
+		case "":
+		case "*":
+			p.any = true
+		default:
+			p.allowed = append(p.allowed, strings.TrimSuffix(o, "/"))
+		}
+	}
+	return p
+}
+
+func (p originPolicy) allows(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || p.any {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	host := strings.ToLower(u.Host)
+	if host == strings.ToLower(r.Host) {
+		return true
+	}
+	for _, a := range p.allowed {
+		if strings.Contains(a, "://") {
+			if a == strings.ToLower(u.Scheme)+"://"+host {
+				return true
+			}
+			continue
+		}
+		if ok, _ := path.Match(a, host); ok {
+			return true
+		}
+	}
+	return false
+}
