@@ -11,13 +11,13 @@ import (
 
 // Commands of the protocol.
 const (
-	cmdPUB  = "PUB"
-	cmdSUB  = "SUB"
-	cmdUNS  = "UNS"
-	cmdREQ  = "REQ"
-	cmdRES  = "RES"
-	cmdINT  = "INT"
-	intUID  = "UID"
+	cmdPUB = "PUB"
+	cmdSUB = "SUB"
+	cmdUNS = "UNS"
+	cmdREQ = "REQ"
+	cmdRES = "RES"
+	cmdINT = "INT"
+	intUID = "UID"
 )
 
 // handle executes one frame. A returned error is answered with PUB ERROR.

@@ -160,7 +160,7 @@ func parseBody(sec []byte) ([]byte, error) {
 	case len(s) == 1 && s[0] == '.':
 		return []byte{}, nil
 	case bytes.HasSuffix(s, []byte("\n.")):
-		raw = bytes.TrimSuffix(s[:len(s)-2], []byte{'\r'})
+		raw = s[:len(s)-2] // the last line's CR goes with cutLine below
 	default:
 		return nil, malformed("missing terminator line '.'")
 	}
