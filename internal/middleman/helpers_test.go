@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(memClientEnv); spec != "" {
+		os.Exit(memClients(spec))
+	}
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
 }
 

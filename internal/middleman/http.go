@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
@@ -46,7 +48,8 @@ func (s *Service) upgrade(c echo.Context) error {
 		httpx.WriteError(w, status, code, "gateway is shutting down")
 		return nil
 	}
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	sb := &smallBuffers{ResponseWriter: w}
+	ws, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // the Origin was checked above
 		CompressionMode:    websocket.CompressionDisabled,
 	})
@@ -56,14 +59,17 @@ func (s *Service) upgrade(c echo.Context) error {
 	}
 	go func() {
 		defer done()
-		err := s.hub.Serve(ctx, &wsConn{c: ws})
+		err := s.hub.Serve(ctx, &wsConn{c: ws, out: sb.out})
 		s.log.Debug("middleman connection ended", "err", err)
 	}()
 	return nil
 }
 
 // wsConn adapts a coder/websocket connection to [Conn].
-type wsConn struct{ c *websocket.Conn }
+type wsConn struct {
+	c   *websocket.Conn
+	out *corkWriter // nil when the server did not hand out its conn
+}
 
 var _ Conn = (*wsConn)(nil)
 
@@ -72,8 +78,28 @@ func (w *wsConn) NextReader() (bool, io.Reader, error) {
 	return typ == websocket.MessageText, r, err
 }
 
-func (w *wsConn) Write(ctx context.Context, p []byte) error {
-	return w.c.Write(ctx, websocket.MessageText, p)
+// WriteBatch writes msgs as text messages. They are corked into as few
+// writes as the buffer allows (not one syscall each), and the deadline of
+// ctx applies to the connection, so the library needs no per-message
+// timer.
+func (w *wsConn) WriteBatch(ctx context.Context, msgs [][]byte) (err error) {
+	wctx := context.Background()
+	if w.out == nil {
+		wctx = ctx
+	} else {
+		w.out.cork(ctx)
+		defer func() {
+			if uerr := w.out.uncork(); err == nil {
+				err = uerr
+			}
+		}()
+	}
+	for _, m := range msgs {
+		if err := w.c.Write(wctx, websocket.MessageText, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *wsConn) Ping(ctx context.Context) error { return w.c.Ping(ctx) }
@@ -85,12 +111,16 @@ func (w *wsConn) Close(code int, reason string) error {
 }
 
 // smallBuffers hijacks like its ResponseWriter but hands out small bufio
-// buffers, keeping any bytes the server had already read.
-type smallBuffers struct{ http.ResponseWriter }
+// buffers, keeping any bytes the server had already read, and a corkable
+// writer underneath.
+type smallBuffers struct {
+	http.ResponseWriter
+	out *corkWriter
+}
 
-func (s smallBuffers) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *smallBuffers) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (s *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
@@ -104,7 +134,70 @@ func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		early, _ := brw.Reader.Peek(n)
 		conn = &prefixConn{Conn: conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)}
 	}
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, connReadBuffer), bufio.NewWriterSize(conn, connWriteBuffer)), nil
+	s.out = &corkWriter{conn: conn}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, connReadBuffer), bufio.NewWriterSize(s.out, connWriteBuffer)), nil
+}
+
+// corkMax is the most bytes a corked writer holds before writing anyway.
+const corkMax = 64 << 10
+
+// corkWriter writes through to conn, except while corked: then writes
+// collect in a pooled buffer that uncork sends in one write.
+type corkWriter struct {
+	conn   net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    *bytes.Buffer
+}
+
+func (w *corkWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.corked {
+		return w.conn.Write(p)
+	}
+	if w.buf == nil {
+		w.buf = getBuf()
+	}
+	w.buf.Write(p)
+	if w.buf.Len() >= corkMax {
+		if err := w.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// cork starts collecting writes; every write until uncork must finish
+// within ctx's deadline.
+func (w *corkWriter) cork(ctx context.Context) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.corked = true
+	if d, ok := ctx.Deadline(); ok {
+		_ = w.conn.SetWriteDeadline(d)
+	}
+}
+
+// uncork writes what collected and lifts the deadline.
+func (w *corkWriter) uncork() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.corked = false
+	defer func() { _ = w.conn.SetWriteDeadline(time.Time{}) }()
+	if w.buf == nil {
+		return nil
+	}
+	err := w.flushLocked()
+	putBuf(w.buf)
+	w.buf = nil
+	return err
+}
+
+func (w *corkWriter) flushLocked() error {
+	_, err := w.conn.Write(w.buf.Bytes())
+	w.buf.Reset()
+	return err
 }
 
 // prefixConn reads r (bytes read ahead, then the conn) before the conn.

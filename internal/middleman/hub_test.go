@@ -40,15 +40,17 @@ func (c *fakeConn) NextReader() (bool, io.Reader, error) {
 	}
 }
 
-func (c *fakeConn) Write(ctx context.Context, p []byte) error {
-	select {
-	case c.out <- p:
-		return nil
-	case <-c.closed:
-		return io.ErrClosedPipe
-	case <-ctx.Done():
-		return ctx.Err()
+func (c *fakeConn) WriteBatch(ctx context.Context, msgs [][]byte) error {
+	for _, p := range msgs {
+		select {
+		case c.out <- p:
+		case <-c.closed:
+			return io.ErrClosedPipe
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 func (c *fakeConn) Ping(context.Context) error { return nil }

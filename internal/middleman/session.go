@@ -19,8 +19,8 @@ type Conn interface {
 	// NextReader blocks until the next message starts and returns its type
 	// (text or not) and a reader of its payload.
 	NextReader() (text bool, r io.Reader, err error)
-	// Write writes one text message.
-	Write(ctx context.Context, p []byte) error
+	// WriteBatch writes each of msgs as one text message, in order.
+	WriteBatch(ctx context.Context, msgs [][]byte) error
 	// Ping sends a ping and waits for its pong.
 	Ping(ctx context.Context) error
 	// SetReadLimit bounds the size of the next messages.
@@ -342,12 +342,7 @@ func (s *Session) writeBatch(batch [][]byte) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.hub.opts.WriteTimeout)
 	defer cancel()
-	for _, m := range batch {
-		if err := s.conn.Write(ctx, m); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.conn.WriteBatch(ctx, batch)
 }
 
 func (s *Session) ping() {
