@@ -140,7 +140,9 @@ func (s *Session) req(ctx context.Context, f *Frame) error {
 	}
 	f.Set(HeaderRid, rid)
 	msg := &nats.Msg{Subject: subj, Reply: reply, Data: s.relayed(f), Header: nats.Header{hdrRid: []string{rid}}}
-	s.await(seq, f.Cmd, f.Key)
+	if err := s.await(seq, f.Cmd, f.Key); err != nil {
+		return cmdErr(f, err)
+	}
 	if err := s.hub.publish(msg); err != nil {
 		if p := s.take(seq); p != nil {
 			p.timer.Stop()
@@ -259,7 +261,9 @@ func (s *Session) interrupt(f *Frame) error {
 	}
 	msg := &nats.Msg{Subject: subj, Reply: reply,
 		Header: nats.Header{hdrKind: []string{kindInt}, hdrUID: []string{uid}}}
-	s.await(seq, f.Cmd, f.Key)
+	if err := s.await(seq, f.Cmd, f.Key); err != nil {
+		return cmdErr(f, err)
+	}
 	if err := s.hub.publish(msg); err != nil {
 		if p := s.take(seq); p != nil {
 			p.timer.Stop()

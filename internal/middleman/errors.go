@@ -35,6 +35,8 @@ var (
 	ErrBadRid = errors.New("middleman: malformed Rid")
 	// ErrTooLarge: a relayed message would exceed the NATS payload limit.
 	ErrTooLarge = errors.New("middleman: message too large")
+	// ErrTooManyPending: the connection already awaits too many answers.
+	ErrTooManyPending = errors.New("middleman: too many pending requests")
 	// ErrInternal: NATS or the trust store failed.
 	ErrInternal = errors.New("middleman: internal error")
 
@@ -82,6 +84,7 @@ var errTable = []errInfo{
 	{err: ErrMissingHeader, wire: "Missing header", reason: "missing_header"},
 	{err: ErrBadRid, wire: "Unknown Rid", reason: "bad_rid"},
 	{err: ErrTooLarge, wire: "Too large", reason: "too_large"},
+	{err: ErrTooManyPending, wire: "Too many pending", reason: "too_many_pending"},
 	{err: ErrInternal, wire: "Internal error", reason: "internal"},
 	{err: ErrBadKey, reason: "bad_key", close: ClosePolicy},
 	{err: ErrBinaryKey, reason: "bad_key", close: ClosePolicy},

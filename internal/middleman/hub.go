@@ -164,6 +164,7 @@ type Hub struct {
 	closing  sync.Once
 
 	nextConn atomic.Uint64
+	dropped  atomic.Int64 // by subscriptions already gone
 	mu       sync.RWMutex
 	sessions map[uint64]*Session
 	routes   map[*nats.Subscription]*route
@@ -202,8 +203,28 @@ func NewHub(nc *nats.Conn, trust *Trust, opts Options, reg prometheus.Registerer
 	if h.ctrl, err = h.subscribe(subj, ""); err != nil {
 		return nil, err
 	}
+	registerDropped(reg, h.droppedTotal)
 	go h.dispatch()
 	return h, nil
+}
+
+// droppedTotal counts messages NATS dropped for this hub's subscriptions.
+func (h *Hub) droppedTotal() float64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := h.dropped.Load() + subDropped(h.ctrl)
+	for sub := range h.routes {
+		n += subDropped(sub)
+	}
+	return float64(n)
+}
+
+func subDropped(sub *nats.Subscription) int64 {
+	n, err := sub.Dropped()
+	if err != nil {
+		return 0
+	}
+	return int64(n)
 }
 
 // GatewayID is the id that prefixes every cid of this hub.
@@ -503,6 +524,7 @@ func (h *Hub) stopServingLocked(s *Session, key string) {
 // drop unsubscribes a route (caller holds the lock).
 func (h *Hub) drop(r *route) {
 	delete(h.routes, r.sub)
+	h.dropped.Add(subDropped(r.sub))
 	if err := r.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		h.log.Debug("unsubscribe", "subject", r.sub.Subject, "err", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard/switchboard/internal/natstest"
+	"github.com/switchboard/switchboard/internal/service"
 )
 
 // fakeConn is an in-memory Conn: frames pushed to in are read, frames
@@ -25,6 +27,7 @@ type fakeConn struct {
 	once   sync.Once
 	closed chan struct{}
 	code   int
+	pings  atomic.Int32
 }
 
 func newFakeConn() *fakeConn {
@@ -53,7 +56,10 @@ func (c *fakeConn) WriteBatch(ctx context.Context, msgs [][]byte) error {
 	return nil
 }
 
-func (c *fakeConn) Ping(context.Context) error { return nil }
+func (c *fakeConn) Ping(context.Context) error {
+	c.pings.Add(1)
+	return nil
+}
 func (c *fakeConn) SetReadLimit(int64)         {}
 
 func (c *fakeConn) Close(code int, _ string) error {
@@ -150,5 +156,39 @@ func TestSessionReleasesEverything(t *testing.T) {
 	}
 	if st := h.stats(); st.sessions != 0 || st.routes != 0 || nc.NumSubscriptions() != baseSubs {
 		t.Fatalf("after close: %+v, nats subs %d (base %d)", st, nc.NumSubscriptions(), baseSubs)
+	}
+}
+
+func TestPingInterval(t *testing.T) {
+	h, _ := newTestHub(t, Options{PingInterval: 20 * time.Millisecond})
+	c := newFakeConn()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Serve(ctx, c) }()
+	c.in <- []byte("cli")
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if c.pings.Load() < 3 {
+			return errors.New("fewer than 3 pings")
+		}
+		return nil
+	})
+	cancel()
+	<-done
+}
+
+func TestHandshakeEndsOnShutdown(t *testing.T) {
+	h, _ := newTestHub(t, Options{})
+	c := newFakeConn()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Serve(ctx, c) }()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, service.ErrShuttingDown) || c.code != CloseGoingAway {
+			t.Fatalf("Serve = %v, close code %d; want shutting down, 1001", err, c.code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("handshake did not end on shutdown")
 	}
 }

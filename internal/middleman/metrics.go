@@ -17,7 +17,6 @@ type metrics struct {
 	out     map[string]prometheus.Counter
 	errs    *prometheus.CounterVec
 	slow    prometheus.Counter
-	dropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,14 +40,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "switchboard_middleman_slow_consumer_closes_total",
 		Help: "Connections closed with 1008 because their send queue overflowed.",
 	})
-	dropped := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "switchboard_middleman_nats_dropped_total",
-		Help: "Messages NATS dropped because this gateway's dispatcher fell behind.",
-	})
 	if reg != nil {
-		reg.MustRegister(conns, in, out, errs, slow, dropped)
+		reg.MustRegister(conns, in, out, errs, slow)
 	}
-	m := &metrics{conns: conns, errs: errs, slow: slow, dropped: dropped,
+	m := &metrics{conns: conns, errs: errs, slow: slow,
 		in: map[string]prometheus.Counter{}, out: map[string]prometheus.Counter{}}
 	for _, c := range append(commands, "other") {
 		m.in[c] = in.WithLabelValues(c)
@@ -60,6 +55,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		conns.WithLabelValues(t)
 	}
 	return m
+}
+
+// registerDropped exports the messages NATS dropped for the hub's
+// subscriptions because its dispatcher fell behind.
+func registerDropped(reg prometheus.Registerer, dropped func() float64) {
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_middleman_nats_dropped_total",
+		Help: "Messages NATS dropped because this gateway's middleman dispatcher fell behind.",
+	}, dropped))
 }
 
 func (m *metrics) received(cmd string) {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/service"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
@@ -96,7 +97,7 @@ type Session struct {
 // ctx ends (the connection is then closed with 1001). It returns once every
 // goroutine of the connection has finished.
 func (h *Hub) Serve(ctx context.Context, conn Conn) error {
-	lvl, err := h.handshake(conn)
+	lvl, err := h.handshake(ctx, conn)
 	if err != nil {
 		h.m.error(err)
 		return err
@@ -108,18 +109,30 @@ func (h *Hub) Serve(ctx context.Context, conn Conn) error {
 }
 
 // handshake reads the key: a configured key in a text message within the
-// handshake timeout, else the connection is closed with 1008.
-func (h *Hub) handshake(conn Conn) (level, error) {
+// handshake timeout, else the connection is closed with 1008 (1001 when
+// ctx ends first).
+func (h *Hub) handshake(ctx context.Context, conn Conn) (level, error) {
 	conn.SetReadLimit(handshakeLimit)
-	timedOut := make(chan struct{})
+	var once sync.Once
+	aborted := make(chan struct{})
+	var abortErr error
+	abort := func(code int, reason string, err error) {
+		once.Do(func() {
+			abortErr = err
+			_ = conn.Close(code, reason)
+			close(aborted)
+		})
+	}
 	t := time.AfterFunc(h.opts.HandshakeTimeout, func() {
-		defer close(timedOut)
-		_ = conn.Close(ClosePolicy, "handshake timeout")
+		abort(ClosePolicy, "handshake timeout", ErrHandshakeTimeout)
+	})
+	stop := context.AfterFunc(ctx, func() {
+		abort(CloseGoingAway, "gateway shutting down", service.ErrShuttingDown)
 	})
 	text, key, err := readKey(conn)
-	if !t.Stop() {
-		<-timedOut
-		return levelNone, ErrHandshakeTimeout
+	if timerStopped, ctxStopped := t.Stop(), stop(); !timerStopped || !ctxStopped {
+		<-aborted
+		return levelNone, abortErr
 	}
 	if err != nil {
 		_ = conn.Close(ClosePolicy, "handshake failed")
@@ -354,13 +367,21 @@ func (s *Session) ping() {
 	}
 }
 
-// await records a pending REQ or INT with its timeout.
-func (s *Session) await(seq uint64, cmd, key string) {
+// maxPending bounds the REQs and INTs one connection may have awaiting
+// an answer.
+const maxPending = 4096
+
+// await records a pending REQ or INT with its timeout. It refuses when the
+// connection already waits for maxPending answers.
+func (s *Session) await(seq uint64, cmd, key string) error {
 	p := &pending{cmd: cmd, key: key}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return
+		return nil
+	}
+	if len(s.pending) >= maxPending {
+		return ErrTooManyPending
 	}
 	if s.pending == nil {
 		s.pending = map[uint64]*pending{}
@@ -371,6 +392,7 @@ func (s *Session) await(seq uint64, cmd, key string) {
 			s.refuse(&CommandError{Cmd: cmd, Key: key, Err: ErrTimeout})
 		}
 	})
+	return nil
 }
 
 // take removes and returns pending request seq, or nil: a request is
