@@ -60,7 +60,7 @@ func (c *fakeConn) Ping(context.Context) error {
 	c.pings.Add(1)
 	return nil
 }
-func (c *fakeConn) SetReadLimit(int64)         {}
+func (c *fakeConn) SetReadLimit(int64) {}
 
 func (c *fakeConn) Close(code int, _ string) error {
 	c.once.Do(func() { c.code = code; close(c.closed) })

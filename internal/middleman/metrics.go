@@ -12,11 +12,11 @@ var outKinds = []string{"PUB", "REQ", "RES", "ERROR", "HANDSHAKE"}
 // metrics are the middleman's Prometheus metrics. Counters of the hot path
 // are resolved once, so counting is one atomic add.
 type metrics struct {
-	conns   *prometheus.GaugeVec
-	in      map[string]prometheus.Counter
-	out     map[string]prometheus.Counter
-	errs    *prometheus.CounterVec
-	slow    prometheus.Counter
+	conns *prometheus.GaugeVec
+	in    map[string]prometheus.Counter
+	out   map[string]prometheus.Counter
+	errs  *prometheus.CounterVec
+	slow  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
