@@ -1,9 +1,11 @@
 package middleman_test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/middleman"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
@@ -165,9 +168,27 @@ func TestPythonServiceBytes(t *testing.T) {
 	cli.send("SUB", "py", "")
 	cli.sync()
 	svc.writeRaw("PUB py\nContent-Type: text/plain\nx-trace:abc\n\nline one\n..dot line\nline three\r\n.\r\n")
-	f := cli.expect("PUB", "py", "line one\n.dot line\nline three")
+	raw := cli.readRaw()
+	f, err := middleman.Parse([]byte(raw))
+	if err != nil || string(f.Body) != "line one\n.dot line\nline three" {
+		t.Fatalf("parse %q: %v", raw, err)
+	}
 	if f.Get("Content-Type") != "text/plain" || f.Get("X-Trace") != "abc" {
 		t.Fatalf("headers %+v", f.Header)
+	}
+	// What the gateway sent reads like the original Go clients read it.
+	r := textproto.NewReader(bufio.NewReader(strings.NewReader(raw)))
+	line, err := r.ReadLine()
+	if err != nil || line != "PUB py" {
+		t.Fatalf("command line %q %v", line, err)
+	}
+	h, err := r.ReadMIMEHeader()
+	if err != nil || h.Get("Cid") != svc.cid || h.Get("Content-Type") != "text/plain" {
+		t.Fatalf("MIME headers %v %v", h, err)
+	}
+	body, err := io.ReadAll(r.DotReader())
+	if err != nil || string(body) != "line one\n.dot line\nline three\n" {
+		t.Fatalf("dot-reader body %q %v", body, err)
 	}
 }
 
