@@ -3,6 +3,7 @@ package middleman
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -50,7 +51,7 @@ func (s *Session) allowed(ctx context.Context, f *Frame, enable string) error {
 	if s.trusted() {
 		return nil
 	}
-	ok, err := s.hub.trust.Enabled(ctx, enable, f.Key)
+	ok, err := s.hub.trust.Enabled(ctx, enable, f.Key, s.mayLookup())
 	if err != nil {
 		return cmdErr(f, err)
 	}
@@ -58,6 +59,23 @@ func (s *Session) allowed(ctx context.Context, f *Frame, enable string) error {
 		return cmdErr(f, ErrNotTrusted)
 	}
 	return nil
+}
+
+// Bucket reads on a trust miss are limited per connection, so a client
+// hammering keys it may not use cannot turn each frame into a KV request.
+const (
+	lookupsPerWindow = 20
+	lookupWindow     = time.Second
+)
+
+// mayLookup reports whether this miss may read the bucket (read loop only).
+func (s *Session) mayLookup() bool {
+	now := time.Now()
+	if now.Sub(s.lookupStart) > lookupWindow {
+		s.lookupStart, s.lookups = now, 0
+	}
+	s.lookups++
+	return s.lookups <= lookupsPerWindow
 }
 
 // relayed stamps the sender's Cid and Uid on f and returns its wire form.

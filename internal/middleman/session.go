@@ -76,9 +76,11 @@ type Session struct {
 	uid   atomic.Pointer[string]
 
 	// Owned by the read loop.
-	keys    map[string]struct{}
-	serving map[string]struct{}
-	seq     uint64
+	keys        map[string]struct{}
+	serving     map[string]struct{}
+	seq         uint64
+	lookupStart time.Time
+	lookups     int
 
 	mu        sync.Mutex
 	queue     [][]byte

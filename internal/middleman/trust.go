@@ -113,10 +113,14 @@ func (t *Trust) cached(cmd, key string) bool {
 	return ok
 }
 
-// Enabled reports whether cmd (EPUB, ESUB, EREQ) was enabled for key.
-func (t *Trust) Enabled(ctx context.Context, cmd, key string) (bool, error) {
+// Enabled reports whether cmd (EPUB, ESUB, EREQ) was enabled for key. On
+// a miss of the local copy it reads the bucket when lookup is true.
+func (t *Trust) Enabled(ctx context.Context, cmd, key string, lookup bool) (bool, error) {
 	if t.cached(cmd, key) {
 		return true, nil
+	}
+	if !lookup {
+		return false, nil
 	}
 	k, err := subjects.MiddlemanTrustKey(cmd, key)
 	if err != nil {
