@@ -96,80 +96,122 @@ func (f *fanout) publish(b *testing.B, n int, send func(body []byte)) time.Durat
 	return time.Since(start)
 }
 
-func report(b *testing.B, n int, elapsed time.Duration, lat *latencies) float64 {
-	rate := float64(n*fanoutSubscribers) / elapsed.Seconds()
-	b.ReportMetric(rate, "delivered/s")
-	b.ReportMetric(float64(lat.quantile(0.99).Microseconds()), "p99-µs")
-	b.ReportMetric(0, "ns/op")
-	return rate
-}
-
-var rawFanoutRate float64
+// fanoutRounds alternates raw NATS and middleman runs, so both see the same
+// machine load; the medians are reported.
+const fanoutRounds = 3
 
 // BenchmarkPubFanout: one publisher, 100 subscribers spread over two
-// gateways; raw NATS core pub/sub (100 subscriber connections) as baseline.
-// Run both in one go: -bench PubFanout -benchtime 20000x.
+// gateways, next to raw NATS core pub/sub doing the same fan-out (100
+// subscriber connections) in the same run: b.N messages per variant per
+// round, rounds alternating. Run with -benchtime 20000x.
 func BenchmarkPubFanout(b *testing.B) {
 	srv := natstest.RunServer(b, nil)
-	b.Run("raw-nats", func(b *testing.B) {
-		f := newFanout(fanoutSubscribers)
-		for i := range fanoutSubscribers {
-			nc, err := nats.Connect(srv.URL())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer nc.Close()
-			if _, err := nc.Subscribe("bench.fanout", func(m *nats.Msg) { f.record(i, m.Data) }); err != nil {
-				b.Fatal(err)
-			}
-			_ = nc.Flush()
+	raw := newRawFanout(b, srv.URL())
+	mm := newMiddlemanFanout(b, srv.URL())
+	var rawRates, mmRates []float64
+	var rawP99, mmP99 []time.Duration
+	b.ResetTimer()
+	for round := range fanoutRounds {
+		runs := []func(){
+			func() { r, p := raw.run(b, b.N); rawRates, rawP99 = append(rawRates, r), append(rawP99, p) },
+			func() { r, p := mm.run(b, b.N); mmRates, mmP99 = append(mmRates, r), append(mmP99, p) },
 		}
-		pub, err := nats.Connect(srv.URL())
+		if round%2 == 1 {
+			runs[0], runs[1] = runs[1], runs[0]
+		}
+		for _, run := range runs {
+			run()
+		}
+	}
+	b.StopTimer()
+	rawRate, mmRate := median(rawRates), median(mmRates)
+	b.ReportMetric(rawRate, "raw-delivered/s")
+	b.ReportMetric(mmRate, "mm-delivered/s")
+	b.ReportMetric(100*mmRate/rawRate, "%-of-raw")
+	b.ReportMetric(float64(median(rawP99).Microseconds()), "raw-p99-µs")
+	b.ReportMetric(float64(median(mmP99).Microseconds()), "mm-p99-µs")
+	b.ReportMetric(0, "ns/op")
+}
+
+func median[T int64 | float64 | time.Duration](v []T) T {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// fanoutRig is one fan-out setup that can run rounds.
+type fanoutRig struct {
+	f    atomic.Pointer[fanout]
+	send func(body []byte)
+}
+
+// run publishes n messages and returns delivered msgs/s and p99 latency.
+func (r *fanoutRig) run(b *testing.B, n int) (float64, time.Duration) {
+	f := newFanout(fanoutSubscribers)
+	r.f.Store(f)
+	elapsed := f.publish(b, n, r.send)
+	return float64(n*fanoutSubscribers) / elapsed.Seconds(), f.lat.quantile(0.99)
+}
+
+// current routes a delivery to the rig's fanout of the running round.
+func (r *fanoutRig) record(i int, body []byte) {
+	if f := r.f.Load(); f != nil {
+		f.record(i, body)
+	}
+}
+
+func newRawFanout(b *testing.B, url string) *fanoutRig {
+	r := &fanoutRig{}
+	for i := range fanoutSubscribers {
+		nc, err := nats.Connect(url)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer pub.Close()
-		b.ResetTimer()
-		elapsed := f.publish(b, b.N, func(body []byte) { _ = pub.Publish("bench.fanout", body) })
-		rawFanoutRate = report(b, b.N, elapsed, &f.lat)
+		b.Cleanup(nc.Close)
+		if _, err := nc.Subscribe("bench.fanout", func(m *nats.Msg) { r.record(i, m.Data) }); err != nil {
+			b.Fatal(err)
+		}
+		_ = nc.Flush()
+	}
+	pub, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pub.Close)
+	r.send = func(body []byte) { _ = pub.Publish("bench.fanout", body) }
+	return r
+}
+
+func newMiddlemanFanout(b *testing.B, url string) *fanoutRig {
+	r := &fanoutRig{}
+	gws := harness.StartN(b, 2, url, mmConfig(benchConfig))
+	var wg sync.WaitGroup
+	var conns []*websocket.Conn
+	b.Cleanup(func() {
+		for _, ws := range conns {
+			_ = ws.CloseNow()
+		}
+		wg.Wait()
 	})
-	b.Run("middleman", func(b *testing.B) {
-		gws := harness.StartN(b, 2, srv.URL(), mmConfig(benchConfig))
-		f := newFanout(fanoutSubscribers)
-		var wg sync.WaitGroup
-		ctx, cancel := context.WithCancel(context.Background())
-		var conns []*websocket.Conn
-		defer func() {
-			cancel()
-			for _, ws := range conns {
-				_ = ws.CloseNow()
-			}
-			wg.Wait()
+	for i := range fanoutSubscribers {
+		c := dial(b, gws[i%2], svcKey)
+		conns = append(conns, c.ws)
+		c.send("SUB", "fanout", "")
+		c.sync()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			readBodies(c.ws, func(body []byte) { r.record(i, body) })
 		}()
-		for i := range fanoutSubscribers {
-			c := dial(b, gws[i%2], svcKey)
-			conns = append(conns, c.ws)
-			c.send("SUB", "fanout", "")
-			c.sync()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				readBodies(c.ws, func(body []byte) { f.record(i, body) })
-			}()
+	}
+	pub := dial(b, gws[0], svcKey)
+	r.send = func(body []byte) {
+		fr := middleman.Frame{Cmd: "PUB", Key: "fanout", Body: body}
+		if err := pub.ws.Write(context.Background(), websocket.MessageText, fr.Bytes()); err != nil {
+			b.Error(err)
 		}
-		pub := dial(b, gws[0], svcKey)
-		b.ResetTimer()
-		elapsed := f.publish(b, b.N, func(body []byte) {
-			fr := middleman.Frame{Cmd: "PUB", Key: "fanout", Body: body}
-			if err := pub.ws.Write(ctx, websocket.MessageText, fr.Bytes()); err != nil {
-				b.Error(err)
-			}
-		})
-		rate := report(b, b.N, elapsed, &f.lat)
-		if rawFanoutRate > 0 {
-			b.ReportMetric(100*rate/rawFanoutRate, "%-of-raw")
-		}
-	})
+	}
+	return r
 }
 
 // readBodies reads PUB frames like a lean client: one reused buffer, no
