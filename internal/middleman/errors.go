@@ -58,6 +58,7 @@ const (
 	CloseGoingAway = 1001
 	ClosePolicy    = 1008
 	CloseTooBig    = 1009
+	CloseInternal  = 1011
 )
 
 // errInfo is one row of the error table.
@@ -101,7 +102,7 @@ func lookup(err error) errInfo {
 			return e
 		}
 	}
-	return errInfo{err: ErrInternal, wire: "Internal error", reason: "internal", close: 1011,
+	return errInfo{err: ErrInternal, wire: "Internal error", reason: "internal", close: CloseInternal,
 		status: http.StatusInternalServerError, code: httpx.CodeInternal}
 }
 

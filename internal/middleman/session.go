@@ -183,7 +183,7 @@ func (s *Session) trusted() bool { return s.level >= levelService }
 
 func (s *Session) run(ctx context.Context) error {
 	if err := s.hub.register(s); err != nil {
-		_ = s.conn.Close(1011, "internal error")
+		_ = s.conn.Close(CloseInternal, "internal error")
 		return err
 	}
 	gauge := s.hub.m.conns.WithLabelValues(s.level.label())
