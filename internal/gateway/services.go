@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"github.com/switchboard/switchboard/internal/megaphone"
 	"github.com/switchboard/switchboard/internal/middleman"
 	"github.com/switchboard/switchboard/internal/service"
 )
@@ -8,6 +9,7 @@ import (
 // newServices builds every protocol the gateway serves.
 func newServices(deps service.Deps) []service.Service {
 	return []service.Service{
+		megaphone.NewService(deps),
 		middleman.New(deps),
 	}
 }

@@ -159,6 +159,11 @@ func (c *Cluster) WaitReady() {
 			if !s.JetStreamIsCurrent() {
 				return fmt.Errorf("%s is not current", s.Name())
 			}
+			// Every stream and consumer replica recovered and caught up:
+			// a node stopped mid-recovery leaks its stores' goroutines.
+			if h := s.Healthz(&server.HealthzOptions{}); h.Status != "ok" {
+				return fmt.Errorf("%s is not healthy: %s", s.Name(), h.Error)
+			}
 			leader = leader || s.JetStreamIsLeader()
 		}
 		if !leader {

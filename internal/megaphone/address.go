@@ -1,0 +1,128 @@
+package megaphone
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"strings"
+)
+
+const (
+	// idLen is the length of a channel id, the middle part of a consumer
+	// address.
+	idLen = 50
+	// eidLen is the length of an event id.
+	eidLen = 23
+	// consumerSuffix ends every consumer address.
+	consumerSuffix = ".1"
+	alphanumerics  = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+)
+
+// randomAlnum returns n random ASCII alphanumerics from crypto/rand.
+func randomAlnum(n int) string {
+	out := make([]byte, 0, n)
+	var buf [64]byte
+	for len(out) < n {
+		_, _ = rand.Read(buf[:]) // never fails (Go >= 1.24)
+		for _, b := range buf {
+			// 248 = 4*62: rejecting the rest keeps the draw uniform.
+			if b < 248 && len(out) < n {
+				out = append(out, alphanumerics[b%62])
+			}
+		}
+	}
+	return string(out)
+}
+
+func isAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// ConsumerAddress is agent.id.1.
+func ConsumerAddress(agent, id string) string { return agent + "." + id + consumerSuffix }
+
+// parseConsumer returns the agent and id of a consumer address; ok is
+// false when addr does not have that exact shape.
+func parseConsumer(addr string) (agent, id string, ok bool) {
+	if !strings.HasSuffix(addr, consumerSuffix) {
+		return "", "", false
+	}
+	agent, id, found := strings.Cut(strings.TrimSuffix(addr, consumerSuffix), ".")
+	if !found || agent == "" || len(id) != idLen || !isAlnum(id) {
+		return "", "", false
+	}
+	return agent, id, true
+}
+
+// tokenCodec seals channel ids into producer tokens with AES-256-GCM
+// under the cluster-wide key. The agent name is the associated data, so a
+// token is only valid under the agent it was issued for.
+type tokenCodec struct{ aead cipher.AEAD }
+
+var tokenEncoding = base64.RawURLEncoding // [A-Za-z0-9_-], never a dot
+
+func newTokenCodec(key []byte) (*tokenCodec, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("megaphone: token key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("megaphone: token key: %w", err)
+	}
+	return &tokenCodec{aead: aead}, nil
+}
+
+// ProducerAddress returns agent.token for channel id.
+func (c *tokenCodec) ProducerAddress(agent, id string) string {
+	nonce := make([]byte, c.aead.NonceSize(), c.aead.NonceSize()+idLen+c.aead.Overhead())
+	_, _ = rand.Read(nonce)
+	sealed := c.aead.Seal(nonce, nonce, []byte(id), []byte(agent))
+	return agent + "." + tokenEncoding.EncodeToString(sealed)
+}
+
+// open verifies a producer token and returns its channel id.
+func (c *tokenCodec) open(agent, token string) (string, error) {
+	raw, err := tokenEncoding.DecodeString(token)
+	if err != nil || len(raw) < c.aead.NonceSize()+c.aead.Overhead() {
+		return "", fmt.Errorf("%w: producer token is not valid", ErrBadAddress)
+	}
+	ns := c.aead.NonceSize()
+	id, err := c.aead.Open(nil, raw[:ns], raw[ns:], []byte(agent))
+	if err != nil || len(id) != idLen || !isAlnum(string(id)) {
+		return "", fmt.Errorf("%w: producer token does not verify", ErrBadAddress)
+	}
+	return string(id), nil
+}
+
+// address is a parsed channel address.
+type address struct {
+	agent    string
+	id       string
+	consumer bool
+}
+
+// resolve parses a consumer or producer address. A string without a dot
+// or a producer token that fails verification is ErrBadAddress.
+func (c *tokenCodec) resolve(addr string) (address, error) {
+	if agent, id, ok := parseConsumer(addr); ok {
+		return address{agent: agent, id: id, consumer: true}, nil
+	}
+	agent, token, found := strings.Cut(addr, ".")
+	if !found || agent == "" || token == "" {
+		return address{}, fmt.Errorf("%w: %q is not agent.token", ErrBadAddress, addr)
+	}
+	id, err := c.open(agent, token)
+	if err != nil {
+		return address{}, err
+	}
+	return address{agent: agent, id: id}, nil
+}

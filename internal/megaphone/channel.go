@@ -1,0 +1,179 @@
+package megaphone
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// Protocol is the only read protocol of Megaphone 0.10.
+const Protocol = "HTTP_STREAM_NDJSON_V1"
+
+// cacheTTL bounds how long a gateway trusts that a channel it saw exists
+// without asking NATS again. It is well inside the 10 s bound on serving
+// an expired channel.
+const cacheTTL = 2 * time.Second
+
+// Channel is a created channel's addresses.
+type Channel struct {
+	// ID is the consumer address (megaphone's channelId).
+	ID string
+	// ConsumerAddress is agent.{50 alphanumerics}.1, the read address.
+	ConsumerAddress string
+	// ProducerAddress is agent.token, a write-only address.
+	ProducerAddress string
+	// Agent is the agent name.
+	Agent string
+}
+
+// channelMeta is the value of a channel's key.
+type channelMeta struct {
+	Agent string `json:"agent"`
+}
+
+// CheckProtocols returns ErrProtocol when offered is non-empty and does
+// not contain [Protocol].
+func CheckProtocols(offered []string) error {
+	if len(offered) == 0 {
+		return nil
+	}
+	for _, p := range offered {
+		if p == Protocol {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: only %s is supported", ErrProtocol, Protocol)
+}
+
+// Create makes a channel that lives ChannelTTL unless read.
+func (b *Broker) Create(ctx context.Context) (Channel, error) {
+	id := randomAlnum(idLen)
+	k, err := b.channelKey(id)
+	if err != nil {
+		return Channel{}, err
+	}
+	meta, _ := json.Marshal(channelMeta{Agent: b.opts.Agent})
+	if _, err := k.put(ctx, meta, 0, b.opts.ChannelTTL); err != nil {
+		return Channel{}, fmt.Errorf("megaphone: create channel: %w", err)
+	}
+	b.m.created.Inc()
+	b.cache.add(id)
+	consumer := ConsumerAddress(b.opts.Agent, id)
+	return Channel{
+		ID:              consumer,
+		ConsumerAddress: consumer,
+		ProducerAddress: b.codec.ProducerAddress(b.opts.Agent, id),
+		Agent:           b.opts.Agent,
+	}, nil
+}
+
+func (b *Broker) channelKey(id string) (kvKey, error) {
+	key, err := subjects.MegaphoneKVKey(id)
+	if err != nil {
+		return kvKey{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	return newKVKey(b.nc, b.js, subjects.MegaphoneChannelsBucket, key)
+}
+
+// matches reports whether a live key value belongs to address a.
+func matches(a address, value []byte) bool {
+	var meta channelMeta
+	return json.Unmarshal(value, &meta) == nil && meta.Agent == a.agent
+}
+
+// lookup returns nil when the channel of a exists. It trusts a recent
+// sighting, then a direct get, and asks the stream leader before it
+// answers ErrNotFound (a follower may lag behind a create on another
+// gateway).
+func (b *Broker) lookup(ctx context.Context, a address, useCache bool) error {
+	if useCache && b.cache.has(a.id) {
+		return nil
+	}
+	if e, err := b.channels.Get(ctx, a.id); err == nil {
+		if !matches(a, e.Value()) {
+			return fmt.Errorf("%w: %s", ErrNotFound, a.id)
+		}
+		b.cache.add(a.id)
+		return nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("megaphone: lookup: %w", err)
+	}
+	k, err := b.channelKey(a.id)
+	if err != nil {
+		return err
+	}
+	r, err := k.last(ctx)
+	if err != nil {
+		return err
+	}
+	if !r.live || !matches(a, r.data) {
+		return fmt.Errorf("%w: %s", ErrNotFound, a.id)
+	}
+	b.cache.add(a.id)
+	return nil
+}
+
+// Exists reports whether addr (either form) names a live channel. A
+// malformed address is simply false.
+func (b *Broker) Exists(ctx context.Context, addr string) (bool, error) {
+	a, err := b.codec.resolve(addr)
+	if err != nil {
+		return false, nil
+	}
+	err = b.lookup(ctx, a, true)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// existsCache remembers channels seen alive for a short time.
+type existsCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]time.Time
+}
+
+// maxCached bounds the cache; past it the cache starts over.
+const maxCached = 100_000
+
+func newExistsCache(ttl time.Duration) *existsCache {
+	return &existsCache{ttl: ttl, m: make(map[string]time.Time)}
+}
+
+func (c *existsCache) add(id string) {
+	c.mu.Lock()
+	if len(c.m) >= maxCached {
+		clear(c.m)
+	}
+	c.m[id] = time.Now().Add(c.ttl)
+	c.mu.Unlock()
+}
+
+func (c *existsCache) has(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, ok := c.m[id]
+	if ok && time.Now().After(exp) {
+		delete(c.m, id)
+		return false
+	}
+	return ok
+}
+
+func (c *existsCache) forget(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
+}

@@ -1,0 +1,21 @@
+// Package megaphone implements buffered Megaphone channels (a drop-in for
+// megaphone-broker 0.10) on JetStream, with no state in the gateway.
+//
+// The transport-agnostic core is [Broker]: it creates channels, stores
+// events, runs read polls ([Poll]) and disposes expired channels. The
+// echo adapter in http.go only translates HTTP into calls on it.
+//
+// NATS layout (names from internal/subjects):
+//
+//   - stream SB_MEGAPHONE, subject sb.mp.ev.<channel> per channel,
+//     MaxMsgsPerSubject = buffer size, DiscardNew per subject: a full
+//     buffer rejects the publish and the writer waits for room;
+//   - KV SB_MP_CHANNELS: one key per live channel with a per-key TTL that
+//     a read refreshes; its expiry marker is the channel's death;
+//   - KV SB_MP_READERS: one claim per channel with an open reader,
+//     created with Create and a TTL so a vanished reader frees it;
+//   - KV SB_MP_KEYS: the cluster-wide AEAD key of producer tokens;
+//   - KV SB_MP_DISPOSED: a Create-guard so one gateway disposes a channel;
+//   - core subjects sb.mp.wake.<channel> (writer → reader, after the ack),
+//     sb.mp.room.<channel> (reader → waiting writers), sb.mp.gone.
+package megaphone

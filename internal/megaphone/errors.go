@@ -1,0 +1,62 @@
+package megaphone
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/switchboard/switchboard/internal/httpx"
+)
+
+// Sentinel errors of the package. Operations wrap them with %w.
+var (
+	// ErrBadAddress is a malformed address or a producer token that fails
+	// verification.
+	ErrBadAddress = errors.New("megaphone: malformed channel address")
+	// ErrNotFound is an unknown or expired channel.
+	ErrNotFound = errors.New("megaphone: channel not found")
+	// ErrBusy is a second concurrent reader of a channel.
+	ErrBusy = errors.New("megaphone: channel already has a reader")
+	// ErrTimeout is a write that found no room in the buffer in time.
+	ErrTimeout = errors.New("megaphone: timed out waiting for room in the channel buffer")
+	// ErrBadRequest is a malformed request body or parameter.
+	ErrBadRequest = errors.New("megaphone: bad request")
+	// ErrProtocol is a /create that offers no protocol we speak.
+	ErrProtocol = errors.New("megaphone: no supported protocol offered")
+	// ErrMediaType is a body that is not application/json.
+	ErrMediaType = errors.New("megaphone: content type must be application/json")
+	// ErrTooLarge is a body or event over the configured limit.
+	ErrTooLarge = errors.New("megaphone: body too large")
+	// ErrUnauthorized is an admin call without the right bearer token.
+	ErrUnauthorized = errors.New("megaphone: missing or wrong admin token")
+	// ErrUnavailable is a call while the gateway shuts down.
+	ErrUnavailable = errors.New("megaphone: gateway is shutting down")
+)
+
+// errorTable maps each sentinel to its HTTP status and envelope code.
+var errorTable = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{ErrBadAddress, http.StatusBadRequest, httpx.CodeBadRequest},
+	{ErrBadRequest, http.StatusBadRequest, httpx.CodeBadRequest},
+	{ErrProtocol, http.StatusBadRequest, httpx.CodeBadRequest},
+	{ErrNotFound, http.StatusNotFound, httpx.CodeNotFound},
+	{ErrBusy, http.StatusConflict, httpx.CodeBusy},
+	{ErrTimeout, http.StatusServiceUnavailable, httpx.CodeTimeout},
+	{ErrMediaType, http.StatusUnsupportedMediaType, httpx.CodeUnsupportedMediaType},
+	{ErrTooLarge, http.StatusRequestEntityTooLarge, httpx.CodeTooLarge},
+	{ErrUnauthorized, http.StatusUnauthorized, httpx.CodeUnauthorized},
+	{ErrUnavailable, http.StatusServiceUnavailable, httpx.CodeUnavailable},
+}
+
+// StatusOf maps err to an HTTP status and envelope code; unknown errors
+// are 500 INTERNAL_SERVER_ERROR.
+func StatusOf(err error) (int, string) {
+	for _, e := range errorTable {
+		if errors.Is(err, e.err) {
+			return e.status, e.code
+		}
+	}
+	return http.StatusInternalServerError, httpx.CodeInternal
+}

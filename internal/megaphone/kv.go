@@ -1,0 +1,159 @@
+package megaphone
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// errConflict is a compare-and-set that lost: the key's last revision is
+// not the expected one.
+var errConflict = errors.New("megaphone: revision conflict")
+
+// record is a KV key read through the stream leader, so a write that was
+// acknowledged anywhere in the cluster is seen (a direct get may be
+// answered by a follower that has not applied it yet).
+type record struct {
+	rev  uint64
+	data []byte
+	live bool // false: a delete/purge/expiry marker
+}
+
+// kvKey is one key of one bucket, addressed at the stream level so that
+// compare-and-set can carry a per-message TTL.
+type kvKey struct {
+	js      jetstream.JetStream
+	nc      *nats.Conn
+	bucket  string
+	subject string
+}
+
+func newKVKey(nc *nats.Conn, js jetstream.JetStream, bucket, key string) (kvKey, error) {
+	subj, err := subjects.KVKeySubject(bucket, key)
+	if err != nil {
+		return kvKey{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	return kvKey{js: js, nc: nc, bucket: bucket, subject: subj}, nil
+}
+
+// put stores value if the key's last revision is expect (0 = no message
+// on the key) with a per-key TTL, and returns the new revision.
+func (k kvKey) put(ctx context.Context, value []byte, expect uint64, ttl time.Duration) (uint64, error) {
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(expect)}
+	if ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(wholeSeconds(ttl)))
+	}
+	pa, err := k.js.PublishMsg(ctx, &nats.Msg{Subject: k.subject, Data: value}, opts...)
+	if isWrongLastSeq(err) {
+		return 0, fmt.Errorf("%w: %s", errConflict, k.subject)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("megaphone: put %s: %w", k.subject, err)
+	}
+	return pa.Sequence, nil
+}
+
+// remove purges the key if its last revision is expect. The purge marker
+// itself expires after markerTTL.
+func (k kvKey) remove(ctx context.Context, expect uint64, markerTTL time.Duration) error {
+	m := nats.NewMsg(k.subject)
+	m.Header.Set("KV-Operation", "PURGE")
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	_, err := k.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(wholeSeconds(markerTTL)))
+	if isWrongLastSeq(err) {
+		return fmt.Errorf("%w: %s", errConflict, k.subject)
+	}
+	if err != nil {
+		return fmt.Errorf("megaphone: remove %s: %w", k.subject, err)
+	}
+	return nil
+}
+
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// create stores value on a key that is absent or deleted.
+func (k kvKey) create(ctx context.Context, value []byte, ttl time.Duration) (uint64, error) {
+	rev, err := k.put(ctx, value, 0, ttl)
+	if !errors.Is(err, errConflict) {
+		return rev, err
+	}
+	r, err := k.last(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if r.live {
+		return 0, fmt.Errorf("%w: %s exists", errConflict, k.subject)
+	}
+	return k.put(ctx, value, r.rev, ttl)
+}
+
+type msgGetResponse struct {
+	Message *struct {
+		Seq  uint64 `json:"seq"`
+		Hdrs []byte `json:"hdrs"`
+		Data []byte `json:"data"`
+	} `json:"message"`
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// last reads the key's last message from the stream leader. A key with
+// no message is a record with rev 0 and live false.
+func (k kvKey) last(ctx context.Context) (record, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": k.subject})
+	msg, err := k.nc.RequestWithContext(ctx, subjects.JSMsgGet(subjects.KVStream(k.bucket)), req)
+	if err != nil {
+		return record{}, fmt.Errorf("megaphone: get %s: %w", k.subject, err)
+	}
+	var resp msgGetResponse
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return record{}, fmt.Errorf("megaphone: get %s: %w", k.subject, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
+			return record{}, nil
+		}
+		return record{}, fmt.Errorf("megaphone: get %s: %s (%d)", k.subject, resp.Error.Description, resp.Error.ErrCode)
+	}
+	if resp.Message == nil {
+		return record{}, fmt.Errorf("megaphone: get %s: empty response", k.subject)
+	}
+	r := record{rev: resp.Message.Seq, data: resp.Message.Data, live: true}
+	if len(resp.Message.Hdrs) > 0 {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Hdrs)
+		if err == nil && isRemoval(h) {
+			r.live = false
+		}
+	}
+	return r, nil
+}
+
+// wholeSeconds rounds a TTL up to whole seconds, the resolution of
+// JetStream's per-message TTL (minimum 1s).
+func wholeSeconds(d time.Duration) time.Duration {
+	return max(time.Second, (d+time.Second-1)/time.Second*time.Second)
+}
+
+// isRemoval reports whether a KV message with header h is a delete, purge
+// or server-placed expiry marker.
+func isRemoval(h nats.Header) bool {
+	if h == nil {
+		return false
+	}
+	op := h.Get("KV-Operation")
+	return op == "DEL" || op == "PURGE" || h.Get(jetstream.MarkerReasonHeader) != ""
+}

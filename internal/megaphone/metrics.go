@@ -1,0 +1,35 @@
+package megaphone
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the original broker's counters, per gateway.
+type metrics struct {
+	created     prometheus.Counter
+	disposed    prometheus.Counter
+	received    prometheus.Counter
+	read        prometheus.Counter
+	unroutable  prometheus.Counter
+	lost        prometheus.Counter
+	openReaders prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m := &metrics{
+		created:    c("megaphone_channel_created", "Channels created through this gateway."),
+		disposed:   c("megaphone_channel_disposed", "Channels disposed (expired or deleted) by this gateway."),
+		received:   c("megaphone_messages_received", "Events stored through this gateway."),
+		read:       c("megaphone_messages_read", "Events delivered to readers by this gateway."),
+		unroutable: c("megaphone_messages_unroutable", "Events written to unknown channels."),
+		lost:       c("megaphone_messages_lost", "Buffered events purged with their channel, never read."),
+		openReaders: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "megaphone_open_readers", Help: "Read polls open on this gateway.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.created, m.disposed, m.received, m.read, m.unroutable, m.lost, m.openReaders)
+	}
+	return m
+}

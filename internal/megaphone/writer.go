@@ -1,0 +1,142 @@
+package megaphone
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// roomRetry bounds the wait between two attempts of a write that found the
+// buffer full, in case a room notification was missed.
+const roomRetry = 250 * time.Millisecond
+
+// event is the stored and delivered form of a write.
+type event struct {
+	SID  string          `json:"sid"`
+	EID  string          `json:"eid"`
+	TS   string          `json:"ts"`
+	Body json.RawMessage `json:"body"`
+}
+
+// stamp is the id and time shared by one message of a batch.
+type stamp struct{ eid, ts string }
+
+func newStamp() stamp {
+	return stamp{eid: randomAlnum(eidLen), ts: time.Now().UTC().Format(time.RFC3339Nano)}
+}
+
+// encodeEvent renders one NDJSON line (without '\n'). The body is
+// compacted so a pretty-printed body never splits the line.
+func encodeEvent(sid string, body []byte, st stamp) ([]byte, error) {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, body); err != nil {
+		return nil, fmt.Errorf("%w: body is not valid JSON: %v", ErrBadRequest, err)
+	}
+	return json.Marshal(event{SID: sid, EID: st.eid, TS: st.ts, Body: compact.Bytes()})
+}
+
+// Write stores one event on the channel of addr (either form). It returns
+// once JetStream acknowledged the event; when the buffer is full it waits
+// up to WriteWait for room, then fails with ErrTimeout.
+func (b *Broker) Write(ctx context.Context, addr, streamID string, body []byte) error {
+	if streamID == "" {
+		return fmt.Errorf("%w: empty stream id", ErrBadRequest)
+	}
+	a, err := b.codec.resolve(addr)
+	if err != nil {
+		return err
+	}
+	line, err := encodeEvent(streamID, body, newStamp())
+	if err != nil {
+		return err
+	}
+	if err := b.checkSize(line); err != nil {
+		return err
+	}
+	if err := b.lookup(ctx, a, true); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			b.m.unroutable.Inc()
+		}
+		return err
+	}
+	return b.store(ctx, a, line, time.Now().Add(b.opts.WriteWait))
+}
+
+func (b *Broker) checkSize(line []byte) error {
+	if max := b.nc.MaxPayload(); int64(len(line))+512 > max {
+		return fmt.Errorf("%w: event of %d bytes exceeds the NATS payload limit %d", ErrTooLarge, len(line), max)
+	}
+	return nil
+}
+
+// errFull is a publish rejected because the channel's buffer is full.
+var errFull = errors.New("megaphone: buffer full")
+
+// publish stores line and wakes the channel's reader with its sequence.
+func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
+	subj, err := subjects.MegaphoneEvents(id)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	pa, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: line})
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum messages per subject") {
+			return errFull
+		}
+		return fmt.Errorf("megaphone: store event: %w", err)
+	}
+	b.m.received.Inc()
+	if wake, err := subjects.MegaphoneWake(id); err == nil {
+		_ = b.nc.Publish(wake, strconv.AppendUint(nil, pa.Sequence, 10))
+	}
+	return nil
+}
+
+// store publishes line, waiting for room until deadline.
+func (b *Broker) store(ctx context.Context, a address, line []byte, deadline time.Time) error {
+	err := b.publish(ctx, a.id, line)
+	if !errors.Is(err, errFull) {
+		return err
+	}
+	room, err := subjects.MegaphoneRoom(a.id)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	sub, err := b.nc.SubscribeSync(room)
+	if err != nil {
+		return fmt.Errorf("megaphone: wait for room: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for {
+		if err := b.publish(ctx, a.id, line); !errors.Is(err, errFull) {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("%w: %s", ErrTimeout, ConsumerAddress(a.agent, a.id))
+		}
+		wctx, cancel := context.WithTimeout(ctx, min(left, roomRetry))
+		_, werr := sub.NextMsgWithContext(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return fmt.Errorf("megaphone: wait for room: %w", ctx.Err())
+		}
+		if werr != nil && !errors.Is(werr, context.DeadlineExceeded) {
+			return fmt.Errorf("megaphone: wait for room: %w", werr)
+		}
+		if err := b.lookup(ctx, a, false); err != nil { // disposed while waiting
+			return err
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package natsio
+
+import (
+	"errors"
+	"time"
+)
+
+// Errors returned by senders and receivers.
+var (
+	// ErrPeerLost means the other side went silent for PeerTimeout.
+	ErrPeerLost = errors.New("natsio: peer lost")
+	// ErrCanceled means the receiver stopped reading before the end.
+	ErrCanceled = errors.New("natsio: canceled by receiver")
+	// ErrNoReceiver means nobody listens on the receiver's subject.
+	ErrNoReceiver = errors.New("natsio: no receiver")
+	// ErrClosed is returned on use after Close.
+	ErrClosed = errors.New("natsio: closed")
+	// ErrProtocol means a message was lost or out of order.
+	ErrProtocol = errors.New("natsio: protocol error")
+)
+
+// RemoteError is an error reported by the other side.
+type RemoteError struct{ Reason string }
+
+func (e *RemoteError) Error() string { return "natsio: remote error: " + e.Reason }
+
+const (
+	hdrSeq    = "Sb-Seq"
+	hdrCtl    = "Sb-Ctl"
+	hdrEOF    = "Sb-Eof"
+	hdrErr    = "Sb-Err"
+	hdrCredit = "Sb-Credit"
+	hdrDone   = "Sb-Done"
+	hdrCancel = "Sb-Cancel"
+	hdrHello  = "Sb-Hello"
+	hdrHB     = "Sb-Hb"
+)
+
+// Options tune a stream. Zero values mean the documented defaults.
+type Options struct {
+	// ChunkSize is the largest data payload per message. Default 256 KiB;
+	// capped below the server's max_payload.
+	ChunkSize int
+	// Window is the most bytes in flight. Default 8 MiB.
+	Window int
+	// Heartbeat is the idle interval between keep-alives. Default 1 s.
+	Heartbeat time.Duration
+	// PeerTimeout is how long silence from the peer is tolerated.
+	// Default 10 s.
+	PeerTimeout time.Duration
+}
+
+func (o Options) withDefaults(maxPayload int64) Options {
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = 256 << 10
+	}
+	if limit := int(maxPayload) - 4096; maxPayload > 0 && o.ChunkSize > limit {
+		o.ChunkSize = limit
+	}
+	if o.Window <= 0 {
+		o.Window = 8 << 20
+	}
+	if o.Window < 2*o.ChunkSize {
+		o.Window = 2 * o.ChunkSize
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = time.Second
+	}
+	if o.PeerTimeout <= 0 {
+		o.PeerTimeout = 10 * time.Second
+	}
+	return o
+}

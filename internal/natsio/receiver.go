@@ -1,0 +1,243 @@
+package natsio
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Receiver is the reading end of a stream. It implements io.ReadCloser.
+type Receiver struct {
+	nc   *nats.Conn
+	ctx  context.Context
+	opts Options
+	subj string
+	sub  *nats.Subscription
+
+	notify chan struct{}
+	stop   chan struct{}
+
+	mu        sync.Mutex
+	queue     [][]byte
+	cur       []byte
+	ctl       string
+	nextSeq   uint64
+	consumed  int64
+	granted   int64
+	eof       bool
+	doneSent  bool
+	err       error
+	lastHeard time.Time
+	closed    bool
+	hbStarted bool
+}
+
+var _ io.ReadCloser = (*Receiver)(nil)
+
+// NewReceiver subscribes to a fresh inbox. Reads fail with ctx's error once
+// ctx ends; until the sender's hello arrives only ctx bounds the wait.
+func NewReceiver(ctx context.Context, nc *nats.Conn, opts Options) (*Receiver, error) {
+	r := &Receiver{
+		nc:     nc,
+		ctx:    ctx,
+		opts:   opts.withDefaults(nc.MaxPayload()),
+		subj:   nc.NewInbox(),
+		notify: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+	}
+	r.granted = int64(r.opts.Window)
+	sub, err := nc.Subscribe(r.subj, r.handle)
+	if err != nil {
+		return nil, err
+	}
+	// Flow control bounds what is queued; the limits only guard against a
+	// misbehaving sender.
+	_ = sub.SetPendingLimits(1<<16, int(r.opts.Window)*2+(8<<20))
+	r.sub = sub
+	// Make sure the server knows the subscription before the subject is
+	// handed to a sender.
+	if err := nc.FlushTimeout(r.opts.PeerTimeout); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Subject is the subject the sender must open the stream on.
+func (r *Receiver) Subject() string { return r.subj }
+
+func (r *Receiver) signal() {
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Receiver) handle(m *nats.Msg) {
+	h := m.Header
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.lastHeard = time.Now()
+	switch {
+	case h.Get(hdrHello) != "":
+		if r.ctl != "" {
+			return
+		}
+		r.ctl = h.Get(hdrCtl)
+		reply := nats.NewMsg(m.Reply)
+		reply.Header.Set(hdrCredit, strconv.FormatInt(r.granted, 10))
+		_ = r.nc.PublishMsg(reply)
+		if !r.hbStarted {
+			r.hbStarted = true
+			go r.heartbeat()
+		}
+		return
+	case h.Get(hdrHB) != "":
+		return
+	}
+	if h.Get(hdrSeq) != strconv.FormatUint(r.nextSeq, 10) {
+		r.fail(ErrProtocol)
+		return
+	}
+	r.nextSeq++
+	if len(m.Data) > 0 {
+		r.queue = append(r.queue, m.Data)
+	}
+	if reason := h.Get(hdrErr); reason != "" {
+		r.fail(&RemoteError{Reason: reason})
+		return
+	}
+	if h.Get(hdrEOF) != "" {
+		r.eof = true
+	}
+	r.signal()
+}
+
+// fail records the first terminal error. r.mu must be held.
+func (r *Receiver) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+	r.signal()
+}
+
+// heartbeat re-announces the credit while the stream is open (the
+// sender's keep-alive) and detects a silent sender.
+func (r *Receiver) heartbeat() {
+	t := time.NewTicker(r.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		if time.Since(r.lastHeard) > r.opts.PeerTimeout && !r.eof {
+			r.fail(ErrPeerLost)
+		}
+		ctl, granted := r.ctl, r.granted
+		r.mu.Unlock()
+		r.sendCtl(ctl, hdrCredit, strconv.FormatInt(granted, 10))
+	}
+}
+
+func (r *Receiver) sendCtl(ctl, key, val string) {
+	if ctl == "" {
+		return
+	}
+	m := nats.NewMsg(ctl)
+	m.Header.Set(key, val)
+	_ = r.nc.PublishMsg(m)
+}
+
+// Read reads stream data; it returns io.EOF at a clean end, or the error
+// that ended the stream.
+func (r *Receiver) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return 0, ErrClosed
+		}
+		if len(r.cur) == 0 && len(r.queue) > 0 {
+			r.cur, r.queue[0] = r.queue[0], nil
+			r.queue = r.queue[1:]
+		}
+		if len(r.cur) > 0 {
+			n := copy(p, r.cur)
+			r.cur = r.cur[n:]
+			r.consumed += int64(n)
+			var grant int64
+			if r.granted-r.consumed <= int64(r.opts.Window)/2 {
+				r.granted = r.consumed + int64(r.opts.Window)
+				grant = r.granted
+			}
+			ctl := r.ctl
+			r.mu.Unlock()
+			if grant > 0 {
+				r.sendCtl(ctl, hdrCredit, strconv.FormatInt(grant, 10))
+			}
+			return n, nil
+		}
+		if r.err != nil {
+			err := r.err
+			r.mu.Unlock()
+			return 0, err
+		}
+		if r.eof {
+			send := !r.doneSent
+			r.doneSent = true
+			ctl := r.ctl
+			r.mu.Unlock()
+			if send {
+				r.sendCtl(ctl, hdrDone, "1")
+			}
+			return 0, io.EOF
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.notify:
+		case <-r.ctx.Done():
+			r.mu.Lock()
+			r.fail(r.ctx.Err())
+			r.mu.Unlock()
+		}
+	}
+}
+
+// Close stops the stream. If the sender had not finished, it is told to
+// stop with [ErrCanceled].
+func (r *Receiver) Close() error { return r.CloseWithError("receiver closed") }
+
+// CloseWithError stops the stream, telling an unfinished sender why.
+func (r *Receiver) CloseWithError(reason string) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	finished := r.eof && len(r.queue) == 0 && len(r.cur) == 0
+	ctl := r.ctl
+	hb := r.hbStarted
+	r.queue, r.cur = nil, nil
+	r.mu.Unlock()
+	if !finished {
+		r.sendCtl(ctl, hdrCancel, reason)
+	}
+	if hb {
+		close(r.stop)
+	}
+	return r.sub.Unsubscribe()
+}
