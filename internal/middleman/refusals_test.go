@@ -266,7 +266,7 @@ func TestClusterReplicas3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node JetStream cluster")
 	}
-	_, gws := harness.StartOnCluster(t, 2, mmConfig(nil))
+	cluster, gws := harness.StartOnCluster(t, 2, mmConfig(nil))
 	svc := dial(t, gws[0], svcKey)
 	cli := dial(t, gws[1], cliKey)
 	svc.send("EREQ", "c", "")
@@ -280,4 +280,7 @@ func TestClusterReplicas3(t *testing.T) {
 	req := svc.expect("REQ", "c", "q")
 	svc.send("RES", "c", "a", "Rid", req.Get("Rid"))
 	cli.expect("RES", "c", "a")
+	// Let every replica of the trust bucket catch up before the cluster
+	// stops: a node stopped mid-recovery leaks its store's goroutines.
+	cluster.WaitReady()
 }
