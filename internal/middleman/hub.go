@@ -314,24 +314,36 @@ func (h *Hub) session(n uint64) *Session {
 }
 
 // register adds an authenticated session; from now on its cid is routable.
+// A super session's wildcard subscription is effective on the server when
+// register returns, so it misses no PUB after its "MM OK".
 func (h *Hub) register(s *Session) error {
+	created, err := h.registerLocked(s)
+	if created {
+		h.flush()
+	}
+	return err
+}
+
+func (h *Hub) registerLocked(s *Session) (bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.sessions[s.n] = s
 	if s.level != levelSuper {
-		return nil
+		return false, nil
 	}
+	created := false
 	if h.super == nil {
 		sub, err := h.subscribe(subjects.MiddlemanPubAll(), "")
 		if err != nil {
 			delete(h.sessions, s.n)
-			return err
+			return false, err
 		}
 		h.super = &route{kind: routeSuper, sub: sub, members: map[*Session]struct{}{}}
 		h.routes[sub] = h.super
+		created = true
 	}
 	h.super.members[s] = struct{}{}
-	return nil
+	return created, nil
 }
 
 // unregister removes a session and every subscription only it needed.

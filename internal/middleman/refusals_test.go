@@ -274,12 +274,48 @@ func TestClusterReplicas3(t *testing.T) {
 	svc.sync()
 	cli.send("SUB", "c", "")
 	cli.sync()
-	svc.send("PUB", "c", "hi")
-	cli.expect("PUB", "c", "hi")
-	cli.send("REQ", "c", "q")
-	req := svc.expect("REQ", "c", "q")
-	svc.send("RES", "c", "a", "Rid", req.Get("Rid"))
-	cli.expect("RES", "c", "a")
+	// The gateways may sit on different nodes: interest crosses the
+	// cluster's routes asynchronously, so the first messages may find none.
+	natstest.Eventually(t, ioTimeout, func() error {
+		svc.send("PUB", "c", "hi")
+		for _, f := range cli.sync() {
+			if f.Cmd == "PUB" && f.Key == "c" && string(f.Body) == "hi" {
+				return nil
+			}
+		}
+		return errString("PUB not delivered yet")
+	})
+	// The service answers every REQ from its own goroutine.
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		for {
+			_, data, err := svc.ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			if f, err := middleman.Parse(data); err == nil && f.Cmd == "REQ" {
+				res := middleman.Frame{Cmd: "RES", Key: f.Key, Body: []byte("a")}
+				res.Set("Rid", f.Get("Rid"))
+				_ = svc.ws.Write(context.Background(), websocket.MessageText, res.Bytes())
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = svc.ws.CloseNow()
+		<-served
+	})
+	natstest.Eventually(t, ioTimeout, func() error {
+		cli.send("REQ", "c", "q")
+		for {
+			switch f := cli.next(); {
+			case f.Cmd == "RES" && string(f.Body) == "a":
+				return nil
+			case f.Cmd == "PUB" && f.Key == "ERROR":
+				return errString(string(f.Body)) // no responder yet: retry
+			}
+		}
+	})
 	// Let every replica of the trust bucket catch up before the cluster
 	// stops: a node stopped mid-recovery leaks its store's goroutines.
 	cluster.WaitReady()
