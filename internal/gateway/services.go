@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"github.com/switchboard/switchboard/internal/megaphone"
+	"github.com/switchboard/switchboard/internal/middleman"
 	"github.com/switchboard/switchboard/internal/service"
 )
 
@@ -9,5 +10,6 @@ import (
 func newServices(deps service.Deps) []service.Service {
 	return []service.Service{
 		megaphone.NewService(deps),
+		middleman.New(deps),
 	}
 }
