@@ -211,14 +211,15 @@ func (x *call) openExchange() error {
 			}
 			continue
 		}
-		if time.Now().Add(backoff).After(deadline) {
+		left := time.Until(deadline)
+		if left <= 0 {
 			what := "no agent of %q within %s"
 			if res == ackBusy {
 				what = "every agent of %q busy for %s"
 			}
 			return fmt.Errorf("%w: "+what, ErrNoAgent, x.upstream, o.AgentWait)
 		}
-		if err := sleep(x.ctx, backoff); err != nil {
+		if err := sleep(x.ctx, min(backoff, left)); err != nil {
 			return err
 		}
 		backoff = min(2*backoff, 250*time.Millisecond)

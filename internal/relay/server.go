@@ -119,6 +119,17 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		s.hardStop()
 		return nil, fmt.Errorf("relay: micro service: %w", err)
 	}
+	// Subscriptions the server refuses (NATS permissions) come back
+	// asynchronously; wait for them so an agent not allowed to serve the
+	// upstream fails to start instead of silently serving nothing.
+	if err := nc.FlushTimeout(10 * time.Second); err == nil {
+		if last := nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) {
+			_ = s.svc.Stop()
+			_ = s.ctlSub.Unsubscribe()
+			s.hardStop()
+			return nil, fmt.Errorf("relay: not allowed to serve upstream %q: %w", cfg.Upstream, last)
+		}
+	}
 	go s.sweep()
 	return s, nil
 }
