@@ -91,9 +91,24 @@ func TestRelayAgentCrash(t *testing.T) {
 	if n := <-arrived; n != "a" {
 		t.Fatalf("arrived at %s", n)
 	}
+	// The agent may hold its ack back briefly; wait until the gateway has it.
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if _, body := get(t, gw.URL()+"/metrics"); !strings.Contains(body, "switchboard_relay_open_seconds_count 1") {
+			return fmt.Errorf("request not acknowledged yet")
+		}
+		return nil
+	})
 	startAgent(t, agentConfig(t, gw.EmbeddedURL(), map[string]string{"ha": namedUpstream(t, "b", arrived, nil).URL}))
 	killed := time.Now()
 	a.Kill()
+	// A request racing the server's noticing of the crash may wait for one
+	// ack timeout; once it did, nothing waits.
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if r := do(t, "GET", gw.URL()+"/relay/ha/fast", nil, nil); r.status != 200 || r.body != "b" {
+			return fmt.Errorf("%d %q", r.status, r.body)
+		}
+		return nil
+	})
 	for i := 0; i < 20; i++ {
 		start := time.Now()
 		r := do(t, "GET", gw.URL()+"/relay/ha/fast", nil, nil)

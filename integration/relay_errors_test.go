@@ -180,10 +180,15 @@ func TestRelayClientDisconnect(t *testing.T) {
 			t.Fatalf("%s: upstream not reached", path)
 		}
 		cancel()
+		left := time.Now()
 		select {
 		case p := <-canceled:
 			if p != path {
 				t.Fatalf("canceled %s, want %s", p, path)
+			}
+			// At once, not by keep-alive silence (PeerTimeout, 4 s).
+			if d := time.Since(left); d > 2*time.Second {
+				t.Fatalf("%s: upstream cancelled only %s after the client left", path, d)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%s: upstream request not cancelled after the client left", path)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,7 @@ type call struct {
 
 	agentCtl  string
 	bodySubj  string
+	early     *nats.Msg // a response that served as the ack
 	rcv       *natsio.Receiver
 	uploading atomic.Bool
 	upload    chan error
@@ -139,9 +141,12 @@ func (x *call) buildOpen(subject string) error {
 		x.streamed = true
 	}
 	m := newMsg(subject, opOpen)
-	if err := setFrame(m, head, inline); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	m.Header.Set(hdrAck, strconv.FormatInt(x.c.opts.AckTimeout.Milliseconds(), 10))
+	data, err := head.encode(inline)
+	if err != nil {
+		return err
 	}
+	m.Data = data
 	limit := int(x.c.nc.MaxPayload()) - 4096
 	if len(m.Data) > limit && inline != nil {
 		// Large headers: send the body as a stream instead.
@@ -192,6 +197,7 @@ func (x *call) openExchange() error {
 	o := x.c.opts
 	deadline := time.Now().Add(o.AgentWait)
 	backoff := 20 * time.Millisecond
+	timeouts := 0
 	for try := 1; ; try++ {
 		x.open.Header.Set(hdrTry, fmt.Sprint(try))
 		x.open.Reply = x.reply
@@ -206,7 +212,9 @@ func (x *call) openExchange() error {
 		case ackOK:
 			return nil
 		case ackTimeout:
-			if time.Now().After(deadline) {
+			// Ask another agent: while the agent wait lasts, and at least
+			// once (the silent one may have crashed a moment ago).
+			if timeouts++; time.Now().After(deadline) && timeouts > 1 {
 				return fmt.Errorf("%w: no agent of %q accepted the request", ErrNoAgent, x.upstream)
 			}
 			continue
@@ -252,6 +260,11 @@ func (x *call) awaitAck(try int) (ackResult, error) {
 			case opAck:
 				x.agentCtl, x.bodySubj = m.Header.Get(hdrCtl), m.Header.Get(hdrBody)
 				return ackOK, nil
+			case opResp:
+				// A response that came before (or instead of) the ack
+				// accepts the request.
+				x.agentCtl, x.early = m.Header.Get(hdrCtl), m
+				return ackOK, nil
 			case opBusy:
 				return ackBusy, nil
 			case opErr:
@@ -278,6 +291,14 @@ func (x *call) awaitResponse() (*Response, error) {
 		startTimer()
 	}
 	var pending *Response
+	if m := x.early; m != nil {
+		x.early = nil
+		resp, err := x.response(m)
+		if err != nil || resp.Body != nil {
+			return resp, err
+		}
+		pending, respTimeout = resp, nil
+	}
 	for {
 		select {
 		case <-x.ctx.Done():
@@ -326,13 +347,9 @@ func (x *call) awaitResponse() (*Response, error) {
 // exchange; for a streamed one a receiver is opened, the agent is told to
 // pull, and the Response is returned without Body until it started.
 func (x *call) response(m *nats.Msg) (*Response, error) {
-	var head respHead
-	body, err := frame(m, &head)
-	if err != nil || head.Status < 100 || head.Status > 999 {
+	head, body, err := decodeResp(m.Data)
+	if err != nil {
 		return nil, fmt.Errorf("%w: malformed response head from agent", ErrUpstreamUnreachable)
-	}
-	if head.Header == nil {
-		head.Header = http.Header{}
 	}
 	r := &Response{StatusCode: head.Status, Header: head.Header, ContentLength: head.Length}
 	if m.Header.Get(hdrBody) != bodyStream {
@@ -420,8 +437,17 @@ func streamErr(err error) error {
 // the agent, and the body upload is stopped and waited for.
 func (x *call) close() {
 	x.closeOnce.Do(func() {
-		if !x.finished.Load() {
+		switch {
+		case x.finished.Load():
+		case x.agentCtl != "":
 			x.sendTo(x.agentCtl, opCancel)
+		default:
+			// No agent accepted yet, but one may have the request.
+			if subj, err := subjects.RelayCancel(x.upstream); err == nil {
+				m := newMsg(subj, opCancel)
+				m.Header.Set(hdrRepl, x.reply)
+				_ = x.c.nc.PublishMsg(m)
+			}
 		}
 		_ = x.sub.Unsubscribe()
 		if x.rcv != nil {

@@ -32,6 +32,8 @@ type exchange struct {
 	heardAt  atomic.Int64
 	waiting  atomic.Bool
 	pull     chan string
+	ackDelay time.Duration
+	ackTimer *time.Timer
 }
 
 func (s *Server) newExchange(id, reply, try string, head reqHead, inline []byte, streamed bool) *exchange {
@@ -50,10 +52,14 @@ func (x *exchange) heard() { x.heardAt.Store(time.Now().UnixNano()) }
 func (x *exchange) lastHeard() time.Time { return time.Unix(0, x.heardAt.Load()) }
 
 // msg returns a message of kind op to the caller, signed with this
-// exchange's control subject.
+// exchange's control subject. Answers carry the attempt number: one that
+// beats the delayed ack stands in for it.
 func (x *exchange) msg(op string) *nats.Msg {
 	m := newMsg(x.reply, op)
 	m.Header.Set(hdrCtl, x.ctl)
+	if op == opResp || op == opErr {
+		m.Header.Set(hdrTry, x.try)
+	}
 	return m
 }
 
@@ -90,7 +96,12 @@ func (x *exchange) run() {
 	} else if len(x.inline) > 0 {
 		body = bytes.NewReader(x.inline)
 	}
-	x.send(ack)
+	if x.streamed || x.ackDelay <= 0 {
+		x.send(ack)
+	} else {
+		x.ackTimer = time.AfterFunc(x.ackDelay, func() { x.send(ack) })
+		defer x.ackTimer.Stop()
+	}
 	req, err := x.outgoing(body)
 	if err != nil {
 		x.sendErr(httpx.CodeBadRequest, err)
@@ -164,7 +175,8 @@ func (x *exchange) respond(resp *http.Response) {
 			}
 		}
 		m := x.msg(opResp)
-		if err := setFrame(m, head, data); err != nil {
+		var err error
+		if m.Data, err = head.encode(data); err != nil {
 			x.sendErr(httpx.CodeUpstreamUnreachable, err)
 			return
 		}
@@ -183,18 +195,20 @@ func (x *exchange) respond(resp *http.Response) {
 func (x *exchange) stream(head respHead, body io.Reader) {
 	m := x.msg(opResp)
 	m.Header.Set(hdrBody, bodyStream)
-	if err := setFrame(m, head, nil); err != nil || len(m.Data) > int(x.s.nc.MaxPayload())-4096 {
-		x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("response head too large"))
+	var err error
+	if m.Data, err = head.encode(nil); err != nil || len(m.Data) > int(x.s.nc.MaxPayload())-4096 {
+		x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("response head unusable (too large or malformed)"))
 		return
 	}
 	x.send(m)
 	var subj string
+	var snd *natsio.Sender
 	select {
 	case subj = <-x.pull:
 	case <-x.ctx.Done():
 		return
 	}
-	snd, err := natsio.NewSender(x.ctx, x.s.nc, subj, x.s.opts.stream(x.s.prefix))
+	snd, err = natsio.NewSender(x.ctx, x.s.nc, subj, x.s.opts.stream(x.s.prefix))
 	if err != nil {
 		return
 	}

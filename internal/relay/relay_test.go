@@ -69,12 +69,15 @@ func TestMalformedOpenRequests(t *testing.T) {
 	e := setup(t, up.URL, relay.ServerConfig{}, relay.Options{})
 	open, _ := subjects.RelayRequest("u")
 	bad := []*nats.Msg{
-		{Subject: open, Data: []byte("not json")},
-		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}, "Sb-Relay-Head": {"5"}}, Data: []byte("{}")},
-		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}, "Sb-Relay-Head": {"2"}}, Data: []byte("{}")},
-		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}, "Sb-Relay-Head": {"-1"}}, Data: []byte("{}")},
-		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}, "Sb-Relay-Head": {"17"}}, Data: []byte(`{"m":"GET","p":"x"}`)},
-		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"nope"}, "Sb-Relay-Head": {"20"}}, Data: []byte(`{"m":"GET","p":"/x"}`)},
+		{Subject: open, Data: []byte("not a head")},
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("GET\n/x\n\n")},
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("GET\n/x\n\nten\n\n")},
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("GET\n/x\n\n-5\n\n")},
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("GET\n/x\n\n0\nno colon\n\n")},
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("GET\n/x\n\n0\nX: 1\n")},
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("GET\nx\n\n0\n\n")},
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("\n/x\n\n0\n\n")},
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"nope"}}, Data: []byte("GET\n/x\n\n0\n\n")},
 	}
 	for i, m := range bad {
 		resp, err := e.caller.RequestMsg(m, 5*time.Second)

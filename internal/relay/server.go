@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,7 @@ type Server struct {
 	ctlPrefix string
 	svc       micro.Service
 	ctlSub    *nats.Subscription
+	cancelSub *nats.Subscription
 	hardCtx   context.Context
 	hardStop  context.CancelFunc
 	stopSweep chan struct{}
@@ -63,6 +65,7 @@ type Server struct {
 	mu        sync.Mutex
 	closing   bool
 	exchanges map[string]*exchange
+	byReply   map[string]*exchange
 	nextID    uint64
 }
 
@@ -83,7 +86,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{
 		nc: nc, cfg: cfg, opts: cfg.Options.withDefaults(), target: target, transport: cfg.Transport,
-		prefix: prefix, exchanges: map[string]*exchange{},
+		prefix: prefix, exchanges: map[string]*exchange{}, byReply: map[string]*exchange{},
 		stopSweep: make(chan struct{}), sweepDone: make(chan struct{}),
 	}
 	s.log = s.opts.Logger.With("upstream", cfg.Upstream)
@@ -98,6 +101,12 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	if s.ctlSub, err = nc.Subscribe(s.ctlPrefix+".*", s.control); err != nil {
 		s.hardStop()
 		return nil, fmt.Errorf("relay: subscribe control: %w", err)
+	}
+	cancelSubj, _ := subjects.RelayCancel(cfg.Upstream)
+	if s.cancelSub, err = nc.Subscribe(cancelSubj, s.cancelByReply); err != nil {
+		_ = s.ctlSub.Unsubscribe()
+		s.hardStop()
+		return nil, fmt.Errorf("relay: subscribe cancel: %w", err)
 	}
 	meta := map[string]string{"upstream": cfg.Upstream}
 	for k, v := range cfg.Metadata {
@@ -116,6 +125,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	})
 	if err != nil {
 		_ = s.ctlSub.Unsubscribe()
+		_ = s.cancelSub.Unsubscribe()
 		s.hardStop()
 		return nil, fmt.Errorf("relay: micro service: %w", err)
 	}
@@ -126,6 +136,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		if last := nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) {
 			_ = s.svc.Stop()
 			_ = s.ctlSub.Unsubscribe()
+			_ = s.cancelSub.Unsubscribe()
 			s.hardStop()
 			return nil, fmt.Errorf("relay: not allowed to serve upstream %q: %w", cfg.Upstream, last)
 		}
@@ -177,6 +188,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.stopSweep)
 	<-s.sweepDone
 	_ = s.ctlSub.Unsubscribe()
+	_ = s.cancelSub.Unsubscribe()
 	return err
 }
 
@@ -188,8 +200,7 @@ func (s *Server) handle(req micro.Request) {
 		return
 	}
 	try := m.Header.Get(hdrTry)
-	var head reqHead
-	inline, err := frame(m, &head)
+	head, inline, err := decodeReq(m.Data)
 	if err == nil && (m.Header.Get(hdrOp) != opOpen || head.Method == "" || !strings.HasPrefix(head.Path, "/")) {
 		err = fmt.Errorf("%w: not an open request", ErrBadRequest)
 	}
@@ -205,7 +216,9 @@ func (s *Server) handle(req micro.Request) {
 	}
 	s.nextID++
 	x := s.newExchange(fmt.Sprint(s.nextID), m.Reply, try, head, inline, m.Header.Get(hdrBody) == bodyStream)
+	x.ackDelay = ackDelay(m.Header.Get(hdrAck))
 	s.exchanges[x.id] = x
+	s.byReply[x.reply] = x
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go x.run()
@@ -225,6 +238,9 @@ func (s *Server) reply(subject, try, op, code, msg string) {
 func (s *Server) finish(x *exchange) {
 	s.mu.Lock()
 	delete(s.exchanges, x.id)
+	if s.byReply[x.reply] == x {
+		delete(s.byReply, x.reply)
+	}
 	s.mu.Unlock()
 	s.wg.Done()
 }
@@ -251,6 +267,28 @@ func (s *Server) control(m *nats.Msg) {
 		case x.pull <- m.Header.Get(hdrBody):
 		default:
 		}
+	}
+}
+
+// ackDelay is how long an agent may hold back the ack of an inline request
+// hoping to answer with the response itself (one message less): a quarter
+// of the caller's ack timeout, at most 50 ms.
+func ackDelay(callerMs string) time.Duration {
+	ms, err := strconv.Atoi(callerMs)
+	if err != nil || ms <= 0 {
+		return 0
+	}
+	return min(time.Duration(ms)*time.Millisecond/4, 50*time.Millisecond)
+}
+
+// cancelByReply handles a caller's broadcast that it gave up before any
+// agent accepted: the agent holding its request (if this one) stops.
+func (s *Server) cancelByReply(m *nats.Msg) {
+	s.mu.Lock()
+	x := s.byReply[m.Header.Get(hdrRepl)]
+	s.mu.Unlock()
+	if x != nil {
+		x.cancel(errCanceledByCaller)
 	}
 }
 

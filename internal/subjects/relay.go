@@ -7,6 +7,7 @@ package subjects
 //	                      queue group (nats micro endpoint)
 //	sb.relay.<T>.in.<id>  private subjects of one side of one exchange
 //	                      (reply subjects, stream receivers, control)
+//	sb.relay.<T>.in.cancel  a caller gives up before an agent accepted
 //
 // so NATS permissions can confine an agent to its upstreams: see
 // [AgentPermissions].
@@ -34,6 +35,17 @@ func RelayInbox(upstream string) (string, error) {
 		return "", err
 	}
 	return join(Prefix, relayToken, tok, relayInbox), nil
+}
+
+// RelayCancel is where a caller that gives up before any agent accepted
+// its request broadcasts that to every agent of upstream. It lies in the
+// inbox space; inbox tokens are unique ids, never "cancel".
+func RelayCancel(upstream string) (string, error) {
+	in, err := RelayInbox(upstream)
+	if err != nil {
+		return "", err
+	}
+	return join(in, "cancel"), nil
 }
 
 // RelayService is the nats micro service name of upstream's agents, so

@@ -26,6 +26,9 @@ func TestRelaySubjects(t *testing.T) {
 		if err != nil || svc != c.svc {
 			t.Errorf("RelayService(%q) = %q, %v; want %q", c.name, svc, err, c.svc)
 		}
+		if cancel, err := RelayCancel(c.name); err != nil || cancel != c.inbox+".cancel" {
+			t.Errorf("RelayCancel(%q) = %q, %v", c.name, cancel, err)
+		}
 		if back, ok := RelayUpstreamFromService(svc); !ok || back != c.name {
 			t.Errorf("RelayUpstreamFromService(%q) = %q, %v", svc, back, ok)
 		}
