@@ -199,3 +199,32 @@ func TestRelaySSE(t *testing.T) {
 		t.Fatalf("trailing data %q", rest)
 	}
 }
+
+// TestRelayUploadsReuseConnection sends streamed uploads one after the
+// other on one keep-alive connection: the end of one exchange must not
+// disturb the client's connection for the next.
+func TestRelayUploadsReuseConnection(t *testing.T) {
+	const size = 2 << 20
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	}))
+	defer up.Close()
+	gw := harness.StartEmbedded(t, relayConfig)
+	startAgent(t, agentConfig(t, gw.EmbeddedURL(), map[string]string{"up": up.URL}))
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer c.CloseIdleConnections()
+	for i := 0; i < 30; i++ {
+		req, _ := http.NewRequest("PUT", gw.URL()+"/relay/up/x", &pattern{n: size})
+		req.ContentLength = size
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != strconv.Itoa(size) {
+			t.Fatalf("upload %d: %d %q", i, resp.StatusCode, b)
+		}
+	}
+}

@@ -39,6 +39,7 @@ type Client struct {
 	nc     *nats.Conn
 	ln     net.Listener
 	srv    *http.Server
+	relay  *relay.Client
 	served chan error
 }
 
@@ -65,7 +66,7 @@ func StartClient(ctx context.Context, cfg *config.AgentClient, logger *slog.Logg
 		Logger:          log,
 	}, nil)
 	upstream := cfg.Upstream
-	c := &Client{log: log, nc: nc, ln: ln, served: make(chan error, 1)}
+	c := &Client{log: log, nc: nc, ln: ln, relay: rc, served: make(chan error, 1)}
 	c.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_ = rc.Forward(r.Context(), w, r, upstream, r.URL.EscapedPath())
@@ -92,6 +93,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	if err != nil {
 		_ = c.srv.Close()
 	}
+	c.relay.Close()
 	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	closeConn(dctx, c.nc)

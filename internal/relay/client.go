@@ -25,12 +25,17 @@ type Client struct {
 	nc      *nats.Conn
 	opts    Options
 	metrics *Metrics
+	muxes   *muxes
 }
 
 // NewClient returns a Client on nc. metrics may be nil.
 func NewClient(nc *nats.Conn, opts Options, metrics *Metrics) *Client {
-	return &Client{nc: nc, opts: opts.withDefaults(), metrics: metrics}
+	return &Client{nc: nc, opts: opts.withDefaults(), metrics: metrics, muxes: newMuxes(nc)}
 }
+
+// Close releases the client's idle reply subscriptions; requests still in
+// flight keep theirs until they end. New requests fail.
+func (c *Client) Close() { c.muxes.close() }
 
 // Request is one request to relay.
 type Request struct {
@@ -46,7 +51,8 @@ type Request struct {
 	// ContentLength is the body's length; -1 means unknown.
 	ContentLength int64
 	// Interrupt, if set, unblocks a Body.Read in progress. The relay calls
-	// it when the exchange ends while the body is still being read.
+	// it only while a Read is blocked before the body's end, when the
+	// exchange ends early.
 	Interrupt func()
 }
 
@@ -86,18 +92,21 @@ type call struct {
 	open     *nats.Msg
 	streamed bool
 	reply    string
-	sub      *nats.Subscription
+	release  func() // stops the delivery of replies
 	msgs     chan *nats.Msg
 
-	agentCtl  string
-	bodySubj  string
-	early     *nats.Msg // a response that served as the ack
-	rcv       *natsio.Receiver
-	uploading atomic.Bool
-	upload    chan error
-	wg        sync.WaitGroup
-	finished  atomic.Bool
-	closeOnce sync.Once
+	agentCtl    string
+	bodySubj    string
+	early       *nats.Msg // a response that served as the ack
+	rcv         *natsio.Receiver
+	bodyMu      sync.Mutex
+	bodyReading bool // a Body.Read is in progress
+	bodyDone    bool // Body returned EOF or an error
+	upload      chan error
+	wg          sync.WaitGroup
+	finished    atomic.Bool
+	closeOnce   sync.Once
+	releaseOnce sync.Once
 }
 
 func (c *Client) newCall(ctx context.Context, upstream string, req *Request) (*call, error) {
@@ -109,13 +118,12 @@ func (c *Client) newCall(ctx context.Context, upstream string, req *Request) (*c
 	if req.Method == "" || !strings.HasPrefix(req.Path, "/") {
 		return nil, fmt.Errorf("%w: method and path required", ErrBadRequest)
 	}
-	x := &call{c: c, upstream: upstream, req: req, prefix: prefix, msgs: make(chan *nats.Msg, 64)}
+	x := &call{c: c, upstream: upstream, req: req, prefix: prefix, msgs: make(chan *nats.Msg, 16)}
 	if err := x.buildOpen(open); err != nil {
 		return nil, err
 	}
 	x.ctx, x.cancel = context.WithCancelCause(ctx)
-	x.reply = c.opts.stream(prefix).InboxPrefix + "." + strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix)
-	if x.sub, err = c.nc.ChanSubscribe(x.reply, x.msgs); err != nil {
+	if x.reply, x.release, err = c.muxes.register(upstream, x.msgs); err != nil {
 		x.cancel(err)
 		return nil, fmt.Errorf("%w: subscribe: %v", ErrNoAgent, err)
 	}
@@ -175,7 +183,6 @@ func (x *call) run() (*Response, error) {
 			return nil, fmt.Errorf("%w: agent gave no body subject", ErrUpstreamUnreachable)
 		}
 		x.upload = make(chan error, 1)
-		x.uploading.Store(true)
 		x.wg.Add(1)
 		go x.sendBody()
 	}
@@ -335,7 +342,7 @@ func (x *call) awaitResponse() (*Response, error) {
 			case opStarted:
 				if pending != nil {
 					pending.Body = &streamBody{x: x, r: x.rcv}
-					_ = x.sub.Unsubscribe()
+					x.stopReplies()
 					return pending, nil
 				}
 			}
@@ -354,7 +361,7 @@ func (x *call) response(m *nats.Msg) (*Response, error) {
 	r := &Response{StatusCode: head.Status, Header: head.Header, ContentLength: head.Length}
 	if m.Header.Get(hdrBody) != bodyStream {
 		x.finished.Store(true)
-		_ = x.sub.Unsubscribe()
+		x.stopReplies()
 		x.c.metrics.addBytes("response", len(body))
 		r.Body = &inlineBody{Reader: bytes.NewReader(body), x: x}
 		return r, nil
@@ -388,7 +395,6 @@ func (x *call) sendTo(ctl, op string) {
 func (x *call) sendBody() {
 	defer x.wg.Done()
 	err := x.streamBody()
-	x.uploading.Store(false)
 	x.upload <- err
 }
 
@@ -400,7 +406,7 @@ func (x *call) streamBody() error {
 	buf := getBuf()
 	defer putBuf(buf)
 	for {
-		n, rerr := x.req.Body.Read(buf)
+		n, rerr := x.readBody(buf)
 		if n > 0 {
 			if _, err := s.Write(buf[:n]); err != nil {
 				_ = s.CloseWithError("caller stopped")
@@ -419,6 +425,37 @@ func (x *call) streamBody() error {
 			return fmt.Errorf("%w: reading request body: %v", ErrBadRequest, rerr)
 		}
 	}
+}
+
+// readBody reads the request body, noting when a Read is in progress and
+// when the body ended, so close interrupts only a blocked Read mid-body:
+// interrupting a finished HTTP/1 body (a read deadline in the past) would
+// break the server's reuse of the client's connection.
+func (x *call) readBody(buf []byte) (int, error) {
+	x.bodyMu.Lock()
+	if x.bodyDone {
+		x.bodyMu.Unlock()
+		return 0, errExchangeClosed
+	}
+	x.bodyReading = true
+	x.bodyMu.Unlock()
+	n, err := x.req.Body.Read(buf)
+	x.bodyMu.Lock()
+	x.bodyReading = false
+	x.bodyDone = err != nil
+	x.bodyMu.Unlock()
+	return n, err
+}
+
+// interruptBody unblocks a Read of the request body in progress, if any,
+// and stops further reads.
+func (x *call) interruptBody() {
+	x.bodyMu.Lock()
+	defer x.bodyMu.Unlock()
+	if x.bodyReading && !x.bodyDone && x.req.Interrupt != nil {
+		x.req.Interrupt()
+	}
+	x.bodyDone = true
 }
 
 // streamErr maps a natsio error of the request body stream. An agent that
@@ -449,17 +486,18 @@ func (x *call) close() {
 				_ = x.c.nc.PublishMsg(m)
 			}
 		}
-		_ = x.sub.Unsubscribe()
+		x.stopReplies()
 		if x.rcv != nil {
 			_ = x.rcv.Close()
 		}
 		x.cancel(errExchangeClosed)
-		if x.uploading.Load() && x.req.Interrupt != nil {
-			x.req.Interrupt()
-		}
+		x.interruptBody()
 		x.wg.Wait()
 	})
 }
+
+// stopReplies ends the delivery of messages on the reply subject.
+func (x *call) stopReplies() { x.releaseOnce.Do(x.release) }
 
 var errExchangeClosed = errors.New("relay: exchange closed")
 
@@ -512,7 +550,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 func getBuf() []byte  { return *bufPool.Get().(*[]byte) }
 func putBuf(b []byte) { bufPool.Put(&b) }

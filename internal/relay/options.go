@@ -68,6 +68,7 @@ func (o Options) withDefaults() Options {
 // inbox prefix.
 func (o Options) stream(prefix string) natsio.Options {
 	return natsio.Options{
+		ChunkSize:   1 << 20, // natsio caps it below max_payload
 		Window:      o.Window,
 		Heartbeat:   o.Heartbeat,
 		PeerTimeout: o.PeerTimeout,

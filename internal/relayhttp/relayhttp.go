@@ -64,8 +64,12 @@ func (s *Service) Mount(e *echo.Echo) {
 	}
 }
 
-// Close does nothing: open relays end with their tracked streams.
-func (s *Service) Close() error { return nil }
+// Close releases the relay client's reply subscriptions; open relays
+// ended with their tracked streams before.
+func (s *Service) Close() error {
+	s.client.Close()
+	return nil
+}
 
 func (s *Service) handle(c echo.Context) error {
 	r, w := c.Request(), c.Response()
