@@ -336,4 +336,27 @@ func TestRelayAgentPermissions(t *testing.T) {
 	if r := do(t, "GET", gw.URL()+"/relay/a/x", nil, nil); r.status != 200 {
 		t.Fatalf("/relay/a after the b attempt = %d", r.status)
 	}
+
+	// The same credentials run `agent client` for a, streamed bodies included.
+	l := config.AgentClientLoader()
+	l.Getenv = func(string) string { return "" }
+	var ccfg config.AgentClient
+	if _, err := l.Load([]string{"--nats", gw.EmbeddedURL(), "--nats-user", "ua", "--nats-password", "pa", "--listen", "127.0.0.1:0", "--upstream", "a"}, &ccfg); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := agent.StartClient(ctx, &ccfg, harness.Logger(t).With("agent", "client"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Shutdown(ctx)
+	if r := do(t, "PUT", "http://"+cl.Addr()+"/x", strings.NewReader(big), nil); r.status != 200 || decodeEcho(t, r).Body != big {
+		t.Fatalf("agent client with a's credentials: %d", r.status)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, v := range violations {
+		if strings.Contains(v, "sb.relay.a") {
+			t.Fatalf("permission violation on a's own subjects: %s", v)
+		}
+	}
 }
