@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/natstest"
 )
 
 // closedURL returns an http URL nothing listens on.
@@ -51,7 +53,12 @@ func TestRelayAgentAppearsWhileWaiting(t *testing.T) {
 	gw := harness.StartEmbedded(t, func(c *config.Gateway) { c.Relay.AgentWait = 20 * time.Second })
 	got := make(chan result, 1)
 	go func() { got <- do(t, "GET", gw.URL()+"/relay/late/x", nil, nil) }()
-	time.Sleep(300 * time.Millisecond) // the request is waiting for an agent (nothing to poll)
+	natstest.Eventually(t, 10*time.Second, func() error { // the request is waiting for an agent
+		if _, body := get(t, gw.URL()+"/metrics"); !strings.Contains(body, `switchboard_open_streams{kind="relay"} 1`) {
+			return fmt.Errorf("request not waiting yet")
+		}
+		return nil
+	})
 	startAgent(t, agentConfig(t, gw.EmbeddedURL(), map[string]string{"late": up.URL}))
 	select {
 	case r := <-got:
