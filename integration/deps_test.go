@@ -45,6 +45,7 @@ func TestDependencyRules(t *testing.T) {
 	forbid(module+"/internal/gateway", module+"/internal/agent")
 	forbid(module+"/internal/agent", module+"/internal/gateway", "github.com/labstack/echo/v4")
 	forbid(module+"/cmd/agent", module+"/internal/gateway", "github.com/labstack/echo/v4", "github.com/nats-io/nats-server/v2")
+	forbid(module+"/internal/relay", module+"/internal/gateway", module+"/internal/agent", "github.com/labstack/echo/v4")
 	for _, imp := range imports(t, module+"/internal/subjects") {
 		if strings.Contains(strings.SplitN(imp, "/", 2)[0], ".") {
 			t.Errorf("internal/subjects imports non-stdlib %s", imp)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -12,18 +11,38 @@ import (
 	"github.com/switchboard/switchboard/internal/natsconn"
 )
 
-// connect dials NATS with the agent's credentials; reconnects are forever.
-func connect(ctx context.Context, name string, n config.NATS, logger *slog.Logger) (*nats.Conn, error) {
+// connect dials NATS with the agent's credentials. It waits for the first
+// connection until ctx ends (agents on remote networks may start before
+// the cluster is reachable); reconnects afterwards are forever.
+func connect(ctx context.Context, name string, n config.NATS, logger *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opts, err := natsconn.Options(name, natsconn.Auth{Creds: n.Creds, Token: n.Token, User: n.User, Password: n.Password}, logger.With("component", "nats"))
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	nc, err := natsconn.Connect(cctx, n.URL, opts...)
+	opts = append(opts, extra...)
+	nc, err := natsconn.Connect(ctx, n.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	logger.Info("nats connected", "url", nc.ConnectedUrlRedacted())
 	return nc, nil
+}
+
+// closeConn drains nc (pending messages flushed, subscriptions ended) and
+// waits for it to close, bounded by ctx.
+func closeConn(ctx context.Context, nc *nats.Conn) {
+	if nc.IsClosed() {
+		return
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		nc.Close()
+	}
 }

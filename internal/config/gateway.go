@@ -174,6 +174,9 @@ func (c *Gateway) Validate() error {
 	for i, a := range c.Embedded.Agents {
 		check(a.User != "" && a.Password != "", "embedded.agents", "entry %d needs user and password", i)
 	}
+	for name, key := range c.Relay.APIKeys {
+		check(name != "" && key != "", "relay.api_keys", "entry %q needs a non-empty upstream name and key", name)
+	}
 	check(c.JetStream.Replicas >= 1 && c.JetStream.Replicas <= 5, "jetstream.replicas", "%d is not in 1..5", c.JetStream.Replicas)
 	check(c.Megaphone.Agent != "" && !strings.ContainsAny(c.Megaphone.Agent, "./ \t"), "megaphone.agent", "%q must be non-empty without '.', '/' or spaces", c.Megaphone.Agent)
 	check(c.Megaphone.BufferSize >= 1, "megaphone.buffer_size", "%d must be >= 1", c.Megaphone.BufferSize)

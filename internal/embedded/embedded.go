@@ -66,10 +66,14 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 		opts.Users = []*server.User{{Username: s.user, Password: s.password}}
 		for _, a := range cfg.Agents {
 			p := subjects.AgentPermissions(a.Upstreams)
-			opts.Users = append(opts.Users, &server.User{Username: a.User, Password: a.Password, Permissions: &server.Permissions{
+			perms := &server.Permissions{
 				Publish:   &server.SubjectPermission{Allow: p.Publish},
 				Subscribe: &server.SubjectPermission{Allow: p.Subscribe},
-			}})
+			}
+			if p.AllowResponses {
+				perms.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+			}
+			opts.Users = append(opts.Users, &server.User{Username: a.User, Password: a.Password, Permissions: perms})
 		}
 	}
 	ns, err := server.NewServer(opts)

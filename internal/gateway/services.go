@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/switchboard/switchboard/internal/megaphone"
 	"github.com/switchboard/switchboard/internal/middleman"
+	"github.com/switchboard/switchboard/internal/relayhttp"
 	"github.com/switchboard/switchboard/internal/service"
 )
 
@@ -11,5 +12,6 @@ func newServices(deps service.Deps) []service.Service {
 	return []service.Service{
 		megaphone.NewService(deps),
 		middleman.New(deps),
+		relayhttp.New(deps),
 	}
 }

@@ -2,7 +2,10 @@ package natsio
 
 import (
 	"errors"
+	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Errors returned by senders and receivers.
@@ -48,6 +51,19 @@ type Options struct {
 	// PeerTimeout is how long silence from the peer is tolerated.
 	// Default 10 s.
 	PeerTimeout time.Duration
+	// InboxPrefix, when set, is the prefix of the subjects this side
+	// subscribes to (prefix + "." + a unique token) instead of the
+	// connection's inbox, so NATS permissions can confine a stream to a
+	// subject space. Default: nc.NewInbox().
+	InboxPrefix string
+}
+
+// inbox returns a fresh subject for this side to subscribe to.
+func (o Options) inbox(nc *nats.Conn) string {
+	if o.InboxPrefix == "" {
+		return nc.NewInbox()
+	}
+	return o.InboxPrefix + "." + strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix)
 }
 
 func (o Options) withDefaults(maxPayload int64) Options {

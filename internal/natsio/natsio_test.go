@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -262,4 +263,52 @@ func BenchmarkStream(b *testing.B) {
 		}
 		<-got
 	})
+}
+
+// TestInboxPrefix proves both sides subscribe under InboxPrefix when set,
+// so permissions can confine a stream to one subject space.
+func TestInboxPrefix(t *testing.T) {
+	snc, rnc := conns(t)
+	ctx := context.Background()
+	opts := natsio.Options{InboxPrefix: "sb.test.in"}
+	r, err := natsio.NewReceiver(ctx, rnc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !strings.HasPrefix(r.Subject(), "sb.test.in.") || strings.Count(r.Subject(), ".") != 3 {
+		t.Fatalf("receiver subject %q", r.Subject())
+	}
+	ctl := make(chan string, 4)
+	spy, _ := rnc.Subscribe("sb.test.in.*", func(m *nats.Msg) {
+		if m.Header.Get("Sb-Credit") != "" || m.Header.Get("Sb-Done") != "" {
+			select {
+			case ctl <- m.Subject:
+			default:
+			}
+		}
+	})
+	defer spy.Unsubscribe()
+	rnc.Flush()
+	got := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(r); got <- string(b) }()
+	s, err := natsio.NewSender(ctx, snc, r.Subject(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("hello"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; b != "hello" {
+		t.Fatalf("got %q", b)
+	}
+	select {
+	case subj := <-ctl:
+		if subj == r.Subject() {
+			t.Fatalf("credit sent to the data subject")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no control message seen under the prefix")
+	}
 }

@@ -45,7 +45,7 @@ func NewReceiver(ctx context.Context, nc *nats.Conn, opts Options) (*Receiver, e
 		nc:     nc,
 		ctx:    ctx,
 		opts:   opts.withDefaults(nc.MaxPayload()),
-		subj:   nc.NewInbox(),
+		subj:   opts.inbox(nc),
 		notify: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 	}

@@ -48,7 +48,7 @@ func NewSender(ctx context.Context, nc *nats.Conn, subject string, opts Options)
 		ctx:    ctx,
 		opts:   opts.withDefaults(nc.MaxPayload()),
 		subj:   subject,
-		ctl:    nc.NewInbox(),
+		ctl:    opts.inbox(nc),
 		notify: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 	}

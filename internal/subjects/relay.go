@@ -1,8 +1,21 @@
 package subjects
 
-// Relay subjects. An upstream NAME is served on RelayRequest(NAME); agents
-// answer on inbox subjects.
-const relayToken = "relay"
+// Relay subjects. Everything that belongs to upstream NAME lives under
+// sb.relay.<Encode(NAME)>:
+//
+//	sb.relay.<T>          open requests; the agents of NAME serve it in a
+//	                      queue group (nats micro endpoint)
+//	sb.relay.<T>.in.<id>  private subjects of one side of one exchange
+//	                      (reply subjects, stream receivers, control)
+//	sb.relay.<T>.in.cancel  a caller gives up before an agent accepted
+//
+// so NATS permissions can confine an agent to its upstreams: see
+// [AgentPermissions].
+const (
+	relayToken   = "relay"
+	relayInbox   = "in"
+	relaySvcPref = "sb-relay-"
+)
 
 // RelayRequest is the subject agents of upstream serve (queue group).
 func RelayRequest(upstream string) (string, error) {
@@ -13,18 +26,70 @@ func RelayRequest(upstream string) (string, error) {
 	return join(Prefix, relayToken, tok), nil
 }
 
+// RelayInbox is the prefix of every private subject of an exchange with
+// upstream; callers and agents append "." and unique tokens. Agents also
+// use it as their connection's inbox prefix.
+func RelayInbox(upstream string) (string, error) {
+	tok, err := Encode(upstream)
+	if err != nil {
+		return "", err
+	}
+	return join(Prefix, relayToken, tok, relayInbox), nil
+}
+
+// RelayCancel is where a caller that gives up before any agent accepted
+// its request broadcasts that to every agent of upstream. It lies in the
+// inbox space; inbox tokens are unique ids, never "cancel".
+func RelayCancel(upstream string) (string, error) {
+	in, err := RelayInbox(upstream)
+	if err != nil {
+		return "", err
+	}
+	return join(in, "cancel"), nil
+}
+
+// RelayService is the nats micro service name of upstream's agents, so
+// $SRV.PING.<name>, $SRV.INFO.<name> and $SRV.STATS.<name> discover them.
+// It matches micro's name syntax [A-Za-z0-9_-]+.
+func RelayService(upstream string) (string, error) {
+	tok, err := Encode(upstream)
+	if err != nil {
+		return "", err
+	}
+	return relaySvcPref + tok, nil
+}
+
+// RelayUpstreamFromService reverses [RelayService]; ok is false for any
+// name RelayService cannot produce.
+func RelayUpstreamFromService(service string) (string, bool) {
+	if len(service) <= len(relaySvcPref) || service[:len(relaySvcPref)] != relaySvcPref {
+		return "", false
+	}
+	name, err := Decode(service[len(relaySvcPref):])
+	return name, err == nil
+}
+
 // AgentPermissions returns the NATS permissions of an agent user allowed to
-// serve only the given upstreams: subscribe to their request subjects and
-// to its own inboxes, publish replies to inboxes and micro discovery.
+// serve (and call) only the given upstreams: publish and subscribe on each
+// upstream's subjects, subscribe to the micro discovery subjects of its own
+// services, and answer requests it received (allow_responses: one reply per
+// request, used for discovery replies and stream hellos sent from another
+// side's connection inbox). Nothing else: no _INBOX.>, no other upstream.
+// Names that cannot be encoded (empty) are skipped.
 func AgentPermissions(upstreams []string) *Permissions {
 	p := &Permissions{
-		Publish:   []string{"_INBOX.>", "$SRV.>"},
-		Subscribe: []string{"_INBOX.>", "$SRV.>"},
+		Publish:        []string{}, // non-nil: an empty allow-list allows nothing
+		Subscribe:      []string{"$SRV.PING", "$SRV.INFO", "$SRV.STATS"},
+		AllowResponses: true,
 	}
 	for _, u := range upstreams {
-		if s, err := RelayRequest(u); err == nil {
-			p.Subscribe = append(p.Subscribe, s, s+".>")
+		req, err := RelayRequest(u)
+		if err != nil {
+			continue
 		}
+		svc, _ := RelayService(u)
+		p.Publish = append(p.Publish, req, req+".>")
+		p.Subscribe = append(p.Subscribe, req, req+".>", "$SRV.*."+svc, "$SRV.*."+svc+".*")
 	}
 	return p
 }
@@ -33,4 +98,7 @@ func AgentPermissions(upstreams []string) *Permissions {
 type Permissions struct {
 	Publish   []string
 	Subscribe []string
+	// AllowResponses lets the user publish one reply to the reply subject
+	// of each message it received, whatever the publish allow-list says.
+	AllowResponses bool
 }

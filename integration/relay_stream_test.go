@@ -1,0 +1,230 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/integration/harness"
+)
+
+// pattern is a deterministic, incompressible-enough byte source of n bytes.
+type pattern struct{ n, off int64 }
+
+func (p *pattern) Read(b []byte) (int, error) {
+	if p.off >= p.n {
+		return 0, io.EOF
+	}
+	if int64(len(b)) > p.n-p.off {
+		b = b[:p.n-p.off]
+	}
+	for i := range b {
+		x := uint64(p.off + int64(i))
+		b[i] = byte(x*2654435761>>13) ^ byte(x>>8)
+	}
+	p.off += int64(len(b))
+	return len(b), nil
+}
+
+func patternSum(n int64) string {
+	h := sha256.New()
+	io.Copy(h, &pattern{n: n})
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// heapWatch samples the heap in use until stopped and reports the peak
+// growth over the baseline.
+func heapWatch() (stop func() uint64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > base && ms.HeapInuse-base > peak.Load() {
+				peak.Store(ms.HeapInuse - base)
+			}
+		}
+	}()
+	return func() uint64 { close(done); <-finished; return peak.Load() }
+}
+
+// TestRelayLargeBodies moves 100 MiB up and 100 MiB down through gateway →
+// agent → upstream and checks the data and that memory stays bounded.
+func TestRelayLargeBodies(t *testing.T) {
+	const size = 100 << 20
+	const heapBound = 80 << 20 // everything (client, gateway, agent, upstream) runs in this process
+	if testing.Short() {
+		t.Skip("100 MiB transfers")
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/upload":
+			h := sha256.New()
+			n, err := io.Copy(h, r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+		case "/download":
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			w.Header().Set("Content-Type", "application/octet-stream")
+			io.Copy(w, &pattern{n: size})
+		}
+	}))
+	defer up.Close()
+	gw := harness.StartEmbedded(t, relayConfig)
+	startAgent(t, agentConfig(t, gw.EmbeddedURL(), map[string]string{"big": up.URL}))
+	want := patternSum(size)
+
+	t.Run("upload", func(t *testing.T) {
+		stop := heapWatch()
+		start := time.Now()
+		req, _ := http.NewRequest("PUT", gw.URL()+"/relay/big/upload", &pattern{n: size})
+		req.ContentLength = size
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		peak := stop()
+		t.Logf("upload: %s, %.0f MB/s, heap peak +%d MiB", time.Since(start), size/1e6/time.Since(start).Seconds(), peak>>20)
+		if resp.StatusCode != 200 || string(body) != fmt.Sprintf("%d %s", size, want) {
+			t.Fatalf("upload: %d %q", resp.StatusCode, body)
+		}
+		if peak > heapBound {
+			t.Fatalf("heap grew by %d MiB during the upload", peak>>20)
+		}
+	})
+	t.Run("download", func(t *testing.T) {
+		stop := heapWatch()
+		start := time.Now()
+		resp, err := http.Get(gw.URL() + "/relay/big/download")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, resp.Body)
+		resp.Body.Close()
+		peak := stop()
+		t.Logf("download: %s, %.0f MB/s, heap peak +%d MiB", time.Since(start), size/1e6/time.Since(start).Seconds(), peak>>20)
+		if err != nil || n != size || fmt.Sprintf("%x", h.Sum(nil)) != want || resp.ContentLength != size {
+			t.Fatalf("download: %d bytes (length %d), err %v", n, resp.ContentLength, err)
+		}
+		if peak > heapBound {
+			t.Fatalf("heap grew by %d MiB during the download", peak>>20)
+		}
+	})
+}
+
+// TestRelaySSE proves a streaming response reaches the client as it is
+// produced: the client reads the first event before the upstream sends
+// the second.
+func TestRelaySSE(t *testing.T) {
+	next := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		for i := 1; i <= 3; i++ {
+			fmt.Fprintf(w, "id: %d\ndata: event %d\n\n", i, i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			case <-time.After(20 * time.Second):
+				return
+			}
+		}
+	}))
+	defer up.Close()
+	gw := harness.StartEmbedded(t, relayConfig)
+	startAgent(t, agentConfig(t, gw.EmbeddedURL(), map[string]string{"sse": up.URL}))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", gw.URL()+"/relay/sse/events", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("%d %v", resp.StatusCode, resp.Header)
+	}
+	br := bufio.NewReader(resp.Body)
+	for i := 1; i <= 3; i++ {
+		var lines []string
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("event %d: %v", i, err)
+			}
+			if line == "\n" {
+				break
+			}
+			lines = append(lines, line)
+		}
+		if want := fmt.Sprintf("data: event %d\n", i); len(lines) != 2 || lines[1] != want {
+			t.Fatalf("event %d = %q", i, lines)
+		}
+		next <- struct{}{} // the upstream sends the next event only now
+	}
+	if rest, _ := io.ReadAll(br); len(rest) != 0 {
+		t.Fatalf("trailing data %q", rest)
+	}
+}
+
+// TestRelayUploadsReuseConnection sends streamed uploads one after the
+// other on one keep-alive connection: the end of one exchange must not
+// disturb the client's connection for the next.
+func TestRelayUploadsReuseConnection(t *testing.T) {
+	const size = 2 << 20
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	}))
+	defer up.Close()
+	gw := harness.StartEmbedded(t, relayConfig)
+	startAgent(t, agentConfig(t, gw.EmbeddedURL(), map[string]string{"up": up.URL}))
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer c.CloseIdleConnections()
+	for i := 0; i < 30; i++ {
+		req, _ := http.NewRequest("PUT", gw.URL()+"/relay/up/x", &pattern{n: size})
+		req.ContentLength = size
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != strconv.Itoa(size) {
+			t.Fatalf("upload %d: %d %q", i, resp.StatusCode, b)
+		}
+	}
+}

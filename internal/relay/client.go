@@ -1,0 +1,556 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/natsio"
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// Client relays HTTP requests to the agents of named upstreams over one
+// NATS connection. It is safe for concurrent use.
+type Client struct {
+	nc      *nats.Conn
+	opts    Options
+	metrics *Metrics
+	muxes   *muxes
+}
+
+// NewClient returns a Client on nc. metrics may be nil.
+func NewClient(nc *nats.Conn, opts Options, metrics *Metrics) *Client {
+	return &Client{nc: nc, opts: opts.withDefaults(), metrics: metrics, muxes: newMuxes(nc)}
+}
+
+// Close releases the client's idle reply subscriptions; requests still in
+// flight keep theirs until they end. New requests fail.
+func (c *Client) Close() { c.muxes.close() }
+
+// Request is one request to relay.
+type Request struct {
+	Method string
+	// Path is the escaped path for the upstream; it starts with "/".
+	Path     string
+	RawQuery string
+	// Header is sent as is: remove hop-by-hop headers first
+	// ([OutgoingHeader] does).
+	Header http.Header
+	// Body is the request body; nil means none.
+	Body io.Reader
+	// ContentLength is the body's length; -1 means unknown.
+	ContentLength int64
+	// Interrupt, if set, unblocks a Body.Read in progress. The relay calls
+	// it only while a Read is blocked before the body's end, when the
+	// exchange ends early.
+	Interrupt func()
+}
+
+// Response is a relayed response. Its Body must be closed.
+type Response struct {
+	StatusCode int
+	Header     http.Header
+	// ContentLength is the declared length, -1 when unknown.
+	ContentLength int64
+	Body          io.ReadCloser
+}
+
+// Do relays req to an agent of upstream and returns once the response head
+// arrived. Errors wrap the package's sentinels ([ErrNoAgent], [ErrTimeout],
+// [ErrUpstreamUnreachable], [ErrAgentLost], [ErrBadRequest]) or ctx's.
+func (c *Client) Do(ctx context.Context, upstream string, req *Request) (*Response, error) {
+	x, err := c.newCall(ctx, upstream, req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := x.run()
+	if err != nil {
+		x.close()
+		return nil, err
+	}
+	return resp, nil
+}
+
+// call is the caller's side of one exchange.
+type call struct {
+	c        *Client
+	upstream string
+	req      *Request
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	prefix   string
+	open     *nats.Msg
+	streamed bool
+	reply    string
+	release  func() // stops the delivery of replies
+	msgs     chan *nats.Msg
+
+	agentCtl    string
+	bodySubj    string
+	early       *nats.Msg // a response that served as the ack
+	rcv         *natsio.Receiver
+	bodyMu      sync.Mutex
+	bodyReading bool // a Body.Read is in progress
+	bodyDone    bool // Body returned EOF or an error
+	upload      chan error
+	wg          sync.WaitGroup
+	finished    atomic.Bool
+	closeOnce   sync.Once
+	releaseOnce sync.Once
+}
+
+func (c *Client) newCall(ctx context.Context, upstream string, req *Request) (*call, error) {
+	open, err := subjects.RelayRequest(upstream)
+	if err != nil {
+		return nil, fmt.Errorf("%w: upstream name: %v", ErrBadRequest, err)
+	}
+	prefix, _ := subjects.RelayInbox(upstream)
+	if req.Method == "" || !strings.HasPrefix(req.Path, "/") {
+		return nil, fmt.Errorf("%w: method and path required", ErrBadRequest)
+	}
+	x := &call{c: c, upstream: upstream, req: req, prefix: prefix, msgs: make(chan *nats.Msg, 16)}
+	if err := x.buildOpen(open); err != nil {
+		return nil, err
+	}
+	x.ctx, x.cancel = context.WithCancelCause(ctx)
+	if x.reply, x.release, err = c.muxes.register(upstream, x.msgs); err != nil {
+		x.cancel(err)
+		return nil, fmt.Errorf("%w: subscribe: %v", ErrNoAgent, err)
+	}
+	return x, nil
+}
+
+// buildOpen builds the open message, with the body inline when it is
+// small and of known size.
+func (x *call) buildOpen(subject string) error {
+	req := x.req
+	head := reqHead{Method: req.Method, Path: req.Path, Query: req.RawQuery, Header: req.Header, Length: req.ContentLength}
+	var inline []byte
+	switch {
+	case req.Body == nil || req.ContentLength == 0:
+		head.Length = 0
+	case req.ContentLength > 0 && req.ContentLength <= int64(x.c.opts.InlineMax):
+		inline = make([]byte, req.ContentLength)
+		if _, err := io.ReadFull(req.Body, inline); err != nil {
+			return fmt.Errorf("%w: reading request body: %v", ErrBadRequest, err)
+		}
+		x.c.metrics.addBytes("request", len(inline))
+	default:
+		x.streamed = true
+	}
+	m := newMsg(subject, opOpen)
+	m.Header.Set(hdrAck, strconv.FormatInt(x.c.opts.AckTimeout.Milliseconds(), 10))
+	data, err := head.encode(inline)
+	if err != nil {
+		return err
+	}
+	m.Data = data
+	limit := int(x.c.nc.MaxPayload()) - 4096
+	if len(m.Data) > limit && inline != nil {
+		// Large headers: send the body as a stream instead.
+		x.streamed, req.Body = true, bytes.NewReader(inline)
+		m.Data = m.Data[:len(m.Data)-len(inline)]
+	}
+	if len(m.Data) > limit {
+		return fmt.Errorf("%w: request head too large (%d bytes)", ErrBadRequest, len(m.Data))
+	}
+	if x.streamed {
+		m.Header.Set(hdrBody, bodyStream)
+	}
+	x.open = m
+	return nil
+}
+
+// run opens the exchange and waits for the response head.
+func (x *call) run() (*Response, error) {
+	start := time.Now()
+	if err := x.openExchange(); err != nil {
+		return nil, err
+	}
+	x.c.metrics.observeOpen(time.Since(start))
+	if x.streamed {
+		if x.bodySubj == "" {
+			return nil, fmt.Errorf("%w: agent gave no body subject", ErrUpstreamUnreachable)
+		}
+		x.upload = make(chan error, 1)
+		x.wg.Add(1)
+		go x.sendBody()
+	}
+	return x.awaitResponse()
+}
+
+type ackResult int
+
+const (
+	ackOK ackResult = iota
+	ackNone
+	ackBusy
+	ackTimeout
+)
+
+// openExchange publishes the open request until an agent accepts it,
+// polling while no agent is there, within AgentWait.
+func (x *call) openExchange() error {
+	o := x.c.opts
+	deadline := time.Now().Add(o.AgentWait)
+	backoff := 20 * time.Millisecond
+	timeouts := 0
+	for try := 1; ; try++ {
+		x.open.Header.Set(hdrTry, fmt.Sprint(try))
+		x.open.Reply = x.reply
+		if err := x.c.nc.PublishMsg(x.open); err != nil {
+			return fmt.Errorf("%w: publish: %v", ErrNoAgent, err)
+		}
+		res, err := x.awaitAck(try)
+		if err != nil {
+			return err
+		}
+		switch res {
+		case ackOK:
+			return nil
+		case ackTimeout:
+			// Ask another agent: while the agent wait lasts, and at least
+			// once (the silent one may have crashed a moment ago).
+			if timeouts++; time.Now().After(deadline) && timeouts > 1 {
+				return fmt.Errorf("%w: no agent of %q accepted the request", ErrNoAgent, x.upstream)
+			}
+			continue
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			what := "no agent of %q within %s"
+			if res == ackBusy {
+				what = "every agent of %q busy for %s"
+			}
+			return fmt.Errorf("%w: "+what, ErrNoAgent, x.upstream, o.AgentWait)
+		}
+		if err := sleep(x.ctx, min(backoff, left)); err != nil {
+			return err
+		}
+		backoff = min(2*backoff, 250*time.Millisecond)
+	}
+}
+
+func (x *call) awaitAck(try int) (ackResult, error) {
+	timer := time.NewTimer(x.c.opts.AckTimeout)
+	defer timer.Stop()
+	want := fmt.Sprint(try)
+	for {
+		select {
+		case <-x.ctx.Done():
+			return 0, context.Cause(x.ctx)
+		case <-timer.C:
+			return ackTimeout, nil
+		case m := <-x.msgs:
+			if isNoResponders(m) {
+				return ackNone, nil
+			}
+			op, t := m.Header.Get(hdrOp), m.Header.Get(hdrTry)
+			if t != want {
+				if op == opAck {
+					// A late ack of an earlier attempt: that agent must not serve it.
+					x.sendTo(m.Header.Get(hdrCtl), opCancel)
+				}
+				continue
+			}
+			switch op {
+			case opAck:
+				x.agentCtl, x.bodySubj = m.Header.Get(hdrCtl), m.Header.Get(hdrBody)
+				return ackOK, nil
+			case opResp:
+				// A response that came before (or instead of) the ack
+				// accepts the request.
+				x.agentCtl, x.early = m.Header.Get(hdrCtl), m
+				return ackOK, nil
+			case opBusy:
+				return ackBusy, nil
+			case opErr:
+				return 0, agentError(m)
+			}
+		}
+	}
+}
+
+// awaitResponse waits for the response head (and, for a streamed body,
+// for the agent's stream to connect) while keeping the exchange alive.
+func (x *call) awaitResponse() (*Response, error) {
+	o := x.c.opts
+	hb := time.NewTicker(o.Heartbeat)
+	defer hb.Stop()
+	lastHeard := time.Now()
+	var respTimeout <-chan time.Time
+	startTimer := func() {
+		t := time.NewTimer(o.ResponseTimeout)
+		respTimeout = t.C
+	}
+	upload := x.upload
+	if !x.streamed {
+		startTimer()
+	}
+	var pending *Response
+	if m := x.early; m != nil {
+		x.early = nil
+		resp, err := x.response(m)
+		if err != nil || resp.Body != nil {
+			return resp, err
+		}
+		pending, respTimeout = resp, nil
+	}
+	for {
+		select {
+		case <-x.ctx.Done():
+			return nil, context.Cause(x.ctx)
+		case err := <-upload:
+			upload = nil
+			if err != nil {
+				return nil, err
+			}
+			if pending == nil && respTimeout == nil {
+				startTimer()
+			}
+		case <-respTimeout:
+			return nil, fmt.Errorf("%w: no response head from %q within %s", ErrTimeout, x.upstream, o.ResponseTimeout)
+		case <-hb.C:
+			if time.Since(lastHeard) > o.PeerTimeout {
+				return nil, fmt.Errorf("%w: agent of %q silent for %s", ErrAgentLost, x.upstream, o.PeerTimeout)
+			}
+			x.sendTo(x.agentCtl, opKA)
+		case m := <-x.msgs:
+			if m.Header.Get(hdrCtl) != x.agentCtl {
+				continue
+			}
+			lastHeard = time.Now()
+			switch m.Header.Get(hdrOp) {
+			case opErr:
+				return nil, agentError(m)
+			case opResp:
+				resp, err := x.response(m)
+				if err != nil || resp.Body != nil {
+					return resp, err
+				}
+				pending, respTimeout = resp, nil
+			case opStarted:
+				if pending != nil {
+					pending.Body = &streamBody{x: x, r: x.rcv}
+					x.stopReplies()
+					return pending, nil
+				}
+			}
+		}
+	}
+}
+
+// response handles the response head. An inline body completes the
+// exchange; for a streamed one a receiver is opened, the agent is told to
+// pull, and the Response is returned without Body until it started.
+func (x *call) response(m *nats.Msg) (*Response, error) {
+	head, body, err := decodeResp(m.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: malformed response head from agent", ErrUpstreamUnreachable)
+	}
+	r := &Response{StatusCode: head.Status, Header: head.Header, ContentLength: head.Length}
+	if m.Header.Get(hdrBody) != bodyStream {
+		x.finished.Store(true)
+		x.stopReplies()
+		x.c.metrics.addBytes("response", len(body))
+		r.Body = &inlineBody{Reader: bytes.NewReader(body), x: x}
+		return r, nil
+	}
+	rcv, err := natsio.NewReceiver(x.ctx, x.c.nc, x.c.opts.stream(x.prefix))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAgentLost, err)
+	}
+	x.rcv = rcv
+	pull := newMsg(x.agentCtl, opPull)
+	pull.Header.Set(hdrBody, rcv.Subject())
+	if err := x.c.nc.PublishMsg(pull); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAgentLost, err)
+	}
+	return r, nil
+}
+
+func agentError(m *nats.Msg) error {
+	return fmt.Errorf("%w: %s", codeError(m.Header.Get(hdrCode)), m.Data)
+}
+
+// sendTo publishes a control message to the agent's control subject.
+func (x *call) sendTo(ctl, op string) {
+	if ctl == "" {
+		return
+	}
+	_ = x.c.nc.PublishMsg(newMsg(ctl, op))
+}
+
+// sendBody streams the request body to the agent's receiver.
+func (x *call) sendBody() {
+	defer x.wg.Done()
+	err := x.streamBody()
+	x.upload <- err
+}
+
+func (x *call) streamBody() error {
+	s, err := natsio.NewSender(x.ctx, x.c.nc, x.bodySubj, x.c.opts.stream(x.prefix))
+	if err != nil {
+		return streamErr(err)
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	for {
+		n, rerr := x.readBody(buf)
+		if n > 0 {
+			if _, err := s.Write(buf[:n]); err != nil {
+				_ = s.CloseWithError("caller stopped")
+				return streamErr(err)
+			}
+			x.c.metrics.addBytes("request", n)
+		}
+		if rerr == io.EOF {
+			return streamErr(s.Close())
+		}
+		if rerr != nil {
+			_ = s.CloseWithError("request body: " + rerr.Error())
+			if x.ctx.Err() != nil {
+				return context.Cause(x.ctx)
+			}
+			return fmt.Errorf("%w: reading request body: %v", ErrBadRequest, rerr)
+		}
+	}
+}
+
+// readBody reads the request body, noting when a Read is in progress and
+// when the body ended, so close interrupts only a blocked Read mid-body:
+// interrupting a finished HTTP/1 body (a read deadline in the past) would
+// break the server's reuse of the client's connection.
+func (x *call) readBody(buf []byte) (int, error) {
+	x.bodyMu.Lock()
+	if x.bodyDone {
+		x.bodyMu.Unlock()
+		return 0, errExchangeClosed
+	}
+	x.bodyReading = true
+	x.bodyMu.Unlock()
+	n, err := x.req.Body.Read(buf)
+	x.bodyMu.Lock()
+	x.bodyReading = false
+	x.bodyDone = err != nil
+	x.bodyMu.Unlock()
+	return n, err
+}
+
+// interruptBody unblocks a Read of the request body in progress, if any,
+// and stops further reads.
+func (x *call) interruptBody() {
+	x.bodyMu.Lock()
+	defer x.bodyMu.Unlock()
+	if x.bodyReading && !x.bodyDone && x.req.Interrupt != nil {
+		x.req.Interrupt()
+	}
+	x.bodyDone = true
+}
+
+// streamErr maps a natsio error of the request body stream. An agent that
+// stopped reading (the upstream answered without the whole body) is fine.
+func streamErr(err error) error {
+	switch {
+	case err == nil, errors.Is(err, natsio.ErrCanceled):
+		return nil
+	case errors.Is(err, natsio.ErrPeerLost), errors.Is(err, natsio.ErrNoReceiver):
+		return fmt.Errorf("%w: %v", ErrAgentLost, err)
+	}
+	return err
+}
+
+// close ends the exchange: a response not read to its end is cancelled at
+// the agent, and the body upload is stopped and waited for.
+func (x *call) close() {
+	x.closeOnce.Do(func() {
+		switch {
+		case x.finished.Load():
+		case x.agentCtl != "":
+			x.sendTo(x.agentCtl, opCancel)
+		default:
+			// No agent accepted yet, but one may have the request.
+			if subj, err := subjects.RelayCancel(x.upstream); err == nil {
+				m := newMsg(subj, opCancel)
+				m.Header.Set(hdrRepl, x.reply)
+				_ = x.c.nc.PublishMsg(m)
+			}
+		}
+		x.stopReplies()
+		if x.rcv != nil {
+			_ = x.rcv.Close()
+		}
+		x.cancel(errExchangeClosed)
+		x.interruptBody()
+		x.wg.Wait()
+	})
+}
+
+// stopReplies ends the delivery of messages on the reply subject.
+func (x *call) stopReplies() { x.releaseOnce.Do(x.release) }
+
+var errExchangeClosed = errors.New("relay: exchange closed")
+
+// inlineBody is a response body that came with the head.
+type inlineBody struct {
+	*bytes.Reader
+	x *call
+}
+
+func (b *inlineBody) Close() error { b.x.close(); return nil }
+
+// streamBody is a response body streamed from the agent.
+type streamBody struct {
+	x *call
+	r *natsio.Receiver
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.x.c.metrics.addBytes("response", n)
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF:
+		b.x.finished.Store(true)
+		return n, io.EOF
+	case errors.Is(err, natsio.ErrPeerLost):
+		return n, fmt.Errorf("%w: %v", ErrAgentLost, err)
+	}
+	var re *natsio.RemoteError
+	if errors.As(err, &re) {
+		return n, fmt.Errorf("%w: %s", ErrUpstreamBroken, re.Reason)
+	}
+	if b.x.ctx.Err() != nil {
+		return n, context.Cause(b.x.ctx)
+	}
+	return n, err
+}
+
+func (b *streamBody) Close() error { b.x.close(); return nil }
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+func getBuf() []byte  { return *bufPool.Get().(*[]byte) }
+func putBuf(b []byte) { bufPool.Put(&b) }

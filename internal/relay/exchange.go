@@ -1,0 +1,236 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/httpx"
+	"github.com/switchboard/switchboard/internal/natsio"
+)
+
+// exchange is the agent's side of one relayed request.
+type exchange struct {
+	s        *Server
+	id       string
+	ctl      string
+	reply    string
+	try      string
+	head     reqHead
+	inline   []byte
+	streamed bool
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	heardAt  atomic.Int64
+	waiting  atomic.Bool
+	pull     chan string
+	ackDelay time.Duration
+	ackTimer *time.Timer
+}
+
+func (s *Server) newExchange(id, reply, try string, head reqHead, inline []byte, streamed bool) *exchange {
+	x := &exchange{
+		s: s, id: id, ctl: s.ctlPrefix + "." + id, reply: reply, try: try,
+		head: head, inline: inline, streamed: streamed, pull: make(chan string, 1),
+	}
+	x.ctx, x.cancel = context.WithCancelCause(s.hardCtx)
+	x.heard()
+	x.waiting.Store(true)
+	return x
+}
+
+func (x *exchange) heard() { x.heardAt.Store(time.Now().UnixNano()) }
+
+func (x *exchange) lastHeard() time.Time { return time.Unix(0, x.heardAt.Load()) }
+
+// msg returns a message of kind op to the caller, signed with this
+// exchange's control subject. Answers carry the attempt number: one that
+// beats the delayed ack stands in for it.
+func (x *exchange) msg(op string) *nats.Msg {
+	m := newMsg(x.reply, op)
+	m.Header.Set(hdrCtl, x.ctl)
+	if op == opResp || op == opErr {
+		m.Header.Set(hdrTry, x.try)
+	}
+	return m
+}
+
+func (x *exchange) send(m *nats.Msg) {
+	if err := x.s.nc.PublishMsg(m); err != nil {
+		x.s.log.Debug("relay publish", "op", m.Header.Get(hdrOp), "err", err)
+	}
+}
+
+func (x *exchange) sendErr(code string, err error) {
+	m := x.msg(opErr)
+	m.Header.Set(hdrTry, x.try)
+	m.Header.Set(hdrCode, code)
+	m.Data = []byte(err.Error())
+	x.send(m)
+}
+
+// run serves the exchange: accept, call the target, relay the response.
+func (x *exchange) run() {
+	defer x.s.finish(x)
+	defer x.cancel(nil)
+	var body io.Reader
+	ack := x.msg(opAck)
+	ack.Header.Set(hdrTry, x.try)
+	if x.streamed {
+		rcv, err := natsio.NewReceiver(x.ctx, x.s.nc, x.s.opts.stream(x.s.prefix))
+		if err != nil {
+			x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("agent: %w", err))
+			return
+		}
+		defer rcv.Close()
+		ack.Header.Set(hdrBody, rcv.Subject())
+		body = rcv
+	} else if len(x.inline) > 0 {
+		body = bytes.NewReader(x.inline)
+	}
+	if x.streamed || x.ackDelay <= 0 {
+		x.send(ack)
+	} else {
+		x.ackTimer = time.AfterFunc(x.ackDelay, func() { x.send(ack) })
+		defer x.ackTimer.Stop()
+	}
+	req, err := x.outgoing(body)
+	if err != nil {
+		x.sendErr(httpx.CodeBadRequest, err)
+		return
+	}
+	resp, err := x.s.transport.RoundTrip(req)
+	if err != nil {
+		if x.ctx.Err() == nil {
+			x.s.log.Info("upstream unreachable", "err", err)
+			x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("%s %s: %w", x.head.Method, x.s.target.Redacted(), unwrapURLError(err)))
+		}
+		return
+	}
+	defer resp.Body.Close()
+	x.respond(resp)
+}
+
+// unwrapURLError drops the *url.Error wrapper, whose text repeats the URL.
+func unwrapURLError(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// outgoing builds the request to the target: its base path joined with
+// the relayed escaped path (escapes such as %2F kept), the query, the
+// headers without hop-by-hop ones.
+func (x *exchange) outgoing(body io.Reader) (*http.Request, error) {
+	t := x.s.target
+	raw := strings.TrimSuffix(t.EscapedPath(), "/") + x.head.Path
+	path, err := url.PathUnescape(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: path %q: %v", ErrBadRequest, x.head.Path, err)
+	}
+	u := *t
+	u.Path, u.RawPath, u.RawQuery, u.Fragment = path, raw, x.head.Query, ""
+	h := x.head.Header
+	if h == nil {
+		h = http.Header{}
+	}
+	RemoveHopByHop(h)
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""} // no Go default User-Agent
+	}
+	req := &http.Request{
+		Method: x.head.Method, URL: &u, Host: u.Host, Header: h,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	}
+	if body != nil {
+		req.Body = io.NopCloser(body)
+		req.ContentLength = x.head.Length
+	}
+	return req.WithContext(x.ctx), nil
+}
+
+// respond relays the target's response: inline when small and of known
+// size, else as a stream the caller pulls.
+func (x *exchange) respond(resp *http.Response) {
+	RemoveHopByHop(resp.Header)
+	head := respHead{Status: resp.StatusCode, Header: resp.Header, Length: resp.ContentLength}
+	noBody := x.head.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
+	var body io.Reader = resp.Body
+	if noBody || (resp.ContentLength >= 0 && resp.ContentLength <= int64(x.s.opts.InlineMax)) {
+		var data []byte
+		if !noBody && resp.ContentLength > 0 {
+			data = make([]byte, resp.ContentLength)
+			if _, err := io.ReadFull(resp.Body, data); err != nil {
+				x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("reading response: %w", err))
+				return
+			}
+		}
+		m := x.msg(opResp)
+		var err error
+		if m.Data, err = head.encode(data); err != nil {
+			x.sendErr(httpx.CodeUpstreamUnreachable, err)
+			return
+		}
+		if len(m.Data) <= int(x.s.nc.MaxPayload())-4096 {
+			x.waiting.Store(false)
+			x.send(m)
+			return
+		}
+		body = io.MultiReader(bytes.NewReader(data), resp.Body)
+	}
+	x.stream(head, body)
+}
+
+// stream sends the head, waits for the caller's receiver and copies the
+// body to it as it is read.
+func (x *exchange) stream(head respHead, body io.Reader) {
+	m := x.msg(opResp)
+	m.Header.Set(hdrBody, bodyStream)
+	var err error
+	if m.Data, err = head.encode(nil); err != nil || len(m.Data) > int(x.s.nc.MaxPayload())-4096 {
+		x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("response head unusable (too large or malformed)"))
+		return
+	}
+	x.send(m)
+	var subj string
+	var snd *natsio.Sender
+	select {
+	case subj = <-x.pull:
+	case <-x.ctx.Done():
+		return
+	}
+	snd, err = natsio.NewSender(x.ctx, x.s.nc, subj, x.s.opts.stream(x.s.prefix))
+	if err != nil {
+		return
+	}
+	x.waiting.Store(false)
+	x.send(x.msg(opStarted))
+	buf := getBuf()
+	defer putBuf(buf)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := snd.Write(buf[:n]); err != nil {
+				_ = snd.CloseWithError("agent stopped")
+				return // the caller is gone: run's deferred cancel ends the target request
+			}
+		}
+		if rerr == io.EOF {
+			_ = snd.Close()
+			return
+		}
+		if rerr != nil {
+			_ = snd.CloseWithError("upstream: " + rerr.Error())
+			return
+		}
+	}
+}

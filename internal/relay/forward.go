@@ -1,0 +1,95 @@
+package relay
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Forward relays the HTTP request r to upstream with the escaped path and
+// writes the response to w: the head once it arrives, then the body,
+// flushed chunk by chunk as the agent streams it. Errors before the head
+// are written as {"code","message"} (see [HTTPError]) and returned. If ctx
+// ends during the body (client gone, shutdown) the response ends there; if
+// the stream breaks otherwise, the response is aborted with
+// panic(http.ErrAbortHandler), as httputil.ReverseProxy does, so the
+// client sees a failed response and not a short one.
+func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Request, upstream, path string) error {
+	rc := http.NewResponseController(w)
+	// The response may start before the request body was read to its end.
+	_ = rc.EnableFullDuplex()
+	req := &Request{
+		Method:        r.Method,
+		Path:          path,
+		RawQuery:      r.URL.RawQuery,
+		Header:        OutgoingHeader(r),
+		Body:          r.Body,
+		ContentLength: r.ContentLength,
+		Interrupt:     func() { _ = rc.SetReadDeadline(time.Now()) },
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		req.Body, req.ContentLength = nil, 0
+	}
+	resp, err := c.Do(ctx, upstream, req)
+	if err != nil {
+		c.metrics.Result(resultOf(err))
+		c.opts.Logger.Debug("relay failed", "upstream", upstream, "err", err)
+		WriteError(w, err)
+		return err
+	}
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	if resp.ContentLength >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	} else {
+		h.Del("Content-Length")
+	}
+	w.WriteHeader(resp.StatusCode)
+	if _, inline := resp.Body.(*inlineBody); !inline {
+		_ = rc.Flush() // a stream's head reaches the client before its first chunk
+	}
+	if err := copyBody(w, rc, resp.Body); err != nil {
+		if ctx.Err() != nil {
+			c.metrics.Result(ResultCanceled)
+			return ctx.Err()
+		}
+		c.metrics.Result(ResultAborted)
+		c.opts.Logger.Warn("relay stream broke", "upstream", upstream, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	c.metrics.Result(ResultOK)
+	return nil
+}
+
+// copyBody copies a response body to w, flushing after every chunk of a
+// streamed body so that SSE and other streams reach the client at once.
+func copyBody(w io.Writer, rc *http.ResponseController, body io.Reader) error {
+	if b, ok := body.(*inlineBody); ok {
+		_, err := b.WriteTo(w)
+		return err
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if ferr := rc.Flush(); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

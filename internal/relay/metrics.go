@@ -1,0 +1,84 @@
+package relay
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the caller side's metrics. Upstream names are user input,
+// so no label carries them: results and directions are fixed sets. A nil
+// *Metrics records nothing.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	open     prometheus.Histogram
+	bytes    *prometheus.CounterVec
+}
+
+// Request results, the values of the "result" label.
+const (
+	ResultOK           = "ok"
+	ResultCanceled     = "canceled"
+	ResultAborted      = "aborted"
+	ResultUnauthorized = "unauthorized"
+)
+
+// NewMetrics registers the relay metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_relay_requests_total",
+			Help: "Relayed requests by result: ok (response relayed), no_agent, timeout, upstream_unreachable, agent_lost, bad_request, unauthorized, canceled, aborted (stream broke after the head).",
+		}, []string{"result"}),
+		open: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchboard_relay_open_seconds",
+			Help:    "Time until an agent accepted a relayed request (agent wait included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .05, .25, 1, 5},
+		}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_relay_bytes_total",
+			Help: "Body bytes relayed, by direction (request, response).",
+		}, []string{"direction"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.open, m.bytes)
+	}
+	return m
+}
+
+// Result counts one finished request with a fixed result label.
+func (m *Metrics) Result(result string) {
+	if m != nil {
+		m.requests.WithLabelValues(result).Inc()
+	}
+}
+
+// resultOf is the result label of a request that failed with err.
+func resultOf(err error) string {
+	for _, r := range []struct {
+		err   error
+		label string
+	}{
+		{ErrNoAgent, "no_agent"}, {ErrTimeout, "timeout"}, {ErrUpstreamUnreachable, "upstream_unreachable"},
+		{ErrAgentLost, "agent_lost"}, {ErrBadRequest, "bad_request"}, {ErrUnauthorized, ResultUnauthorized},
+		{ErrUpstreamBroken, ResultAborted},
+	} {
+		if errors.Is(err, r.err) {
+			return r.label
+		}
+	}
+	return ResultCanceled
+}
+
+func (m *Metrics) observeOpen(d time.Duration) {
+	if m != nil {
+		m.open.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) addBytes(direction string, n int) {
+	if m != nil && n > 0 {
+		m.bytes.WithLabelValues(direction).Add(float64(n))
+	}
+}

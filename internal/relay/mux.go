@@ -1,0 +1,134 @@
+package relay
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// muxIdle is how long an unused reply subscription of an upstream is kept
+// for the next request; maxIdleMuxes bounds how many are kept (upstream
+// names are user input).
+const (
+	muxIdle      = 10 * time.Second
+	maxIdleMuxes = 256
+)
+
+// mux is one wildcard subscription per upstream that carries the replies
+// of all the client's exchanges with it, so a request costs no SUB/UNSUB
+// (which a cluster would propagate to every server).
+type mux struct {
+	prefix string // <RelayInbox(upstream)>.<client id>
+	sub    *nats.Subscription
+	calls  map[string]chan *nats.Msg
+	idle   *time.Timer
+}
+
+// muxes is a Client's set of reply subscriptions.
+type muxes struct {
+	nc     *nats.Conn
+	id     string
+	mu     sync.Mutex
+	by     map[string]*mux
+	next   uint64
+	closed bool
+}
+
+func newMuxes(nc *nats.Conn) *muxes {
+	return &muxes{nc: nc, id: strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix), by: map[string]*mux{}}
+}
+
+// register returns a fresh reply subject for upstream whose messages go to
+// ch, and the function that releases it.
+func (ms *muxes) register(upstream string, ch chan *nats.Msg) (string, func(), error) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.closed {
+		return "", nil, ErrShuttingDown
+	}
+	m := ms.by[upstream]
+	if m == nil {
+		in, err := subjects.RelayInbox(upstream)
+		if err != nil {
+			return "", nil, err
+		}
+		m = &mux{prefix: in + "." + ms.id, calls: map[string]chan *nats.Msg{}}
+		if m.sub, err = ms.nc.Subscribe(m.prefix+".*", m.dispatch(&ms.mu)); err != nil {
+			return "", nil, err
+		}
+		_ = m.sub.SetPendingLimits(-1, 64<<20)
+		ms.by[upstream] = m
+	}
+	if m.idle != nil {
+		m.idle.Stop()
+		m.idle = nil
+	}
+	ms.next++
+	tok := strconv.FormatUint(ms.next, 36)
+	m.calls[tok] = ch
+	return m.prefix + "." + tok, func() { ms.release(upstream, m, tok) }, nil
+}
+
+// dispatch hands a message to its exchange; a full channel drops it (the
+// exchange reads its few messages promptly).
+func (m *mux) dispatch(mu *sync.Mutex) nats.MsgHandler {
+	return func(msg *nats.Msg) {
+		tok := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
+		mu.Lock()
+		ch := m.calls[tok]
+		mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- msg:
+			default:
+			}
+		}
+	}
+}
+
+func (ms *muxes) release(upstream string, m *mux, tok string) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	delete(m.calls, tok)
+	if len(m.calls) > 0 || ms.by[upstream] != m {
+		return
+	}
+	if ms.closed || len(ms.by) > maxIdleMuxes {
+		ms.drop(upstream, m)
+		return
+	}
+	m.idle = time.AfterFunc(muxIdle, func() {
+		ms.mu.Lock()
+		defer ms.mu.Unlock()
+		if len(m.calls) == 0 && ms.by[upstream] == m {
+			ms.drop(upstream, m)
+		}
+	})
+}
+
+// drop unsubscribes an idle mux. ms.mu must be held.
+func (ms *muxes) drop(upstream string, m *mux) {
+	delete(ms.by, upstream)
+	if m.idle != nil {
+		m.idle.Stop()
+	}
+	_ = m.sub.Unsubscribe()
+}
+
+// close unsubscribes every idle mux and refuses new ones; busy ones go
+// when their last exchange ends.
+func (ms *muxes) close() {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.closed = true
+	for up, m := range ms.by {
+		if len(m.calls) == 0 {
+			ms.drop(up, m)
+		}
+	}
+}

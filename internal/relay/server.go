@@ -1,0 +1,326 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// ServiceVersion is the micro service version agents announce; it
+// versions the relay wire protocol.
+const ServiceVersion = "1.0.0"
+
+// ServerConfig configures the serving side of one upstream.
+type ServerConfig struct {
+	// Upstream is the name served.
+	Upstream string
+	// Target is the base URL requests go to; the relayed path is appended
+	// to its path.
+	Target string
+	// MaxConcurrent bounds the requests served at once; more are answered
+	// "busy" and the caller asks another agent. Default 256.
+	MaxConcurrent int
+	// Transport calls the target. Default: a clone of
+	// http.DefaultTransport without transparent compression.
+	Transport http.RoundTripper
+	// Metadata is announced in the micro service info.
+	Metadata map[string]string
+	Options
+}
+
+// Server serves one upstream on a NATS connection: a micro service whose
+// endpoint accepts open requests in a queue group, and the agent side of
+// every exchange. Create it with [NewServer]; stop it with
+// [Server.Shutdown].
+type Server struct {
+	nc        *nats.Conn
+	cfg       ServerConfig
+	opts      Options
+	log       *slog.Logger
+	target    *url.URL
+	transport http.RoundTripper
+	prefix    string
+	ctlPrefix string
+	svc       micro.Service
+	ctlSub    *nats.Subscription
+	cancelSub *nats.Subscription
+	hardCtx   context.Context
+	hardStop  context.CancelFunc
+	stopSweep chan struct{}
+	sweepDone chan struct{}
+	wg        sync.WaitGroup
+
+	mu        sync.Mutex
+	closing   bool
+	exchanges map[string]*exchange
+	byReply   map[string]*exchange
+	nextID    uint64
+}
+
+// NewServer starts serving cfg.Upstream on nc.
+func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
+	target, err := url.Parse(cfg.Target)
+	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+		return nil, fmt.Errorf("relay: target %q is not an http(s) URL", cfg.Target)
+	}
+	open, err := subjects.RelayRequest(cfg.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("relay: upstream %q: %w", cfg.Upstream, err)
+	}
+	name, _ := subjects.RelayService(cfg.Upstream)
+	prefix, _ := subjects.RelayInbox(cfg.Upstream)
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 256
+	}
+	s := &Server{
+		nc: nc, cfg: cfg, opts: cfg.Options.withDefaults(), target: target, transport: cfg.Transport,
+		prefix: prefix, exchanges: map[string]*exchange{}, byReply: map[string]*exchange{},
+		stopSweep: make(chan struct{}), sweepDone: make(chan struct{}),
+	}
+	s.log = s.opts.Logger.With("upstream", cfg.Upstream)
+	if s.transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DisableCompression = true
+		t.MaxIdleConnsPerHost = cfg.MaxConcurrent
+		s.transport = t
+	}
+	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
+	s.ctlPrefix = prefix + "." + strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix)
+	if s.ctlSub, err = nc.Subscribe(s.ctlPrefix+".*", s.control); err != nil {
+		s.hardStop()
+		return nil, fmt.Errorf("relay: subscribe control: %w", err)
+	}
+	cancelSubj, _ := subjects.RelayCancel(cfg.Upstream)
+	if s.cancelSub, err = nc.Subscribe(cancelSubj, s.cancelByReply); err != nil {
+		_ = s.ctlSub.Unsubscribe()
+		s.hardStop()
+		return nil, fmt.Errorf("relay: subscribe cancel: %w", err)
+	}
+	meta := map[string]string{"upstream": cfg.Upstream}
+	for k, v := range cfg.Metadata {
+		meta[k] = v
+	}
+	s.svc, err = micro.AddService(nc, micro.Config{
+		Name:        name,
+		Version:     ServiceVersion,
+		Description: "Switchboard relay agent",
+		Metadata:    meta,
+		Endpoint: &micro.EndpointConfig{
+			Subject:    open,
+			Handler:    micro.HandlerFunc(s.handle),
+			QueueGroup: "sb-relay",
+		},
+	})
+	if err != nil {
+		_ = s.ctlSub.Unsubscribe()
+		_ = s.cancelSub.Unsubscribe()
+		s.hardStop()
+		return nil, fmt.Errorf("relay: micro service: %w", err)
+	}
+	// Subscriptions the server refuses (NATS permissions) come back
+	// asynchronously; wait for them so an agent not allowed to serve the
+	// upstream fails to start instead of silently serving nothing.
+	if err := nc.FlushTimeout(10 * time.Second); err == nil {
+		if last := nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) {
+			_ = s.svc.Stop()
+			_ = s.ctlSub.Unsubscribe()
+			_ = s.cancelSub.Unsubscribe()
+			s.hardStop()
+			return nil, fmt.Errorf("relay: not allowed to serve upstream %q: %w", cfg.Upstream, last)
+		}
+	}
+	go s.sweep()
+	return s, nil
+}
+
+// Upstream is the name served.
+func (s *Server) Upstream() string { return s.cfg.Upstream }
+
+// InFlight is the number of requests being served.
+func (s *Server) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.exchanges)
+}
+
+// Shutdown stops taking requests (the service leaves the queue group; open
+// requests still arriving are answered "busy" so callers ask another
+// agent), waits for the requests in flight until ctx ends, then cancels
+// the rest. It returns ctx's error if it had to cancel any.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	already := s.closing
+	s.closing = true
+	s.mu.Unlock()
+	if already {
+		return nil
+	}
+	if err := s.svc.Stop(); err != nil {
+		s.log.Debug("micro stop", "err", err)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.log.Warn("shutdown grace over, cancelling requests in flight", "in_flight", s.InFlight())
+		s.hardStop()
+		<-done
+	}
+	s.hardStop()
+	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+	close(s.stopSweep)
+	<-s.sweepDone
+	_ = s.ctlSub.Unsubscribe()
+	_ = s.cancelSub.Unsubscribe()
+	return err
+}
+
+// handle accepts an open request. It runs on the endpoint's subscription
+// goroutine, so the exchange itself runs on its own.
+func (s *Server) handle(req micro.Request) {
+	m := &nats.Msg{Subject: req.Subject(), Reply: req.Reply(), Header: nats.Header(req.Headers()), Data: req.Data()}
+	if m.Reply == "" {
+		return
+	}
+	try := m.Header.Get(hdrTry)
+	head, inline, err := decodeReq(m.Data)
+	if err == nil && (m.Header.Get(hdrOp) != opOpen || head.Method == "" || !strings.HasPrefix(head.Path, "/")) {
+		err = fmt.Errorf("%w: not an open request", ErrBadRequest)
+	}
+	if err != nil {
+		s.reply(m.Reply, try, opErr, "BAD_REQUEST", err.Error())
+		return
+	}
+	s.mu.Lock()
+	if s.closing || len(s.exchanges) >= s.cfg.MaxConcurrent {
+		s.mu.Unlock()
+		s.reply(m.Reply, try, opBusy, "", "")
+		return
+	}
+	s.nextID++
+	x := s.newExchange(fmt.Sprint(s.nextID), m.Reply, try, head, inline, m.Header.Get(hdrBody) == bodyStream)
+	x.ackDelay = ackDelay(m.Header.Get(hdrAck))
+	s.exchanges[x.id] = x
+	s.byReply[x.reply] = x
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go x.run()
+}
+
+func (s *Server) reply(subject, try, op, code, msg string) {
+	r := newMsg(subject, op)
+	r.Header.Set(hdrTry, try)
+	if code != "" {
+		r.Header.Set(hdrCode, code)
+	}
+	r.Data = []byte(msg)
+	_ = s.nc.PublishMsg(r)
+}
+
+// finish forgets a finished exchange.
+func (s *Server) finish(x *exchange) {
+	s.mu.Lock()
+	delete(s.exchanges, x.id)
+	if s.byReply[x.reply] == x {
+		delete(s.byReply, x.reply)
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+func (s *Server) lookup(id string) *exchange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exchanges[id]
+}
+
+// control dispatches the caller's control messages to their exchange.
+func (s *Server) control(m *nats.Msg) {
+	id := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	x := s.lookup(id)
+	if x == nil {
+		return
+	}
+	x.heard()
+	switch m.Header.Get(hdrOp) {
+	case opCancel:
+		x.cancel(errCanceledByCaller)
+	case opPull:
+		select {
+		case x.pull <- m.Header.Get(hdrBody):
+		default:
+		}
+	}
+}
+
+// ackDelay is how long an agent may hold back the ack of an inline request
+// hoping to answer with the response itself (one message less): a quarter
+// of the caller's ack timeout, at most 50 ms.
+func ackDelay(callerMs string) time.Duration {
+	ms, err := strconv.Atoi(callerMs)
+	if err != nil || ms <= 0 {
+		return 0
+	}
+	return min(time.Duration(ms)*time.Millisecond/4, 50*time.Millisecond)
+}
+
+// cancelByReply handles a caller's broadcast that it gave up before any
+// agent accepted: the agent holding its request (if this one) stops.
+func (s *Server) cancelByReply(m *nats.Msg) {
+	s.mu.Lock()
+	x := s.byReply[m.Header.Get(hdrRepl)]
+	s.mu.Unlock()
+	if x != nil {
+		x.cancel(errCanceledByCaller)
+	}
+}
+
+var errCanceledByCaller = errors.New("relay: canceled by caller")
+
+// sweep sends keep-alives for exchanges waiting on the target and
+// cancels those whose caller went silent.
+func (s *Server) sweep() {
+	defer close(s.sweepDone)
+	t := time.NewTicker(s.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopSweep:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		waiting := make([]*exchange, 0, len(s.exchanges))
+		for _, x := range s.exchanges {
+			if x.waiting.Load() {
+				waiting = append(waiting, x)
+			}
+		}
+		s.mu.Unlock()
+		for _, x := range waiting {
+			if time.Since(x.lastHeard()) > s.opts.PeerTimeout {
+				s.log.Info("caller lost, cancelling request", "path", x.head.Path)
+				x.cancel(errCallerLost)
+				continue
+			}
+			x.send(x.msg(opKA))
+		}
+	}
+}
