@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/subjects"
@@ -239,10 +240,10 @@ func TestNATSAccountsEnforced(t *testing.T) {
 			if _, err := agent.Subscribe(other, func(*nats.Msg) {}); err != nil {
 				t.Fatal(err)
 			}
-			_ = agent.Publish(demo, []byte("not allowed"))
+			_ = agent.Publish(other, []byte("not allowed"))
 			_ = agent.Flush()
-			natstest.Eventually(t, 10*time.Second, func() error { return perms.contains(other) })
-			natstest.Eventually(t, 10*time.Second, func() error { return perms.contains(demo) })
+			natstest.Eventually(t, 10*time.Second, func() error { return perms.contains(`Subscription to "` + other + `"`) })
+			natstest.Eventually(t, 10*time.Second, func() error { return perms.contains(`Publish to "` + other + `"`) })
 			ajs, _ := jetstream.New(agent)
 			actx, acancel := context.WithTimeout(ctx, time.Second)
 			defer acancel()
@@ -284,8 +285,22 @@ func TestNATSLeafnodeAgent(t *testing.T) {
 	serveEcho(t, local, demo)
 	serveEcho(t, local, other)
 	gw := connect(t, hub.ClientURL(), "gateway", secrets["SB_GATEWAY_PASSWORD"])
+	// Over a leafnode, replies travel in the upstream's own subject space
+	// (as the relay's exchanges do), not through _INBOX.
+	request := func(subj string, timeout time.Duration) (*nats.Msg, error) {
+		reply := demo + ".test-reply." + nuid.Next()
+		sub, err := gw.SubscribeSync(reply)
+		if err != nil {
+			return nil, err
+		}
+		defer sub.Unsubscribe()
+		if err := gw.PublishRequest(subj, reply, []byte("x")); err != nil {
+			return nil, err
+		}
+		return sub.NextMsg(timeout)
+	}
 	natstest.Eventually(t, 20*time.Second, func() error {
-		resp, err := gw.Request(demo, []byte("x"), 2*time.Second)
+		resp, err := request(demo, 2*time.Second)
 		if err != nil {
 			return err
 		}
@@ -294,7 +309,7 @@ func TestNATSLeafnodeAgent(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := gw.Request(other, []byte("x"), time.Second); err == nil {
+	if _, err := request(other, time.Second); err == nil {
 		t.Fatal("a leafnode of agent-demo received a request for another upstream")
 	}
 }
