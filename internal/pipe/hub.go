@@ -75,6 +75,9 @@ type Hub struct {
 
 	mu      sync.Mutex
 	waiters map[string]*waiter
+
+	relMu    sync.Mutex
+	releases map[string]chan struct{} // by channel filter: closed on marker release
 }
 
 // NewHub returns a Hub using nc and js; metrics go to reg (may be nil).
@@ -84,6 +87,7 @@ func NewHub(nc *nats.Conn, js jetstream.JetStream, opts Options, log *slog.Logge
 	return &Hub{
 		nc: nc, js: js, opts: opts.withDefaults(), log: log, m: newMetrics(reg),
 		id: hex.EncodeToString(b[:]), stop: make(chan struct{}), waiters: map[string]*waiter{},
+		releases: map[string]chan struct{}{},
 	}
 }
 
@@ -93,7 +97,7 @@ func (h *Hub) ID() string { return h.id }
 // Start creates the queue stream if needed and subscribes to claims,
 // deletions and liveness pings.
 func (h *Hub) Start(ctx context.Context) error {
-	q, err := openQueue(ctx, h.js, h.opts.Replicas)
+	q, err := openQueue(ctx, h.nc, h.js, h.opts.Replicas)
 	if err != nil {
 		return err
 	}

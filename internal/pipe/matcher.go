@@ -37,8 +37,12 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 		}
 		switch {
 		case last != nil && last.info.Role == subjects.PipeMatcher:
-			pause = min(max(2*pause, 500*time.Microsecond), 25*time.Millisecond)
-			if err := sleepCtx(ctx, pause); err != nil {
+			// Another party is matching: wait until it releases the
+			// marker (at once when it is on this gateway), polling with
+			// back-off for matchers elsewhere.
+			h.m.contended.Inc()
+			pause = min(max(2*pause, 200*time.Microsecond), 5*time.Millisecond)
+			if err := h.awaitRelease(ctx, w.chFilter, pause); err != nil {
 				return nil, err
 			}
 			continue
@@ -66,6 +70,7 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 		}
 		p, head, done, err := h.matchLocked(ctx, w, mseq)
 		h.background("release", func(bctx context.Context) error {
+			defer h.released(w.chFilter)
 			if head > 0 {
 				if err := h.q.remove(bctx, head); err != nil {
 					return err
@@ -285,13 +290,33 @@ func (h *Hub) refuse(c *claim) {
 	_ = h.nc.PublishMsg(reply)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
+// awaitRelease waits up to pause for a matcher of this gateway to
+// release channel's marker.
+func (h *Hub) awaitRelease(ctx context.Context, channel string, pause time.Duration) error {
+	h.relMu.Lock()
+	ch, ok := h.releases[channel]
+	if !ok {
+		ch = make(chan struct{})
+		h.releases[channel] = ch
+	}
+	h.relMu.Unlock()
+	t := time.NewTimer(pause)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-ch:
 	case <-t.C:
-		return nil
 	}
+	return nil
+}
+
+// released wakes the arrivals waiting for channel's marker.
+func (h *Hub) released(channel string) {
+	h.relMu.Lock()
+	if ch, ok := h.releases[channel]; ok {
+		close(ch)
+		delete(h.releases, channel)
+	}
+	h.relMu.Unlock()
 }

@@ -12,6 +12,7 @@ type metrics struct {
 	bytes     prometheus.Counter
 	wait      prometheus.Histogram
 	swept     prometheus.Counter
+	contended prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,9 +50,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "switchboard_pipe_swept_gateways_total",
 			Help: "Vanished gateways whose stale queue entries this gateway removed.",
 		}),
+		contended: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_pipe_matcher_waits_total",
+			Help: "Times an arrival found another party matching its channel and backed off.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.waiting, m.matches, m.claims, m.ended, m.transfers, m.bytes, m.wait, m.swept)
+		reg.MustRegister(m.waiting, m.matches, m.claims, m.ended, m.transfers, m.bytes, m.wait, m.swept, m.contended)
 	}
 	return m
 }

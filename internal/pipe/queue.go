@@ -2,8 +2,10 @@ package pipe
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,11 +17,15 @@ import (
 
 // queue is the cluster-wide record of waiting parties: one JetStream
 // stream, one subject per channel, role and gateway (see package doc).
-// Reads go to the stream leader (no direct gets), so they are consistent
-// with the compare-and-set appends.
+// Reads must be consistent with the compare-and-set appends: with one
+// replica they are direct gets (cheap, answered by the only copy); with
+// more they go to the stream leader through the API, because a direct get
+// may be answered by a lagging follower.
 type queue struct {
+	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	direct bool
 }
 
 // entry is one stored queue entry.
@@ -44,17 +50,55 @@ func queueConfig(replicas int) jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		Replicas:    max(replicas, 1),
+		AllowDirect: replicas <= 1,
 		AllowMsgTTL: true,
 		Duplicates:  time.Second,
 	}
 }
 
-func openQueue(ctx context.Context, js jetstream.JetStream, replicas int) (*queue, error) {
-	s, err := jsutil.EnsureStream(ctx, js, queueConfig(replicas))
+func openQueue(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, replicas int) (*queue, error) {
+	cfg := queueConfig(replicas)
+	s, err := jsutil.EnsureStream(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pipe: %w", err)
 	}
-	return &queue{js: js, stream: s}, nil
+	return &queue{nc: nc, js: js, stream: s, direct: cfg.AllowDirect}, nil
+}
+
+// directRequest is the body of a direct get.
+type directRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// directGet reads one entry with a direct get; nil when there is none.
+func (q *queue) directGet(ctx context.Context, req directRequest) (*entry, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	m, err := q.nc.RequestWithContext(ctx, subjects.PipeDirectGet(), body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: direct get: %v", ErrUnavailable, err)
+	}
+	if st := m.Header.Get("Status"); st != "" {
+		if st == "404" {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: direct get: status %s %s", ErrUnavailable, st, m.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: direct get: bad sequence: %v", ErrUnavailable, err)
+	}
+	info, err := subjects.ParsePipeEntry(m.Header.Get(jetstream.SubjectHeader))
+	if err != nil {
+		return nil, err
+	}
+	return &entry{seq: seq, info: info, id: string(m.Data)}, nil
 }
 
 func toEntry(m *jetstream.RawStreamMsg) (*entry, error) {
@@ -67,6 +111,9 @@ func toEntry(m *jetstream.RawStreamMsg) (*entry, error) {
 
 // last returns the newest entry matching filter, or nil.
 func (q *queue) last(ctx context.Context, filter string) (*entry, error) {
+	if q.direct {
+		return q.directGet(ctx, directRequest{LastFor: filter})
+	}
 	m, err := q.stream.GetLastMsgForSubject(ctx, filter)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
@@ -79,6 +126,9 @@ func (q *queue) last(ctx context.Context, filter string) (*entry, error) {
 
 // first returns the oldest entry matching filter, or nil.
 func (q *queue) first(ctx context.Context, filter string) (*entry, error) {
+	if q.direct {
+		return q.directGet(ctx, directRequest{Seq: 1, NextFor: filter})
+	}
 	m, err := q.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(filter))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil

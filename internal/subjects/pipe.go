@@ -34,6 +34,9 @@ const (
 // PipeStream is the stream of waiting pipe parties.
 const PipeStream = "SB_PIPE"
 
+// PipeDirectGet is the JetStream direct-get API subject of [PipeStream].
+func PipeDirectGet() string { return "$JS.API.DIRECT.GET." + PipeStream }
+
 // PipeQueueAll is the subject filter of every pipe queue entry.
 func PipeQueueAll() string { return join(Prefix, pipeToken, pipeQueueToken, ">") }
 

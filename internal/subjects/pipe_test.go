@@ -28,6 +28,7 @@ func TestPipeSubjects(t *testing.T) {
 		{must(PipeGone("ns", "")), "sb.pipe.gone.ns"},
 		{must(PipeGone("ns", "c.d")), "sb.pipe.gone.ns.c_2Ed"},
 		{PipeGoneAll(), "sb.pipe.gone.>"},
+		{PipeDirectGet(), "$JS.API.DIRECT.GET.SB_PIPE"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {
