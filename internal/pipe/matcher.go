@@ -68,14 +68,9 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, head, done, err := h.matchLocked(ctx, w, mseq)
+		p, done, err := h.matchLocked(ctx, w, mseq)
 		h.background("release", func(bctx context.Context) error {
 			defer h.released(w.chFilter)
-			if head > 0 {
-				if err := h.q.remove(bctx, head); err != nil {
-					return err
-				}
-			}
 			return h.q.remove(bctx, mseq)
 		})
 		if err != nil || done {
@@ -85,15 +80,17 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 }
 
 // matchLocked claims heads of the opposite queue while w holds the
-// channel's marker mseq. It returns the pairing and the claimed head's
-// sequence, or done with a nil pairing when w was appended instead, or
-// neither when it held the marker too long and must start over.
-func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64) (*pairing, uint64, bool, error) {
+// channel's marker mseq. It returns the pairing, or done with a nil
+// pairing when w was appended instead, or neither when it held the
+// marker too long and must start over. A claimed head's entry is deleted
+// before the pairing is returned, so listings never show a party that
+// was already served.
+func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64) (*pairing, bool, error) {
 	deadline := time.Now().Add(h.opts.MarkerTTL / 3)
 	for time.Now().Before(deadline) {
 		head, err := h.q.first(ctx, w.oppFilter)
 		if err != nil {
-			return nil, 0, false, err
+			return nil, false, err
 		}
 		if head == nil {
 			// Nobody left to pair with: wait in line. The marker is the
@@ -101,28 +98,32 @@ func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64) (*pairing
 			// unless the marker expired.
 			seq, err := h.q.appendIf(ctx, w.entrySubj, w.chFilter, mseq, w.id, 0)
 			if errors.Is(err, errConflict) {
-				return nil, 0, false, nil
+				return nil, false, nil
 			}
 			if err != nil {
-				return nil, 0, false, err
+				return nil, false, err
 			}
 			w.enqueued(seq)
-			return nil, 0, true, nil
+			return nil, true, nil
 		}
 		p, err := h.claim(ctx, w, head)
 		if err != nil {
 			// Not the head's fault (w left, or the stream failed after a
 			// yes, when a later claim finds the head taken and drops it).
-			return nil, 0, true, err
+			return nil, true, err
 		}
+		rerr := h.q.remove(ctx, head.seq)
 		if p != nil {
-			return p, head.seq, true, nil
+			if rerr != nil {
+				h.log.Debug("pipe: claimed entry not deleted; the next matcher drops it", "err", rerr)
+			}
+			return p, true, nil
 		}
-		if err := h.q.remove(ctx, head.seq); err != nil {
-			return nil, 0, false, err
+		if rerr != nil {
+			return nil, false, rerr
 		}
 	}
-	return nil, 0, false, nil
+	return nil, false, nil
 }
 
 // claim asks head's gateway to pair its waiting party with w. It returns
