@@ -234,3 +234,39 @@ func rawStatus(t *testing.T, addr, req string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestShutdownDuringTransfer checks that stopping the consumer's gateway
+// mid-body ends both sides promptly: the consumer's response is cut, the
+// producer gets a 5xx.
+func TestShutdownDuringTransfer(t *testing.T) {
+	for _, producerGW := range []int{0, 1} {
+		shutdownDuringTransfer(t, producerGW)
+	}
+}
+
+func shutdownDuringTransfer(t *testing.T, producerGW int) {
+	e := twoOnOneServer(t, nil)
+	body := &slowBody{left: 1 << 40, sent: make(chan int64, 1), stopped: make(chan struct{})}
+	defer close(body.stopped)
+	post := async(context.Background(), http.MethodPost, chanURL(e.url(producerGW), "sd", "t"), body, "")
+	e.awaitWaiting(t, "sd", "t", subjects.PipeProducer, 1)
+	r := <-startConsumer(t, e.url(1), "sd", "t")
+	if r.err != nil || r.resp.StatusCode != http.StatusOK {
+		t.Fatalf("consumer: %v", r.err)
+	}
+	defer r.resp.Body.Close()
+	if _, err := io.ReadFull(r.resp.Body, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.gws[1].Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown during a transfer: %v", err)
+	}
+	if _, err := io.Copy(io.Discard, r.resp.Body); err == nil {
+		t.Fatal("consumer saw a clean end")
+	}
+	if p := wait(t, post); p.err == nil && p.status < 500 {
+		t.Fatalf("producer: %d %s", p.status, p.body)
+	}
+}

@@ -165,6 +165,9 @@ func (s *Service) consume(c echo.Context) error {
 	w.Header().Set(echo.HeaderXContentTypeOptions, "nosniff")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// A write blocked on a client that stopped reading must end when the
+	// request does (gateway shutdown).
+	defer whileHandling(ctx, func() { _ = rc.SetWriteDeadline(time.Now()) })()
 	_ = rc.Flush()
 	n, readErr, writeErr := copyFlush(w, rc, d.Body)
 	s.hub.m.bytes.Add(float64(n))
@@ -179,6 +182,27 @@ func (s *Service) consume(c echo.Context) error {
 	}
 	_ = d.Body.Close()
 	return nil
+}
+
+// whileHandling runs f if ctx ends before the returned stop is called;
+// stop waits for a running f, so f never touches the response after the
+// handler returned (echo reuses it).
+func whileHandling(ctx context.Context, f func()) (stop func()) {
+	var mu sync.Mutex
+	returned := false
+	cancel := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !returned {
+			f()
+		}
+	})
+	return func() {
+		cancel()
+		mu.Lock()
+		returned = true
+		mu.Unlock()
+	}
 }
 
 // copyFlush copies src to w, flushing after every write so a slow stream
@@ -227,6 +251,9 @@ func (s *Service) produce(c echo.Context) error {
 		cancel(fmt.Errorf("%w: %v", ErrClientGone, err))
 	})
 	defer body.stop(rc)
+	// A read blocked on a client that sends nothing must end when the
+	// request does (gateway shutdown).
+	defer whileHandling(ctx, func() { _ = rc.SetReadDeadline(time.Now()) })()
 	sink, err := s.hub.Produce(wctx, ch, normalizeContentType(req.Header.Get(echo.HeaderContentType)))
 	if err != nil {
 		return fail(c, err)

@@ -91,10 +91,7 @@ func TestLargeTransferConstantMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1 GiB transfer")
 	}
-	size := int64(1 << 30)
-	if raceEnabled {
-		size = 256 << 20 // the race detector makes copying ~10x slower
-	}
+	const size = int64(1 << 30)
 	const heapBound = 256 << 20
 	e := twoOnOneServer(t, nil)
 	runtime.GC()

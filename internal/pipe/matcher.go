@@ -166,9 +166,9 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing,
 			return nil, nil
 		}
 		if w.role == subjects.PipeProducer {
-			return &pairing{sink: &localSink{p: c.local, ctx: w.ctx}, local: true}, nil
+			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
 		}
-		return &pairing{source: &localSource{p: c.local}, contentType: a.contentType, local: true}, nil
+		return &pairing{source: newLocalSource(c.local, w.ctx), contentType: a.contentType, local: true}, nil
 	case <-ctx.Done():
 		c.local.abort(fmt.Errorf("%w: partner left while pairing", ErrPartnerLost))
 		return nil, ctx.Err()
@@ -243,9 +243,9 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 	if c.local != nil {
 		c.reply <- claimAnswer{ok: true, contentType: w.contentType}
 		if w.role == subjects.PipeProducer {
-			return &pairing{sink: &localSink{p: c.local, ctx: w.ctx}, local: true}, nil
+			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
 		}
-		return &pairing{source: &localSource{p: c.local}, contentType: c.contentType, local: true}, nil
+		return &pairing{source: newLocalSource(c.local, w.ctx), contentType: c.contentType, local: true}, nil
 	}
 	reply := nats.NewMsg(c.msg.Reply)
 	reply.Header.Set(hdrOK, "1")

@@ -73,6 +73,20 @@ type localSink struct {
 	ctx context.Context // the producer's request
 }
 
+// newLocalSink is the producer's end; when the producer's request ends
+// early the consumer's read fails.
+func newLocalSink(p *localPipe, ctx context.Context) *localSink {
+	context.AfterFunc(ctx, func() { p.abort(fmt.Errorf("%w: producer left", ErrPartnerLost)) })
+	return &localSink{p: p, ctx: ctx}
+}
+
+// newLocalSource is the consumer's end; when the consumer's request ends
+// early the producer's write fails.
+func newLocalSource(p *localPipe, ctx context.Context) *localSource {
+	context.AfterFunc(ctx, func() { p.abort(fmt.Errorf("%w: consumer left", ErrPartnerLost)) })
+	return &localSource{p: p}
+}
+
 func (s *localSink) Write(b []byte) (int, error) {
 	n, err := s.p.pw.Write(b)
 	if err != nil {
