@@ -77,7 +77,7 @@ type Hub struct {
 	waiters map[string]*waiter
 
 	relMu    sync.Mutex
-	releases map[string]chan struct{} // by channel filter: closed on marker release
+	releases map[string]*releaseWatch // by channel filter
 }
 
 // NewHub returns a Hub using nc and js; metrics go to reg (may be nil).
@@ -87,7 +87,7 @@ func NewHub(nc *nats.Conn, js jetstream.JetStream, opts Options, log *slog.Logge
 	return &Hub{
 		nc: nc, js: js, opts: opts.withDefaults(), log: log, m: newMetrics(reg),
 		id: hex.EncodeToString(b[:]), stop: make(chan struct{}), waiters: map[string]*waiter{},
-		releases: map[string]chan struct{}{},
+		releases: map[string]*releaseWatch{},
 	}
 }
 

@@ -31,18 +31,31 @@ const (
 func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 	pause := time.Duration(0)
 	for {
+		// Watch for a local release before reading, so a release between
+		// the read and the wait is not missed.
+		releasedCh, unwatch := h.watchRelease(w.chFilter)
 		last, err := h.q.last(ctx, w.chFilter)
+		if err != nil || last == nil || last.info.Role != subjects.PipeMatcher {
+			unwatch()
+		}
 		if err != nil {
 			return nil, err
 		}
 		switch {
 		case last != nil && last.info.Role == subjects.PipeMatcher:
 			// Another party is matching: wait until it releases the
-			// marker (at once when it is on this gateway), polling with
-			// back-off for matchers elsewhere.
+			// marker. A matcher on this gateway wakes us; for one
+			// elsewhere poll with back-off. (The local wait is bounded
+			// too: the release may have come just before we listened.)
 			h.m.contended.Inc()
 			pause = min(max(2*pause, 200*time.Microsecond), 5*time.Millisecond)
-			if err := h.awaitRelease(ctx, w.chFilter, pause); err != nil {
+			wait := pause
+			if last.info.Gateway == h.id {
+				wait = 50 * time.Millisecond
+			}
+			err := sleepUnless(ctx, releasedCh, wait)
+			unwatch()
+			if err != nil {
 				return nil, err
 			}
 			continue
@@ -61,14 +74,34 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			w.enqueued(seq)
 			return nil, nil
 		}
+		// Take the marker and, at the same time, read the head: any head
+		// read is valid once the marker is ours (entries only vanish
+		// between the two, and a vanished head is refused and skipped).
+		type read struct {
+			head *entry
+			err  error
+		}
+		early := make(chan read, 1)
+		go func() {
+			head, err := h.q.first(ctx, w.oppFilter)
+			early <- read{head, err}
+		}()
 		mseq, err := h.q.appendIf(ctx, w.markerSubj, w.chFilter, last.seq, w.id, h.opts.MarkerTTL)
+		first := <-early
 		if errors.Is(err, errConflict) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		p, done, err := h.matchLocked(ctx, w, mseq)
+		p, head, done, err := h.matchLocked(ctx, w, mseq, first.head, first.err)
+		if err == nil && head > 0 {
+			// The served party leaves the queue before anyone is
+			// answered, so listings never show it.
+			if rerr := h.q.remove(context.WithoutCancel(ctx), head); rerr != nil {
+				h.log.Debug("pipe: claimed entry not deleted; the next matcher drops it", "err", rerr)
+			}
+		}
 		h.background("release", func(bctx context.Context) error {
 			defer h.released(w.chFilter)
 			return h.q.remove(bctx, mseq)
@@ -80,17 +113,20 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 }
 
 // matchLocked claims heads of the opposite queue while w holds the
-// channel's marker mseq. It returns the pairing, or done with a nil
-// pairing when w was appended instead, or neither when it held the
-// marker too long and must start over. A claimed head's entry is deleted
-// before the pairing is returned, so listings never show a party that
-// was already served.
-func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64) (*pairing, bool, error) {
+// channel's marker mseq, starting with head (or err), read alongside the
+// marker. It returns the pairing and the claimed head's
+// sequence (deleted by the caller before it answers, so listings never
+// show a party that was already served), or done with a nil pairing
+// when w was appended instead, or neither when it held the marker too
+// long and must start over.
+func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *entry, err error) (*pairing, uint64, bool, error) {
 	deadline := time.Now().Add(h.opts.MarkerTTL / 3)
-	for time.Now().Before(deadline) {
-		head, err := h.q.first(ctx, w.oppFilter)
+	for i := 0; time.Now().Before(deadline); i++ {
+		if i > 0 {
+			head, err = h.q.first(ctx, w.oppFilter)
+		}
 		if err != nil {
-			return nil, false, err
+			return nil, 0, false, err
 		}
 		if head == nil {
 			// Nobody left to pair with: wait in line. The marker is the
@@ -98,32 +134,28 @@ func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64) (*pairing
 			// unless the marker expired.
 			seq, err := h.q.appendIf(ctx, w.entrySubj, w.chFilter, mseq, w.id, 0)
 			if errors.Is(err, errConflict) {
-				return nil, false, nil
+				return nil, 0, false, nil
 			}
 			if err != nil {
-				return nil, false, err
+				return nil, 0, false, err
 			}
 			w.enqueued(seq)
-			return nil, true, nil
+			return nil, 0, true, nil
 		}
 		p, err := h.claim(ctx, w, head)
 		if err != nil {
 			// Not the head's fault (w left, or the stream failed after a
 			// yes, when a later claim finds the head taken and drops it).
-			return nil, true, err
+			return nil, 0, false, err
 		}
-		rerr := h.q.remove(ctx, head.seq)
 		if p != nil {
-			if rerr != nil {
-				h.log.Debug("pipe: claimed entry not deleted; the next matcher drops it", "err", rerr)
-			}
-			return p, true, nil
+			return p, head.seq, true, nil
 		}
-		if rerr != nil {
-			return nil, false, rerr
+		if err := h.q.remove(ctx, head.seq); err != nil {
+			return nil, 0, false, err
 		}
 	}
-	return nil, false, nil
+	return nil, 0, false, nil
 }
 
 // claim asks head's gateway to pair its waiting party with w. It returns
@@ -291,17 +323,37 @@ func (h *Hub) refuse(c *claim) {
 	_ = h.nc.PublishMsg(reply)
 }
 
-// awaitRelease waits up to pause for a matcher of this gateway to
-// release channel's marker.
-func (h *Hub) awaitRelease(ctx context.Context, channel string, pause time.Duration) error {
+// releaseWatch is closed when a matcher of this gateway releases the
+// channel's marker.
+type releaseWatch struct {
+	ch   chan struct{}
+	refs int
+}
+
+// watchRelease returns a channel closed at the next local release of
+// channel's marker, and a func to stop watching.
+func (h *Hub) watchRelease(channel string) (<-chan struct{}, func()) {
 	h.relMu.Lock()
-	ch, ok := h.releases[channel]
-	if !ok {
-		ch = make(chan struct{})
-		h.releases[channel] = ch
+	defer h.relMu.Unlock()
+	rw := h.releases[channel]
+	if rw == nil {
+		rw = &releaseWatch{ch: make(chan struct{})}
+		h.releases[channel] = rw
 	}
-	h.relMu.Unlock()
-	t := time.NewTimer(pause)
+	rw.refs++
+	return rw.ch, func() {
+		h.relMu.Lock()
+		defer h.relMu.Unlock()
+		rw.refs--
+		if rw.refs == 0 && h.releases[channel] == rw {
+			delete(h.releases, channel)
+		}
+	}
+}
+
+// sleepUnless waits for d, ch or the end of ctx.
+func sleepUnless(ctx context.Context, ch <-chan struct{}, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -315,8 +367,8 @@ func (h *Hub) awaitRelease(ctx context.Context, channel string, pause time.Durat
 // released wakes the arrivals waiting for channel's marker.
 func (h *Hub) released(channel string) {
 	h.relMu.Lock()
-	if ch, ok := h.releases[channel]; ok {
-		close(ch)
+	if rw, ok := h.releases[channel]; ok {
+		close(rw.ch)
 		delete(h.releases, channel)
 	}
 	h.relMu.Unlock()
