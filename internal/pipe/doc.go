@@ -23,19 +23,25 @@
 //   - a marker: another party is matching; poll with back-off.
 //
 // A claim asks the head's gateway (request to
-// sb.pipe.claim.<gateway>.<id>) whether that party is still there. Its
-// gateway answers yes only if the HTTP request is alive and not claimed
-// yet; "no", no responders or a timeout drop that entry and the next head
-// is tried. On yes the head's entry and the marker are deleted in the
+// sb.pipe.claim.<gateway>.<id>, or a function call when it is this
+// gateway) whether that party is still there. Its gateway answers yes
+// only if the HTTP request is alive and not claimed yet; "no", no
+// responders or a timeout drop that entry and the next head is tried. On
+// yes the head's entry is deleted before either party is answered (so
+// listings never show a served party) and the marker is released in the
 // background; the pair's transfer then runs on its own, so a long
-// transfer never holds up the next match. With no live partner left the
+// transfer never holds up the next match. Arrivals that find a marker of
+// their own gateway are woken by its release; for a marker elsewhere they
+// poll with back-off (0.2 to 5 ms). With no live partner left the
 // matcher appends itself (CAS against its own marker) and releases the
 // marker. A party that disconnects, times out (pipe.timeout) or is
 // deleted marks itself ended (refusing later claims) and deletes its own
 // entry. DELETE purges the entries, then announces the deletion on
 // sb.pipe.gone.<ns>[.<name>]; every gateway ends its waiters there with
 // 410. Listings read the stream's per-subject counts, so they are
-// cluster-wide. A sweeper removes the entries of gateways that vanished
+// cluster-wide. Reads of the queue are direct gets when the stream has
+// one replica and leader reads through the API otherwise (a direct get
+// may be served by a lagging follower). A sweeper removes the entries of gateways that vanished
 // without cleaning up (no responders to sb.pipe.alive.<gateway> twice).
 //
 // # Transfer
