@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/switchboard/switchboard/internal/megaphone"
 	"github.com/switchboard/switchboard/internal/middleman"
+	"github.com/switchboard/switchboard/internal/pipe"
 	"github.com/switchboard/switchboard/internal/relayhttp"
 	"github.com/switchboard/switchboard/internal/service"
 )
@@ -11,6 +12,7 @@ import (
 func newServices(deps service.Deps) []service.Service {
 	return []service.Service{
 		megaphone.NewService(deps),
+		pipe.New(deps),
 		middleman.New(deps),
 		relayhttp.New(deps),
 	}

@@ -18,9 +18,10 @@ func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		// 10039 JS not enabled for account, 10008 cluster not available,
-		// 10074 / 10075 peers / insufficient resources while nodes join.
+		// 10074 / 10075 peers / insufficient resources while nodes join,
+		// 10005 no suitable peers while a peer is still reported offline.
 		switch apiErr.ErrorCode {
-		case 10008, 10023, 10039, 10074, 10075, jetstream.JSErrCodeStreamNameInUse:
+		case 10005, 10008, 10023, 10039, 10074, 10075, jetstream.JSErrCodeStreamNameInUse:
 			return true
 		}
 		return false

@@ -1,0 +1,56 @@
+// Package pipe implements rendezvous pipes (httpipe): a producer's POST
+// and a consumer's GET on /channels/{ns}/{name} wait for each other, and
+// the producer's body streams to the consumer. Parties are paired in
+// arrival order across the whole cluster.
+//
+// # Matching
+//
+// Waiting parties are entries of one memory-backed JetStream stream,
+// subject sb.pipe.q.<ns>.<name>.<role>.<gateway>, data = the party's id
+// on its gateway. Stream order is arrival order. Every append carries a
+// compare-and-set on the newest entry of the whole channel
+// (Nats-Expected-Last-Subject-Sequence with a channel-wide subject), so
+// two arrivals that saw the same channel state cannot both append. This
+// keeps one invariant: producers and consumers never wait on the same
+// channel at the same time. Hence the channel's newest entry says what
+// an arriving party must do:
+//
+//   - nothing, or its own role: append itself behind it (CAS) and wait;
+//   - the opposite role: append a matcher marker (role m, CAS, with a
+//     per-message TTL in case its gateway dies) — this is the channel's
+//     lock, so only one pair is matched at a time per channel — then
+//     claim the head of the opposite queue;
+//   - a marker: another party is matching; poll with back-off.
+//
+// A claim asks the head's gateway (request to
+// sb.pipe.claim.<gateway>.<id>, or a function call when it is this
+// gateway) whether that party is still there. Its gateway answers yes
+// only if the HTTP request is alive and not claimed yet; "no", no
+// responders or a timeout drop that entry and the next head is tried. On
+// yes the head's entry is deleted before either party is answered (so
+// listings never show a served party) and the marker is released in the
+// background; the pair's transfer then runs on its own, so a long
+// transfer never holds up the next match. Arrivals that find a marker of
+// their own gateway are woken by its release; for a marker elsewhere they
+// poll with back-off (0.2 to 5 ms). With no live partner left the
+// matcher appends itself (CAS against its own marker) and releases the
+// marker. A party that disconnects, times out (pipe.timeout) or is
+// deleted marks itself ended (refusing later claims) and deletes its own
+// entry. DELETE purges the entries, then announces the deletion on
+// sb.pipe.gone.<ns>[.<name>]; every gateway ends its waiters there with
+// 410. Listings read the stream's per-subject counts, so they are
+// cluster-wide. Reads of the queue are direct gets when the stream has
+// one replica and leader reads through the API otherwise (a direct get
+// may be served by a lagging follower). A sweeper removes the entries of gateways that vanished
+// without cleaning up (no responders to sb.pipe.alive.<gateway> twice).
+//
+// # Transfer
+//
+// When both parties are held by the same gateway the body is handed over
+// in-process through an io.Pipe. Otherwise it streams over core NATS with
+// [natsio]: the consumer's side owns a Receiver and gives its subject to
+// the producer's side in the claim (or the claim's answer); the producer's
+// side opens a Sender and copies the request body; Sender.Close returns
+// once the consumer read everything, and only then does the producer get
+// 200. Memory per transfer is bounded by natsio's window.
+package pipe

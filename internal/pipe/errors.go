@@ -1,0 +1,66 @@
+package pipe
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/switchboard/switchboard/internal/httpx"
+)
+
+// Errors of the pipe core. Operations wrap them with %w; [httpError] maps
+// them to a status and the {"code","message"} envelope.
+var (
+	// ErrBadName means a namespace or channel name is empty, not valid
+	// percent-encoding, or too long.
+	ErrBadName = errors.New("pipe: bad name")
+	// ErrTimeout means no partner came within pipe.timeout.
+	ErrTimeout = errors.New("pipe: no partner within the timeout")
+	// ErrGone means the channel or namespace was deleted while waiting.
+	ErrGone = errors.New("pipe: channel deleted")
+	// ErrNotFound means nobody waits in the namespace.
+	ErrNotFound = errors.New("pipe: nobody waits here")
+	// ErrPartnerLost means the other side went away during the transfer.
+	ErrPartnerLost = errors.New("pipe: partner lost during the transfer")
+	// ErrClientGone means this request's own client went away.
+	ErrClientGone = errors.New("pipe: client went away")
+	// ErrShuttingDown means the gateway is stopping.
+	ErrShuttingDown = errors.New("pipe: gateway is shutting down")
+	// ErrUnavailable means NATS or JetStream failed.
+	ErrUnavailable = errors.New("pipe: nats unavailable")
+)
+
+// Codes beyond httpx's shared ones.
+const (
+	codePartnerLost = "PARTNER_LOST"
+	codeClientGone  = "CLIENT_GONE"
+)
+
+// statusClientClosed is logged for requests whose client went away (no
+// one reads the response).
+const statusClientClosed = 499
+
+var errorTable = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{ErrBadName, http.StatusBadRequest, httpx.CodeBadRequest},
+	{ErrTimeout, http.StatusRequestTimeout, httpx.CodeTimeout},
+	{ErrGone, http.StatusGone, httpx.CodeGone},
+	{ErrNotFound, http.StatusNotFound, httpx.CodeNotFound},
+	{ErrPartnerLost, http.StatusBadGateway, codePartnerLost},
+	{ErrClientGone, statusClientClosed, codeClientGone},
+	{ErrShuttingDown, http.StatusServiceUnavailable, httpx.CodeUnavailable},
+	{ErrUnavailable, http.StatusServiceUnavailable, httpx.CodeUnavailable},
+}
+
+// httpError maps err to its HTTP status and envelope; unknown errors are
+// 500 INTERNAL_SERVER_ERROR.
+func httpError(err error) *httpx.Error {
+	for _, e := range errorTable {
+		if errors.Is(err, e.err) {
+			return httpx.NewError(e.status, e.code, err.Error())
+		}
+	}
+	return httpx.NewError(http.StatusInternalServerError, httpx.CodeInternal, err.Error())
+}

@@ -1,0 +1,316 @@
+package pipe
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard/switchboard/internal/natsio"
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// Options configure a [Hub]. Zero values mean the documented defaults.
+type Options struct {
+	// Timeout bounds the wait for a partner; 0 = wait forever.
+	Timeout time.Duration
+	// Replicas of the queue stream. Default 1.
+	Replicas int
+	// ClaimTimeout bounds a claim sent to another gateway; a holder that
+	// does not answer in time is treated as gone. Default 3 s.
+	ClaimTimeout time.Duration
+	// MarkerTTL is how long a matcher marker lives if its gateway dies
+	// mid-match. Default 15 s.
+	MarkerTTL time.Duration
+	// SweepInterval is how often queue entries of vanished gateways are
+	// removed. Default 30 s.
+	SweepInterval time.Duration
+	// Stream tunes body streams between gateways.
+	Stream natsio.Options
+	// Stopping is closed when the gateway shuts down; it tells a shutdown
+	// from a client that went away. Nil = never.
+	Stopping <-chan struct{}
+}
+
+func (o Options) withDefaults() Options {
+	if o.ClaimTimeout <= 0 {
+		o.ClaimTimeout = 3 * time.Second
+	}
+	if o.MarkerTTL < time.Second {
+		o.MarkerTTL = 15 * time.Second
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = 30 * time.Second
+	}
+	return o
+}
+
+// Hub pairs this gateway's pipe producers and consumers with those of the
+// whole cluster (see the package doc for the design). Create it with
+// [NewHub], then [Hub.Start]; it is safe for concurrent use.
+type Hub struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+	id   string // this gateway's id in subjects
+
+	q       *queue
+	subs    []*nats.Subscription
+	nextID  atomic.Uint64
+	bg      sync.WaitGroup // background deletes and the sweeper
+	stop    chan struct{}
+	closeMu sync.Once
+
+	mu      sync.Mutex
+	waiters map[string]*waiter
+
+	relMu    sync.Mutex
+	releases map[string]*releaseWatch // by channel filter
+}
+
+// NewHub returns a Hub using nc and js; metrics go to reg (may be nil).
+func NewHub(nc *nats.Conn, js jetstream.JetStream, opts Options, log *slog.Logger, reg prometheus.Registerer) *Hub {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Hub{
+		nc: nc, js: js, opts: opts.withDefaults(), log: log, m: newMetrics(reg),
+		id: hex.EncodeToString(b[:]), stop: make(chan struct{}), waiters: map[string]*waiter{},
+		releases: map[string]*releaseWatch{},
+	}
+}
+
+// ID is this hub's gateway id, the last token of its queue entries.
+func (h *Hub) ID() string { return h.id }
+
+// Start creates the queue stream if needed and subscribes to claims,
+// deletions and liveness pings.
+func (h *Hub) Start(ctx context.Context) error {
+	q, err := openQueue(ctx, h.nc, h.js, h.opts.Replicas)
+	if err != nil {
+		return err
+	}
+	h.q = q
+	claimSubj, err := subjects.PipeClaimAll(h.id)
+	if err != nil {
+		return err
+	}
+	aliveSubj, err := subjects.PipeAlive(h.id)
+	if err != nil {
+		return err
+	}
+	for subj, cb := range map[string]nats.MsgHandler{
+		claimSubj:              h.onClaim,
+		subjects.PipeGoneAll(): h.onGone,
+		aliveSubj:              func(m *nats.Msg) { _ = m.Respond(nil) },
+	} {
+		sub, err := h.nc.Subscribe(subj, cb)
+		if err != nil {
+			h.unsubscribe()
+			return fmt.Errorf("%w: subscribe: %v", ErrUnavailable, err)
+		}
+		h.subs = append(h.subs, sub)
+	}
+	if err := h.nc.FlushWithContext(ctx); err != nil {
+		h.unsubscribe()
+		return fmt.Errorf("%w: flush: %v", ErrUnavailable, err)
+	}
+	h.bg.Add(1)
+	go h.sweepLoop()
+	return nil
+}
+
+func (h *Hub) unsubscribe() {
+	for _, s := range h.subs {
+		_ = s.Unsubscribe()
+	}
+	h.subs = nil
+}
+
+// Close stops the sweeper and waits for background clean-up. Waiting
+// parties must have ended before (their requests' contexts end first).
+func (h *Hub) Close() error {
+	h.closeMu.Do(func() {
+		close(h.stop)
+		h.unsubscribe()
+	})
+	h.bg.Wait()
+	return nil
+}
+
+// background runs fn with a bounded context, tracked by Close.
+func (h *Hub) background(what string, fn func(ctx context.Context) error) {
+	h.bg.Add(1)
+	go func() {
+		defer h.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := fn(ctx); err != nil {
+			h.log.Debug("pipe background task failed", "task", what, "err", err)
+		}
+	}()
+}
+
+func (h *Hub) register(w *waiter) {
+	h.mu.Lock()
+	h.waiters[w.id] = w
+	h.mu.Unlock()
+	h.m.waiting.WithLabelValues(w.role).Inc()
+}
+
+func (h *Hub) unregister(w *waiter) {
+	h.mu.Lock()
+	delete(h.waiters, w.id)
+	h.mu.Unlock()
+	h.m.waiting.WithLabelValues(w.role).Dec()
+}
+
+func (h *Hub) lookup(id string) *waiter {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.waiters[id]
+}
+
+// onGone ends every local waiter of a deleted channel or namespace.
+func (h *Hub) onGone(m *nats.Msg) {
+	ns, name, err := subjects.ParsePipeGone(m.Subject)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.waiters {
+		if w.ch.Namespace == ns && (name == "" || w.ch.Name == name) {
+			w.markGone()
+		}
+	}
+}
+
+// Produce waits for a consumer on ch and returns the sink the producer's
+// body is written to. contentType is the producer's, already normalised.
+func (h *Hub) Produce(ctx context.Context, ch Channel, contentType string) (Sink, error) {
+	p, err := h.rendezvous(ctx, ch, subjects.PipeProducer, contentType)
+	if err != nil {
+		return nil, err
+	}
+	return p.sink, nil
+}
+
+// Delivery is what a consumer receives: the producer's content type and
+// its body.
+type Delivery struct {
+	ContentType string
+	Body        Source
+	// Local reports that the producer is held by this gateway too.
+	Local bool
+}
+
+// Consume waits for a producer on ch.
+func (h *Hub) Consume(ctx context.Context, ch Channel) (*Delivery, error) {
+	p, err := h.rendezvous(ctx, ch, subjects.PipeConsumer, "")
+	if err != nil {
+		return nil, err
+	}
+	return &Delivery{ContentType: p.contentType, Body: p.source, Local: p.local}, nil
+}
+
+// rendezvous runs one party from arrival to pairing: it matches with the
+// head of the opposite queue or waits in line until claimed, deleted,
+// timed out or gone.
+func (h *Hub) rendezvous(ctx context.Context, ch Channel, role, contentType string) (*pairing, error) {
+	start := time.Now()
+	id := strconv.FormatUint(h.nextID.Add(1), 36)
+	w, err := newWaiter(ctx, h.id, id, ch, role, contentType)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadName, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if h.opts.Timeout > 0 {
+		var c2 context.CancelFunc
+		wctx, c2 = context.WithTimeoutCause(wctx, h.opts.Timeout, ErrTimeout)
+		defer c2()
+	}
+	h.register(w)
+	defer h.unregister(w)
+	p, err := h.arrive(wctx, w)
+	switch {
+	case err != nil:
+		if _, ok := w.end(); !ok {
+			h.refuse(<-w.claims)
+		}
+	case p == nil:
+		p, err = h.await(wctx, w)
+	}
+	if err != nil {
+		return nil, h.reason(wctx, err)
+	}
+	h.m.wait.Observe(time.Since(start).Seconds())
+	return p, nil
+}
+
+// reason turns the end of a wait into the error the client sees.
+func (h *Hub) reason(wctx context.Context, err error) error {
+	if wctx.Err() == nil {
+		return err
+	}
+	cause := context.Cause(wctx)
+	switch {
+	case errors.Is(cause, ErrTimeout):
+		h.m.ended.WithLabelValues("timeout").Inc()
+		return ErrTimeout
+	case h.stopping():
+		h.m.ended.WithLabelValues("shutdown").Inc()
+		return ErrShuttingDown
+	case errors.Is(cause, context.Canceled) || errors.Is(cause, ErrClientGone):
+		h.m.ended.WithLabelValues("disconnect").Inc()
+		return fmt.Errorf("%w: %v", ErrClientGone, cause)
+	}
+	return cause
+}
+
+func (h *Hub) stopping() bool {
+	if h.opts.Stopping == nil {
+		return false
+	}
+	select {
+	case <-h.opts.Stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// await waits in line for a claim.
+func (h *Hub) await(wctx context.Context, w *waiter) (*pairing, error) {
+	var err error
+	select {
+	case c := <-w.claims:
+		return h.accept(wctx, w, c)
+	case <-wctx.Done():
+		err = wctx.Err()
+	case <-w.gone:
+		h.m.ended.WithLabelValues("gone").Inc()
+		err = ErrGone
+	}
+	seq, ok := w.end()
+	if !ok {
+		// A claim raced the end: refuse it, the partner takes the next.
+		h.refuse(<-w.claims)
+	}
+	if seq > 0 {
+		h.background("dequeue", func(ctx context.Context) error { return h.q.remove(ctx, seq) })
+	}
+	return nil, err
+}

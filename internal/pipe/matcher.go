@@ -1,0 +1,375 @@
+package pipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/natsio"
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// Claim headers between gateways.
+const (
+	hdrOK          = "Sb-Pipe-Ok"
+	hdrContentType = "Sb-Pipe-Content-Type"
+	hdrReceiver    = "Sb-Pipe-Receiver"
+)
+
+// arrive runs the channel's matcher step for w: pair with the head of
+// the opposite queue, or append w's entry and return (nil, nil).
+//
+// Invariant: a channel never has producers and consumers waiting at the
+// same time. Every append is a compare-and-set on the channel's newest
+// entry, so the newest entry tells what waits: nothing or w's own role →
+// append behind it; the opposite role → take the channel's matcher marker
+// (another compare-and-set) and claim heads; a marker → someone else is
+// matching, wait for it.
+func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
+	pause := time.Duration(0)
+	for {
+		// Watch for a local release before reading, so a release between
+		// the read and the wait is not missed.
+		releasedCh, unwatch := h.watchRelease(w.chFilter)
+		last, err := h.q.last(ctx, w.chFilter)
+		if err != nil || last == nil || last.info.Role != subjects.PipeMatcher {
+			unwatch()
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case last != nil && last.info.Role == subjects.PipeMatcher:
+			// Another party is matching: wait until it releases the
+			// marker. A matcher on this gateway wakes us; for one
+			// elsewhere poll with back-off. (The local wait is bounded
+			// too: the release may have come just before we listened.)
+			h.m.contended.Inc()
+			pause = min(max(2*pause, 200*time.Microsecond), 5*time.Millisecond)
+			wait := pause
+			if last.info.Gateway == h.id {
+				wait = 50 * time.Millisecond
+			}
+			err := sleepUnless(ctx, releasedCh, wait)
+			unwatch()
+			if err != nil {
+				return nil, err
+			}
+			continue
+		case last == nil || last.info.Role == w.role:
+			var expect uint64
+			if last != nil {
+				expect = last.seq
+			}
+			seq, err := h.q.appendIf(ctx, w.entrySubj, w.chFilter, expect, w.id, 0)
+			if errors.Is(err, errConflict) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			w.enqueued(seq)
+			return nil, nil
+		}
+		// Take the marker and, at the same time, read the head: any head
+		// read is valid once the marker is ours (entries only vanish
+		// between the two, and a vanished head is refused and skipped).
+		type read struct {
+			head *entry
+			err  error
+		}
+		early := make(chan read, 1)
+		go func() {
+			head, err := h.q.first(ctx, w.oppFilter)
+			early <- read{head, err}
+		}()
+		mseq, err := h.q.appendIf(ctx, w.markerSubj, w.chFilter, last.seq, w.id, h.opts.MarkerTTL)
+		first := <-early
+		if errors.Is(err, errConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		p, head, done, err := h.matchLocked(ctx, w, mseq, first.head, first.err)
+		if err == nil && head > 0 {
+			// The served party leaves the queue before anyone is
+			// answered, so listings never show it.
+			if rerr := h.q.remove(context.WithoutCancel(ctx), head); rerr != nil {
+				h.log.Debug("pipe: claimed entry not deleted; the next matcher drops it", "err", rerr)
+			}
+		}
+		h.background("release", func(bctx context.Context) error {
+			defer h.released(w.chFilter)
+			return h.q.remove(bctx, mseq)
+		})
+		if err != nil || done {
+			return p, err
+		}
+	}
+}
+
+// matchLocked claims heads of the opposite queue while w holds the
+// channel's marker mseq, starting with head (or err), read alongside the
+// marker. It returns the pairing and the claimed head's
+// sequence (deleted by the caller before it answers, so listings never
+// show a party that was already served), or done with a nil pairing
+// when w was appended instead, or neither when it held the marker too
+// long and must start over.
+func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *entry, err error) (*pairing, uint64, bool, error) {
+	deadline := time.Now().Add(h.opts.MarkerTTL / 3)
+	for i := 0; time.Now().Before(deadline); i++ {
+		if i > 0 {
+			head, err = h.q.first(ctx, w.oppFilter)
+		}
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if head == nil {
+			// Nobody left to pair with: wait in line. The marker is the
+			// channel's newest entry, so the append cannot conflict
+			// unless the marker expired.
+			seq, err := h.q.appendIf(ctx, w.entrySubj, w.chFilter, mseq, w.id, 0)
+			if errors.Is(err, errConflict) {
+				return nil, 0, false, nil
+			}
+			if err != nil {
+				return nil, 0, false, err
+			}
+			w.enqueued(seq)
+			return nil, 0, true, nil
+		}
+		p, err := h.claim(ctx, w, head)
+		if err != nil {
+			// Not the head's fault (w left, or the stream failed after a
+			// yes, when a later claim finds the head taken and drops it).
+			return nil, 0, false, err
+		}
+		if p != nil {
+			return p, head.seq, true, nil
+		}
+		if err := h.q.remove(ctx, head.seq); err != nil {
+			return nil, 0, false, err
+		}
+	}
+	return nil, 0, false, nil
+}
+
+// claim asks head's gateway to pair its waiting party with w. It returns
+// nil, nil when that party is gone or already taken.
+func (h *Hub) claim(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
+	var p *pairing
+	var err error
+	path := "remote"
+	if head.info.Gateway == h.id {
+		path = "local"
+		p, err = h.claimLocal(ctx, w, head)
+	} else {
+		p, err = h.claimRemote(ctx, w, head)
+	}
+	switch {
+	case err != nil:
+	case p == nil:
+		h.m.claims.WithLabelValues("refused").Inc()
+	default:
+		h.m.claims.WithLabelValues("accepted").Inc()
+		h.m.matches.WithLabelValues(path).Inc()
+	}
+	return p, err
+}
+
+// claimLocal pairs w with a party waiting on this same gateway through an
+// in-process pipe.
+func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
+	other := h.lookup(head.id)
+	if other == nil {
+		return nil, nil
+	}
+	c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1), contentType: w.contentType}
+	if !other.offer(c) {
+		return nil, nil
+	}
+	select {
+	case a := <-c.reply:
+		if !a.ok {
+			return nil, nil
+		}
+		if w.role == subjects.PipeProducer {
+			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
+		}
+		return &pairing{source: newLocalSource(c.local, w.ctx), contentType: a.contentType, local: true}, nil
+	case <-ctx.Done():
+		c.local.abort(fmt.Errorf("%w: partner left while pairing", ErrPartnerLost))
+		return nil, ctx.Err()
+	}
+}
+
+// claimRemote sends a claim to the gateway holding head. A consumer
+// offers a fresh natsio receiver (fresh per claim, so a late answer can
+// never attach a second sender); a producer offers its content type and
+// opens the stream once accepted.
+func (h *Hub) claimRemote(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
+	subj, err := subjects.PipeClaim(head.info.Gateway, head.id)
+	if err != nil {
+		return nil, nil
+	}
+	msg := nats.NewMsg(subj)
+	var r *natsio.Receiver
+	if w.role == subjects.PipeConsumer {
+		if r, err = natsio.NewReceiver(w.ctx, h.nc, h.opts.Stream); err != nil {
+			return nil, fmt.Errorf("%w: receiver: %v", ErrUnavailable, err)
+		}
+		msg.Header.Set(hdrReceiver, r.Subject())
+	} else {
+		msg.Header.Set(hdrContentType, w.contentType)
+	}
+	cctx, cancel := context.WithTimeout(ctx, h.opts.ClaimTimeout)
+	resp, err := h.nc.RequestMsgWithContext(cctx, msg)
+	cancel()
+	if err != nil || resp.Header.Get(hdrOK) != "1" {
+		if r != nil {
+			_ = r.CloseWithError("claim not accepted")
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			h.m.claims.WithLabelValues("dead").Inc()
+			h.log.Debug("pipe claim unanswered", "gateway", head.info.Gateway, "err", err)
+		}
+		return nil, nil
+	}
+	if r != nil {
+		return &pairing{source: r, contentType: resp.Header.Get(hdrContentType)}, nil
+	}
+	s, err := natsio.NewSender(w.ctx, h.nc, resp.Header.Get(hdrReceiver), h.opts.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open stream: %v", ErrPartnerLost, err)
+	}
+	return &pairing{sink: s}, nil
+}
+
+// onClaim hands a claim from another gateway to the waiting party.
+func (h *Hub) onClaim(m *nats.Msg) {
+	c := &claim{msg: m, contentType: m.Header.Get(hdrContentType), receiver: m.Header.Get(hdrReceiver)}
+	_, id, err := subjects.ParsePipeClaim(m.Subject)
+	if err != nil || m.Reply == "" {
+		return
+	}
+	w := h.lookup(id)
+	if w == nil || (w.role == subjects.PipeProducer) == (c.receiver == "") || !w.offer(c) {
+		h.refuse(c)
+	}
+}
+
+// accept completes a claim a waiting party got: it opens its end of the
+// transfer and says yes.
+func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error) {
+	if wctx.Err() != nil {
+		h.refuse(c)
+		return nil, wctx.Err()
+	}
+	if c.local != nil {
+		c.reply <- claimAnswer{ok: true, contentType: w.contentType}
+		if w.role == subjects.PipeProducer {
+			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
+		}
+		return &pairing{source: newLocalSource(c.local, w.ctx), contentType: c.contentType, local: true}, nil
+	}
+	reply := nats.NewMsg(c.msg.Reply)
+	reply.Header.Set(hdrOK, "1")
+	if w.role == subjects.PipeProducer {
+		// Open the stream first: a "yes" reaches the consumer only when
+		// its receiver already knows its sender.
+		s, err := natsio.NewSender(w.ctx, h.nc, c.receiver, h.opts.Stream)
+		if err != nil {
+			h.refuse(c)
+			return nil, fmt.Errorf("%w: open stream: %v", ErrPartnerLost, err)
+		}
+		reply.Header.Set(hdrContentType, w.contentType)
+		if err := h.nc.PublishMsg(reply); err != nil {
+			_ = s.CloseWithError("claim answer lost")
+			return nil, fmt.Errorf("%w: answer claim: %v", ErrUnavailable, err)
+		}
+		return &pairing{sink: s}, nil
+	}
+	r, err := natsio.NewReceiver(w.ctx, h.nc, h.opts.Stream)
+	if err != nil {
+		h.refuse(c)
+		return nil, fmt.Errorf("%w: receiver: %v", ErrUnavailable, err)
+	}
+	reply.Header.Set(hdrReceiver, r.Subject())
+	if err := h.nc.PublishMsg(reply); err != nil {
+		_ = r.CloseWithError("claim answer lost")
+		return nil, fmt.Errorf("%w: answer claim: %v", ErrUnavailable, err)
+	}
+	return &pairing{source: r, contentType: c.contentType}, nil
+}
+
+// refuse says no to a claim.
+func (h *Hub) refuse(c *claim) {
+	if c.local != nil {
+		c.reply <- claimAnswer{}
+		return
+	}
+	if c.msg == nil || c.msg.Reply == "" {
+		return
+	}
+	reply := nats.NewMsg(c.msg.Reply)
+	reply.Header.Set(hdrOK, "0")
+	_ = h.nc.PublishMsg(reply)
+}
+
+// releaseWatch is closed when a matcher of this gateway releases the
+// channel's marker.
+type releaseWatch struct {
+	ch   chan struct{}
+	refs int
+}
+
+// watchRelease returns a channel closed at the next local release of
+// channel's marker, and a func to stop watching.
+func (h *Hub) watchRelease(channel string) (<-chan struct{}, func()) {
+	h.relMu.Lock()
+	defer h.relMu.Unlock()
+	rw := h.releases[channel]
+	if rw == nil {
+		rw = &releaseWatch{ch: make(chan struct{})}
+		h.releases[channel] = rw
+	}
+	rw.refs++
+	return rw.ch, func() {
+		h.relMu.Lock()
+		defer h.relMu.Unlock()
+		rw.refs--
+		if rw.refs == 0 && h.releases[channel] == rw {
+			delete(h.releases, channel)
+		}
+	}
+}
+
+// sleepUnless waits for d, ch or the end of ctx.
+func sleepUnless(ctx context.Context, ch <-chan struct{}, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ch:
+	case <-t.C:
+	}
+	return nil
+}
+
+// released wakes the arrivals waiting for channel's marker.
+func (h *Hub) released(channel string) {
+	h.relMu.Lock()
+	if rw, ok := h.releases[channel]; ok {
+		close(rw.ch)
+		delete(h.releases, channel)
+	}
+	h.relMu.Unlock()
+}

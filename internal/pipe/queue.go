@@ -1,0 +1,190 @@
+package pipe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard/switchboard/internal/jsutil"
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// queue is the cluster-wide record of waiting parties: one JetStream
+// stream, one subject per channel, role and gateway (see package doc).
+// Reads must be consistent with the compare-and-set appends: with one
+// replica they are direct gets (cheap, answered by the only copy); with
+// more they go to the stream leader through the API, because a direct get
+// may be answered by a lagging follower.
+type queue struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	direct bool
+}
+
+// entry is one stored queue entry.
+type entry struct {
+	seq  uint64
+	info subjects.PipeEntryInfo
+	id   string // the waiting party's id on its gateway
+}
+
+// errConflict means the channel changed between read and append.
+var errConflict = errors.New("pipe: channel changed concurrently")
+
+// queueConfig is the stream's configuration. Entries only mean something
+// while their gateway holds the HTTP request, so memory storage is right;
+// markers expire by per-message TTL if their gateway dies mid-match.
+func queueConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        subjects.PipeStream,
+		Description: "Switchboard pipes: waiting producers and consumers in arrival order",
+		Subjects:    []string{subjects.PipeQueueAll()},
+		Storage:     jetstream.MemoryStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Replicas:    max(replicas, 1),
+		AllowDirect: replicas <= 1,
+		AllowMsgTTL: true,
+		Duplicates:  time.Second,
+	}
+}
+
+func openQueue(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, replicas int) (*queue, error) {
+	cfg := queueConfig(replicas)
+	s, err := jsutil.EnsureStream(ctx, js, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pipe: %w", err)
+	}
+	return &queue{nc: nc, js: js, stream: s, direct: cfg.AllowDirect}, nil
+}
+
+// directRequest is the body of a direct get.
+type directRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// directGet reads one entry with a direct get; nil when there is none.
+func (q *queue) directGet(ctx context.Context, req directRequest) (*entry, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	m, err := q.nc.RequestWithContext(ctx, subjects.PipeDirectGet(), body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: direct get: %v", ErrUnavailable, err)
+	}
+	if st := m.Header.Get("Status"); st != "" {
+		if st == "404" {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: direct get: status %s %s", ErrUnavailable, st, m.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: direct get: bad sequence: %v", ErrUnavailable, err)
+	}
+	info, err := subjects.ParsePipeEntry(m.Header.Get(jetstream.SubjectHeader))
+	if err != nil {
+		return nil, err
+	}
+	return &entry{seq: seq, info: info, id: string(m.Data)}, nil
+}
+
+func toEntry(m *jetstream.RawStreamMsg) (*entry, error) {
+	info, err := subjects.ParsePipeEntry(m.Subject)
+	if err != nil {
+		return nil, err
+	}
+	return &entry{seq: m.Sequence, info: info, id: string(m.Data)}, nil
+}
+
+// last returns the newest entry matching filter, or nil.
+func (q *queue) last(ctx context.Context, filter string) (*entry, error) {
+	if q.direct {
+		return q.directGet(ctx, directRequest{LastFor: filter})
+	}
+	m, err := q.stream.GetLastMsgForSubject(ctx, filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: last entry: %v", ErrUnavailable, err)
+	}
+	return toEntry(m)
+}
+
+// first returns the oldest entry matching filter, or nil.
+func (q *queue) first(ctx context.Context, filter string) (*entry, error) {
+	if q.direct {
+		return q.directGet(ctx, directRequest{Seq: 1, NextFor: filter})
+	}
+	m, err := q.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(filter))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: first entry: %v", ErrUnavailable, err)
+	}
+	return toEntry(m)
+}
+
+// appendIf stores an entry on subject only if the newest entry matching
+// channel still has sequence expect (0 = none): a compare-and-set over the
+// whole channel. It returns errConflict when the channel changed.
+func (q *queue) appendIf(ctx context.Context, subject, channel string, expect uint64, id string, ttl time.Duration) (uint64, error) {
+	m := nats.NewMsg(subject)
+	m.Data = []byte(id)
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequenceForSubject(expect, channel)}
+	if ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
+	ack, err := q.js.PublishMsg(ctx, m, opts...)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return 0, errConflict
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: append: %v", ErrUnavailable, err)
+	}
+	return ack.Sequence, nil
+}
+
+// remove deletes entry seq; an entry already gone is not an error.
+func (q *queue) remove(ctx context.Context, seq uint64) error {
+	err := q.stream.DeleteMsg(ctx, seq)
+	var apiErr *jetstream.APIError
+	if err == nil || errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound {
+		return nil
+	}
+	return fmt.Errorf("%w: delete entry: %v", ErrUnavailable, err)
+}
+
+// purge deletes every entry matching filter.
+func (q *queue) purge(ctx context.Context, filter string) error {
+	if err := q.stream.Purge(ctx, jetstream.WithPurgeSubject(filter)); err != nil {
+		return fmt.Errorf("%w: purge: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// counts returns the number of entries per subject matching filter.
+func (q *queue) counts(ctx context.Context, filter string) (map[string]uint64, error) {
+	info, err := q.stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, fmt.Errorf("%w: stream info: %v", ErrUnavailable, err)
+	}
+	return info.State.Subjects, nil
+}

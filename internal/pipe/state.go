@@ -1,0 +1,179 @@
+package pipe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// waiting returns, for the entries matching filter, the channels where a
+// producer or a consumer waits right now, by namespace. It reads the
+// stream's per-subject counts, so it sees every gateway's parties.
+func (h *Hub) waiting(ctx context.Context, filter string) (map[string][]string, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	counts, err := h.q.counts(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[Channel]bool{}
+	out := map[string][]string{}
+	for subj, n := range counts {
+		e, err := subjects.ParsePipeEntry(subj)
+		if err != nil || n == 0 || e.Role == subjects.PipeMatcher {
+			continue
+		}
+		ch := Channel{Namespace: e.Namespace, Name: e.Name}
+		if seen[ch] {
+			continue
+		}
+		seen[ch] = true
+		out[ch.Namespace] = append(out[ch.Namespace], ch.Name)
+	}
+	for _, names := range out {
+		slices.Sort(names)
+	}
+	return out, nil
+}
+
+// State returns every namespace with someone waiting and its channels.
+func (h *Hub) State(ctx context.Context) (map[string][]string, error) {
+	return h.waiting(ctx, subjects.PipeQueueAll())
+}
+
+// Namespaces returns the namespaces where someone waits, sorted.
+func (h *Hub) Namespaces(ctx context.Context) ([]string, error) {
+	st, err := h.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(st))
+	for ns := range st {
+		out = append(out, ns)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Channels returns the channels of ns where someone waits, sorted, or
+// ErrNotFound when there are none.
+func (h *Hub) Channels(ctx context.Context, ns string) ([]string, error) {
+	filter, err := subjects.PipeNamespace(ns)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadName, err)
+	}
+	st, err := h.waiting(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	if len(st[ns]) == 0 {
+		return nil, fmt.Errorf("%w: namespace %q", ErrNotFound, ns)
+	}
+	return st[ns], nil
+}
+
+// Delete ends every party waiting on channel ns/name (every channel of ns
+// when name is empty), on any gateway, with ErrGone. Their entries are
+// purged first, so no matcher pairs them any more; then every gateway is
+// told to end its local waiters.
+func (h *Hub) Delete(ctx context.Context, ns, name string) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	for _, role := range []string{subjects.PipeProducer, subjects.PipeConsumer} {
+		filter, err := subjects.PipeRole(ns, name, role)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadName, err)
+		}
+		if err := h.q.purge(ctx, filter); err != nil {
+			return err
+		}
+	}
+	subj, err := subjects.PipeGone(ns, name)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadName, err)
+	}
+	if err := h.nc.Publish(subj, nil); err != nil {
+		return fmt.Errorf("%w: announce deletion: %v", ErrUnavailable, err)
+	}
+	if err := h.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("%w: announce deletion: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// sweepLoop removes, every SweepInterval, the entries of gateways that
+// vanished without cleaning up (a crash): a gateway that does not answer
+// its liveness ping with "no responders" on two sweeps in a row.
+func (h *Hub) sweepLoop() {
+	defer h.bg.Done()
+	t := time.NewTicker(h.opts.SweepInterval)
+	defer t.Stop()
+	strikes := map[string]int{}
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), h.opts.SweepInterval)
+		strikes = h.sweep(ctx, strikes)
+		cancel()
+	}
+}
+
+func (h *Hub) sweep(ctx context.Context, strikes map[string]int) map[string]int {
+	counts, err := h.q.counts(ctx, subjects.PipeQueueAll())
+	if err != nil {
+		h.log.Debug("pipe sweep skipped", "err", err)
+		return strikes
+	}
+	next := map[string]int{}
+	checked := map[string]bool{}
+	for subj := range counts {
+		e, err := subjects.ParsePipeEntry(subj)
+		if err != nil || e.Gateway == h.id || checked[e.Gateway] {
+			continue
+		}
+		checked[e.Gateway] = true
+		if !h.gatewayGone(ctx, e.Gateway) {
+			continue
+		}
+		next[e.Gateway] = strikes[e.Gateway] + 1
+		if next[e.Gateway] < 2 {
+			continue
+		}
+		if filter, err := subjects.PipeGatewayEntries(e.Gateway); err == nil && h.q.purge(ctx, filter) == nil {
+			h.m.swept.Inc()
+			h.log.Info("pipe: removed queue entries of a vanished gateway", "gateway", e.Gateway)
+		}
+	}
+	return next
+}
+
+// gatewayGone reports whether nobody answers gateway's liveness subject.
+func (h *Hub) gatewayGone(ctx context.Context, gateway string) bool {
+	subj, err := subjects.PipeAlive(gateway)
+	if err != nil {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, h.opts.ClaimTimeout)
+	defer cancel()
+	_, err = h.nc.RequestWithContext(pctx, subj, nil)
+	return errors.Is(err, nats.ErrNoResponders)
+}
+
+// defaultTimeout bounds a short operation whose caller gave no deadline.
+const defaultTimeout = 10 * time.Second
+
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
+}

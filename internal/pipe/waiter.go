@@ -1,0 +1,145 @@
+package pipe
+
+import (
+	"context"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// Channel names one pipe. Both parts are arbitrary non-empty strings.
+type Channel struct {
+	Namespace string
+	Name      string
+}
+
+// waiterState is where a party is in its life on this gateway.
+type waiterState int
+
+const (
+	stateArriving waiterState = iota // matching or appending its entry
+	stateWaiting                     // its entry is in the queue
+	stateClaimed                     // a partner's claim was handed to it
+	stateEnded                       // left without a partner
+)
+
+// waiter is one producer or consumer request held by this gateway while
+// it waits for a partner. Claims for it arrive on its gateway's claim
+// subject (or in-process) and are handed to the request's goroutine.
+type waiter struct {
+	id          string
+	ch          Channel
+	role        string // subjects.PipeProducer or subjects.PipeConsumer
+	contentType string // the producer's, normalised
+	ctx         context.Context
+
+	// Subjects and filters, built once.
+	entrySubj, markerSubj, chFilter, oppFilter string
+
+	claims   chan *claim // capacity 1: a waiter is claimed at most once
+	gone     chan struct{}
+	goneOnce sync.Once
+
+	mu    sync.Mutex
+	state waiterState
+	seq   uint64 // its queue entry, once appended
+}
+
+func newWaiter(ctx context.Context, gateway, id string, ch Channel, role, contentType string) (*waiter, error) {
+	w := &waiter{
+		id: id, ch: ch, role: role, contentType: contentType, ctx: ctx,
+		claims: make(chan *claim, 1), gone: make(chan struct{}),
+	}
+	opp := subjects.PipeConsumer
+	if role == subjects.PipeConsumer {
+		opp = subjects.PipeProducer
+	}
+	var err error
+	if w.entrySubj, err = subjects.PipeEntry(ch.Namespace, ch.Name, role, gateway); err != nil {
+		return nil, err
+	}
+	if w.markerSubj, err = subjects.PipeEntry(ch.Namespace, ch.Name, subjects.PipeMatcher, gateway); err != nil {
+		return nil, err
+	}
+	if w.chFilter, err = subjects.PipeChannel(ch.Namespace, ch.Name); err != nil {
+		return nil, err
+	}
+	if w.oppFilter, err = subjects.PipeRole(ch.Namespace, ch.Name, opp); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// enqueued records that its entry seq is in the queue. It reports false
+// if the waiter already ended.
+func (w *waiter) enqueued(seq uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seq = seq
+	if w.state == stateArriving {
+		w.state = stateWaiting
+	}
+}
+
+// offer hands a claim to the waiter if it is still waiting and alive.
+func (w *waiter) offer(c *claim) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// A claim may overtake the append's acknowledgement: an entry that a
+	// claimer could read is stored, so the waiter is in the queue.
+	if (w.state != stateWaiting && w.state != stateArriving) || w.ctx.Err() != nil {
+		return false
+	}
+	w.state = stateClaimed
+	w.claims <- c
+	return true
+}
+
+// end marks the waiter as leaving without a partner. It reports false if
+// a claim got there first (the claim is then in w.claims).
+func (w *waiter) end() (seq uint64, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state == stateClaimed {
+		return 0, false
+	}
+	w.state = stateEnded
+	return w.seq, true
+}
+
+// markGone ends the wait with ErrGone (the channel was deleted).
+func (w *waiter) markGone() { w.goneOnce.Do(func() { close(w.gone) }) }
+
+// claim is a partner's offer to pair with a waiting party. Exactly one of
+// local and msg is set.
+type claim struct {
+	// local is the in-process hand-over when both parties are here.
+	local *localPipe
+	// reply answers a local claim.
+	reply chan claimAnswer
+
+	// msg is a claim from another gateway (or this one's NATS path).
+	msg *nats.Msg
+	// contentType is the producer's, when the claimer is the producer.
+	contentType string
+	// receiver is the consumer's natsio subject, when the claimer is the
+	// consumer.
+	receiver string
+}
+
+// claimAnswer is a holder's answer to a local claim.
+type claimAnswer struct {
+	ok          bool
+	contentType string // the holder producer's
+}
+
+// pairing is what a party gets once matched: a producer a sink, a
+// consumer a source and the producer's content type.
+type pairing struct {
+	sink        Sink
+	source      Source
+	contentType string
+	local       bool
+}
