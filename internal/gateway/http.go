@@ -137,9 +137,14 @@ func (g *Gateway) observe() echo.MiddlewareFunc {
 			case status >= 400:
 				level = slog.LevelInfo
 			}
-			log.Log(c.Request().Context(), level, "request", "method", c.Request().Method, "route", route,
-				"path", c.Request().URL.EscapedPath(), "status", status, "bytes_out", c.Response().Size,
-				"duration", elapsed, "remote", c.RealIP())
+			attrs := []any{"method", c.Request().Method, "route", route, "status", status,
+				"bytes_out", c.Response().Size, "duration", elapsed, "remote", c.RealIP()}
+			if level == slog.LevelDebug {
+				// Paths hold capabilities (producer addresses, channel
+				// names): only debug logs carry them.
+				attrs = append(attrs, "path", c.Request().URL.EscapedPath())
+			}
+			log.Log(c.Request().Context(), level, "request", attrs...)
 			return nil
 		}
 	}
