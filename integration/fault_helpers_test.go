@@ -65,10 +65,11 @@ func (fc *faultCluster) startGatewayOn(natsURLs string) *harness.Process {
 }
 
 // restartGateway replaces gateway i gracefully, as a rolling deploy does:
-// out of the balancer first, then SIGTERM (waiting for the exit), then a
-// new gateway is started and put in the balancer. It returns the old
-// process's exit error: nil for a clean stop.
-func (fc *faultCluster) restartGateway(i int) error {
+// out of the balancer first, then (after beforeStop, if not nil, was
+// called with its URL) SIGTERM and waiting for the exit, then a new
+// gateway is started and put in the balancer. It returns the old process's
+// exit error: nil for a clean stop.
+func (fc *faultCluster) restartGateway(i int, beforeStop func(url string)) error {
 	var others []string
 	for j, g := range fc.gws {
 		if j != i {
@@ -76,6 +77,9 @@ func (fc *faultCluster) restartGateway(i int) error {
 		}
 	}
 	fc.lb.Set(others...)
+	if beforeStop != nil {
+		beforeStop(fc.gws[i].URL())
+	}
 	err := fc.gws[i].Stop()
 	fc.gws[i] = fc.startGateway()
 	fc.lb.Set(fc.urls()...)

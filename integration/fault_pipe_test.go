@@ -187,21 +187,27 @@ func (w pipeWrite) String() string {
 // handOffResult counts one hand-off's requests.
 type handOffResult struct {
 	producerAttempts, consumerAttempts int
-	producerOK                         bool // the producer got its 200
+	producerOK                         bool     // the producer got its 200
+	errs                               []string // what the failed attempts saw, e.g. "consumer 503"
 	err                                error
 }
 
 // handOff moves a size-byte pattern body from a producer to a consumer on
 // base/channels/ns/name, as clients do through a load balancer: each side
-// retries after an error (back-off 100 ms) up to attempts times. It is
+// retries after an error (back-off 100 ms) up to attempts times. The
+// producer's first request is sent delay after the consumer's (a negative
+// delay: the consumer's after the producer's), so one side waits. It is
 // done when the consumer read the whole body with the right checksum (a
 // producer whose 200 was lost to a failure after delivery stops retrying
 // then). A producer's 200 without a consumer holding the body would be a
 // lost acknowledged transfer: an error.
-func handOff(ctx context.Context, client *http.Client, base, ns, name string, size int64, attempts int) handOffResult {
+func handOff(ctx context.Context, client *http.Client, base, ns, name string, size int64, attempts int, delay time.Duration) handOffResult {
 	want := faultSum(size)
 	u := pipeURL(base, ns, name)
-	var res handOffResult
+	var (
+		res    handOffResult
+		errsMu sync.Mutex
+	)
 	delivered := make(chan struct{})
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
@@ -209,6 +215,9 @@ func handOff(ctx context.Context, client *http.Client, base, ns, name string, si
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if !sleepCtx(pctx, delay) {
+			return
+		}
 		for res.producerAttempts < attempts {
 			select {
 			case <-delivered:
@@ -221,6 +230,13 @@ func handOff(ctx context.Context, client *http.Client, base, ns, name string, si
 				res.producerOK = true
 				return
 			}
+			kind := "producer conn"
+			if w.err == nil {
+				kind = fmt.Sprintf("producer %d", w.status)
+			}
+			errsMu.Lock()
+			res.errs = append(res.errs, kind)
+			errsMu.Unlock()
 			select {
 			case <-delivered:
 				return
@@ -231,7 +247,10 @@ func handOff(ctx context.Context, client *http.Client, base, ns, name string, si
 		}
 	}()
 	var cerr error
-	for {
+	if !sleepCtx(ctx, -delay) {
+		cerr = ctx.Err()
+	}
+	for cerr == nil {
 		if ctx.Err() != nil {
 			cerr = ctx.Err()
 			break
@@ -250,6 +269,16 @@ func handOff(ctx context.Context, client *http.Client, base, ns, name string, si
 			cerr = fmt.Errorf("consumer got a complete-looking 200 with %d of %d bytes or a wrong checksum", r.n, size)
 			break
 		}
+		kind := fmt.Sprintf("consumer %d", r.status)
+		switch {
+		case r.err != nil && r.status == 0:
+			kind = "consumer conn"
+		case r.err != nil:
+			kind = "consumer cut"
+		}
+		errsMu.Lock()
+		res.errs = append(res.errs, kind)
+		errsMu.Unlock()
 		if res.consumerAttempts >= attempts {
 			cerr = fmt.Errorf("consumer failed %d times, last: %d %q %v", attempts, r.status, r.head, r.err)
 			break
@@ -270,6 +299,20 @@ func handOff(ctx context.Context, client *http.Client, base, ns, name string, si
 		res.err = cerr
 	}
 	return res
+}
+
+// sleepCtx waits d (nothing when d <= 0) and reports whether ctx is still
+// alive.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d > 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+	}
+	return ctx.Err() == nil
 }
 
 // pipeWaiting reports whether someone waits on ns/name, asked through base
@@ -424,14 +467,14 @@ func pipeKillPhase(ctx context.Context, t *testing.T, fc *faultCluster, client *
 		t.Fatal(err)
 	}
 
-	retry := handOff(ctx, client, fc.lb.URL(), ns, big, size, 5)
+	retry := handOff(ctx, client, fc.lb.URL(), ns, big, size, 5, 0)
 	if retry.err != nil {
 		t.Fatalf("retry through the balancer: %v", retry.err)
 	}
 	if err := <-lateDone; err != nil {
 		t.Fatal(err)
 	}
-	live := handOff(ctx, client, fc.lb.URL(), ns, orphan, 1<<20, 3)
+	live := handOff(ctx, client, fc.lb.URL(), ns, orphan, 1<<20, 3, 0)
 	if live.err != nil {
 		t.Fatalf("live hand-off on the orphan's channel: %v", live.err)
 	}
