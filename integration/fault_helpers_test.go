@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 
@@ -54,3 +55,42 @@ func (fc *faultCluster) replaceGateway(i int) {
 
 // allNATSURLs is every node's client URL, for clients that must reconnect.
 func (fc *faultCluster) allNATSURLs() string { return strings.TrimSpace(fc.nats.URLs()) }
+
+// startGatewayOn starts a gateway with the cluster's flags whose NATS
+// connection starts at natsURLs only (it learns the other nodes from the
+// cluster's INFO gossip).
+func (fc *faultCluster) startGatewayOn(natsURLs string) *harness.Process {
+	args := append([]string{"--nats-url", natsURLs, "--replicas", "3"}, fc.gwFlags...)
+	return harness.StartProcess(fc.t, args...)
+}
+
+// restartGateway replaces gateway i gracefully, as a rolling deploy does:
+// out of the balancer first, then (after beforeStop, if not nil, was
+// called with its URL) SIGTERM and waiting for the exit, then a new
+// gateway is started and put in the balancer. It returns the old process's
+// exit error: nil for a clean stop.
+func (fc *faultCluster) restartGateway(i int, beforeStop func(url string)) error {
+	var others []string
+	for j, g := range fc.gws {
+		if j != i {
+			others = append(others, g.URL())
+		}
+	}
+	fc.lb.Set(others...)
+	if beforeStop != nil {
+		beforeStop(fc.gws[i].URL())
+	}
+	err := fc.gws[i].Stop()
+	fc.gws[i] = fc.startGateway()
+	fc.lb.Set(fc.urls()...)
+	return err
+}
+
+// faultClient is an HTTP client with its own connection pool, closed at the
+// end of the test (no keep-alive goroutine outlives it). Requests are
+// bounded by their contexts.
+func faultClient(t *testing.T) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
