@@ -89,7 +89,9 @@ func (s *Service) handle(c echo.Context) error {
 		// The key was for the gateway; the upstream does not see it.
 		r.Header.Del("Authorization")
 	}
-	ctx, done, err := s.deps.Streams.Begin(r.Context(), "relay")
+	// A relayed request is drained, not cut, on shutdown: the upstream may
+	// already have acted on it (see service.Tracker.BeginDrain).
+	ctx, done, err := s.deps.Streams.BeginDrain(r.Context(), "relay")
 	if err != nil {
 		relay.WriteError(w, fmt.Errorf("%w: %v", relay.ErrShuttingDown, err))
 		return nil

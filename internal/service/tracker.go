@@ -44,6 +44,19 @@ func NewTracker(reg prometheus.Registerer) *Tracker {
 // context ends when parent ends or shutdown begins; done must be called
 // exactly once when the handler is finished.
 func (t *Tracker) Begin(parent context.Context, kind string) (context.Context, func(), error) {
+	return t.begin(parent, kind, true)
+}
+
+// BeginDrain registers a request that shutdown lets finish instead of
+// cancelling it: an exchange with side effects elsewhere (a relayed HTTP
+// request) must not be cut after the far side acted on it, or the
+// client's retry would act twice. Shutdown still waits for it, bounded by
+// its grace period, after which the HTTP server's Close cancels it.
+func (t *Tracker) BeginDrain(parent context.Context, kind string) (context.Context, func(), error) {
+	return t.begin(parent, kind, false)
+}
+
+func (t *Tracker) begin(parent context.Context, kind string, cancelOnStop bool) (context.Context, func(), error) {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -52,7 +65,10 @@ func (t *Tracker) Begin(parent context.Context, kind string) (context.Context, f
 	t.wg.Add(1)
 	t.mu.Unlock()
 	ctx, cancel := context.WithCancel(parent)
-	stopAfter := context.AfterFunc(t.stop, cancel)
+	stopAfter := func() bool { return false }
+	if cancelOnStop {
+		stopAfter = context.AfterFunc(t.stop, cancel)
+	}
 	g := t.open.WithLabelValues(kind)
 	g.Inc()
 	var once sync.Once
@@ -69,8 +85,8 @@ func (t *Tracker) Begin(parent context.Context, kind string) (context.Context, f
 // Stopping is closed when shutdown begins.
 func (t *Tracker) Stopping() <-chan struct{} { return t.stop.Done() }
 
-// Shutdown refuses new streams, cancels open ones and waits for their
-// handlers to return or ctx to end.
+// Shutdown refuses new streams, cancels open ones (except those begun with
+// BeginDrain) and waits for their handlers to return or ctx to end.
 func (t *Tracker) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	t.closed = true

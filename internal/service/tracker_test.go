@@ -63,3 +63,30 @@ func TestTrackerParentCancel(t *testing.T) {
 		t.Fatal("stream context not cancelled with its request")
 	}
 }
+
+func TestTrackerDrainsDrainStreams(t *testing.T) {
+	tr := NewTracker(nil)
+	ctx, done, err := tr.BeginDrain(context.Background(), "relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shut := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- tr.Shutdown(sctx)
+	}()
+	<-tr.Stopping()
+	if ctx.Err() != nil {
+		t.Fatal("a drained stream was cancelled by shutdown")
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a drained stream was open", err)
+	default:
+	}
+	done() // the exchange finishes on its own
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
