@@ -5,6 +5,7 @@ package httpx
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 )
 
@@ -52,4 +53,34 @@ func WriteError(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(ErrorBody{Code: code, Message: message})
+}
+
+// ErrorMapping maps one sentinel error to its HTTP status and code.
+type ErrorMapping struct {
+	Err    error
+	Status int
+	Code   string
+}
+
+// ErrorMap is a package's table from sentinel errors to status and code,
+// searched in order with errors.Is.
+type ErrorMap []ErrorMapping
+
+// Lookup returns the first mapping err matches.
+func (m ErrorMap) Lookup(err error) (ErrorMapping, bool) {
+	for _, e := range m {
+		if errors.Is(err, e.Err) {
+			return e, true
+		}
+	}
+	return ErrorMapping{}, false
+}
+
+// HTTPError renders err as an *Error through the map, or with fallback
+// status and code when nothing matches.
+func (m ErrorMap) HTTPError(err error, fallbackStatus int, fallbackCode string) *Error {
+	if e, ok := m.Lookup(err); ok {
+		return NewError(e.Status, e.Code, err.Error())
+	}
+	return NewError(fallbackStatus, fallbackCode, err.Error())
 }

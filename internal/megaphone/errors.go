@@ -33,30 +33,24 @@ var (
 )
 
 // errorTable maps each sentinel to its HTTP status and envelope code.
-var errorTable = []struct {
-	err    error
-	status int
-	code   string
-}{
-	{ErrBadAddress, http.StatusBadRequest, httpx.CodeBadRequest},
-	{ErrBadRequest, http.StatusBadRequest, httpx.CodeBadRequest},
-	{ErrProtocol, http.StatusBadRequest, httpx.CodeBadRequest},
-	{ErrNotFound, http.StatusNotFound, httpx.CodeNotFound},
-	{ErrBusy, http.StatusConflict, httpx.CodeBusy},
-	{ErrTimeout, http.StatusServiceUnavailable, httpx.CodeTimeout},
-	{ErrMediaType, http.StatusUnsupportedMediaType, httpx.CodeUnsupportedMediaType},
-	{ErrTooLarge, http.StatusRequestEntityTooLarge, httpx.CodeTooLarge},
-	{ErrUnauthorized, http.StatusUnauthorized, httpx.CodeUnauthorized},
-	{ErrUnavailable, http.StatusServiceUnavailable, httpx.CodeUnavailable},
+var errorTable = httpx.ErrorMap{
+	{Err: ErrBadAddress, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
+	{Err: ErrBadRequest, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
+	{Err: ErrProtocol, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
+	{Err: ErrNotFound, Status: http.StatusNotFound, Code: httpx.CodeNotFound},
+	{Err: ErrBusy, Status: http.StatusConflict, Code: httpx.CodeBusy},
+	{Err: ErrTimeout, Status: http.StatusServiceUnavailable, Code: httpx.CodeTimeout},
+	{Err: ErrMediaType, Status: http.StatusUnsupportedMediaType, Code: httpx.CodeUnsupportedMediaType},
+	{Err: ErrTooLarge, Status: http.StatusRequestEntityTooLarge, Code: httpx.CodeTooLarge},
+	{Err: ErrUnauthorized, Status: http.StatusUnauthorized, Code: httpx.CodeUnauthorized},
+	{Err: ErrUnavailable, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
 }
 
 // StatusOf maps err to an HTTP status and envelope code; unknown errors
 // are 500 INTERNAL_SERVER_ERROR.
 func StatusOf(err error) (int, string) {
-	for _, e := range errorTable {
-		if errors.Is(err, e.err) {
-			return e.status, e.code
-		}
+	if e, ok := errorTable.Lookup(err); ok {
+		return e.Status, e.Code
 	}
 	return http.StatusInternalServerError, httpx.CodeInternal
 }

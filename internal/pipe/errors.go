@@ -39,28 +39,19 @@ const (
 // one reads the response).
 const statusClientClosed = 499
 
-var errorTable = []struct {
-	err    error
-	status int
-	code   string
-}{
-	{ErrBadName, http.StatusBadRequest, httpx.CodeBadRequest},
-	{ErrTimeout, http.StatusRequestTimeout, httpx.CodeTimeout},
-	{ErrGone, http.StatusGone, httpx.CodeGone},
-	{ErrNotFound, http.StatusNotFound, httpx.CodeNotFound},
-	{ErrPartnerLost, http.StatusBadGateway, codePartnerLost},
-	{ErrClientGone, statusClientClosed, codeClientGone},
-	{ErrShuttingDown, http.StatusServiceUnavailable, httpx.CodeUnavailable},
-	{ErrUnavailable, http.StatusServiceUnavailable, httpx.CodeUnavailable},
+var errorTable = httpx.ErrorMap{
+	{Err: ErrBadName, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
+	{Err: ErrTimeout, Status: http.StatusRequestTimeout, Code: httpx.CodeTimeout},
+	{Err: ErrGone, Status: http.StatusGone, Code: httpx.CodeGone},
+	{Err: ErrNotFound, Status: http.StatusNotFound, Code: httpx.CodeNotFound},
+	{Err: ErrPartnerLost, Status: http.StatusBadGateway, Code: codePartnerLost},
+	{Err: ErrClientGone, Status: statusClientClosed, Code: codeClientGone},
+	{Err: ErrShuttingDown, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
+	{Err: ErrUnavailable, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
 }
 
 // httpError maps err to its HTTP status and envelope; unknown errors are
 // 500 INTERNAL_SERVER_ERROR.
 func httpError(err error) *httpx.Error {
-	for _, e := range errorTable {
-		if errors.Is(err, e.err) {
-			return httpx.NewError(e.status, e.code, err.Error())
-		}
-	}
-	return httpx.NewError(http.StatusInternalServerError, httpx.CodeInternal, err.Error())
+	return errorTable.HTTPError(err, http.StatusInternalServerError, httpx.CodeInternal)
 }

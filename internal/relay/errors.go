@@ -33,32 +33,23 @@ var (
 )
 
 // errorTable maps each sentinel to its status and envelope code.
-var errorTable = []struct {
-	err    error
-	status int
-	code   string
-}{
-	{ErrNoAgent, http.StatusServiceUnavailable, httpx.CodeNoAgent},
-	{ErrTimeout, http.StatusGatewayTimeout, httpx.CodeTimeout},
-	{ErrUpstreamUnreachable, http.StatusBadGateway, httpx.CodeUpstreamUnreachable},
-	{ErrAgentLost, http.StatusBadGateway, httpx.CodeAgentLost},
-	{ErrUpstreamBroken, http.StatusBadGateway, httpx.CodeUpstreamUnreachable},
-	{ErrUnauthorized, http.StatusUnauthorized, httpx.CodeUnauthorized},
-	{ErrBadRequest, http.StatusBadRequest, httpx.CodeBadRequest},
-	{ErrShuttingDown, http.StatusServiceUnavailable, httpx.CodeUnavailable},
-	{context.Canceled, http.StatusServiceUnavailable, httpx.CodeUnavailable},
+var errorTable = httpx.ErrorMap{
+	{Err: ErrNoAgent, Status: http.StatusServiceUnavailable, Code: httpx.CodeNoAgent},
+	{Err: ErrTimeout, Status: http.StatusGatewayTimeout, Code: httpx.CodeTimeout},
+	{Err: ErrUpstreamUnreachable, Status: http.StatusBadGateway, Code: httpx.CodeUpstreamUnreachable},
+	{Err: ErrAgentLost, Status: http.StatusBadGateway, Code: httpx.CodeAgentLost},
+	{Err: ErrUpstreamBroken, Status: http.StatusBadGateway, Code: httpx.CodeUpstreamUnreachable},
+	{Err: ErrUnauthorized, Status: http.StatusUnauthorized, Code: httpx.CodeUnauthorized},
+	{Err: ErrBadRequest, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
+	{Err: ErrShuttingDown, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
+	{Err: context.Canceled, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
 }
 
 // HTTPError maps err to the status and {"code","message"} a client sees.
 // Unknown errors are 502 UPSTREAM_UNREACHABLE: the relay could not get a
 // response.
 func HTTPError(err error) *httpx.Error {
-	for _, e := range errorTable {
-		if errors.Is(err, e.err) {
-			return httpx.NewError(e.status, e.code, err.Error())
-		}
-	}
-	return httpx.NewError(http.StatusBadGateway, httpx.CodeUpstreamUnreachable, err.Error())
+	return errorTable.HTTPError(err, http.StatusBadGateway, httpx.CodeUpstreamUnreachable)
 }
 
 // WriteError renders err with [HTTPError].
@@ -70,8 +61,8 @@ func WriteError(w http.ResponseWriter, err error) {
 // codeError turns an error code sent by an agent back into a sentinel.
 func codeError(code string) error {
 	for _, e := range errorTable {
-		if e.code == code && e.err != ErrUpstreamBroken {
-			return e.err
+		if e.Code == code && e.Err != ErrUpstreamBroken {
+			return e.Err
 		}
 	}
 	return ErrUpstreamUnreachable

@@ -1,0 +1,33 @@
+package httpx
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestErrorMap(t *testing.T) {
+	errA, errB := errors.New("a"), errors.New("b")
+	m := ErrorMap{{Err: errA, Status: http.StatusNotFound, Code: CodeNotFound}, {Err: errB, Status: http.StatusConflict, Code: CodeBusy}}
+	if e := m.HTTPError(fmt.Errorf("op: %w", errB), 500, CodeInternal); e.Status != 409 || e.Code != CodeBusy || e.Message != "op: b" {
+		t.Fatalf("wrapped sentinel: %+v", e)
+	}
+	if e := m.HTTPError(errors.New("other"), 500, CodeInternal); e.Status != 500 || e.Code != CodeInternal {
+		t.Fatalf("fallback: %+v", e)
+	}
+	if _, ok := m.Lookup(nil); ok {
+		t.Fatal("nil error matched")
+	}
+}
+
+func TestWriteError(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteError(rec, http.StatusGone, CodeGone, "gone")
+	if rec.Code != 410 || rec.Header().Get("Content-Type") != "application/json" ||
+		strings.TrimSpace(rec.Body.String()) != `{"code":"GONE","message":"gone"}` {
+		t.Fatalf("got %d %q %q", rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())
+	}
+}
