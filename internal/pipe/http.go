@@ -284,6 +284,13 @@ func (s *Service) send(sink Sink, body *prefetch) error {
 			break
 		}
 		if rerr != nil {
+			if s.hub.stopping() {
+				// The read was unblocked by the gateway's own shutdown,
+				// not by the producer leaving.
+				_ = sink.CloseWithError("gateway shutting down")
+				s.hub.m.transfers.WithLabelValues("shutdown").Inc()
+				return fmt.Errorf("%w: %v", ErrShuttingDown, rerr)
+			}
 			_ = sink.CloseWithError("producer went away")
 			s.hub.m.transfers.WithLabelValues("producer_lost").Inc()
 			return fmt.Errorf("%w: %v", ErrClientGone, rerr)
