@@ -1,14 +1,12 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,72 +35,22 @@ func TestFaultMegaphoneNoLossNodeAndGatewayKilled(t *testing.T) {
 	})
 
 	const total = 300
-	var (
-		mu       sync.Mutex
-		acked    = map[int]bool{}
-		received = map[int]int{}
-		attempts int
-	)
+	attempts := 0
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-
-	// Reader: the Megaphone client loop, reconnecting after every poll and
-	// after every error (gateway killed, 409 while a dead reader's claim
-	// expires, NATS failover).
-	readerDone := make(chan struct{})
-	allRead := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		for ctx.Err() == nil {
-			select {
-			case <-allRead:
-				return
-			default:
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fc.lb.URL()+"/read/"+created.ConsumerAddress, nil)
-			resp, err := client.Do(req)
-			if err != nil {
-				continue
-			}
-			if resp.StatusCode != 200 {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				select {
-				case <-ctx.Done():
-				case <-time.After(200 * time.Millisecond): // client back-off
-				}
-				continue
-			}
-			sc := bufio.NewScanner(resp.Body)
-			for sc.Scan() {
-				var ev struct {
-					Body struct{ Seq int } `json:"body"`
-				}
-				if json.Unmarshal(sc.Bytes(), &ev) == nil {
-					mu.Lock()
-					received[ev.Body.Seq]++
-					mu.Unlock()
-				}
-			}
-			resp.Body.Close()
-		}
-	}()
+	ledger := startMegaphoneReader(ctx, client, fc.lb.URL(), created.ConsumerAddress)
 
 	// Writer: each message is retried through the balancer until a 201.
 	write := func(seq int) {
 		body, _ := json.Marshal(map[string]int{"seq": seq})
 		for ctx.Err() == nil {
-			mu.Lock()
 			attempts++
-			mu.Unlock()
 			resp, err := client.Post(fc.lb.URL()+"/write/"+created.ProducerAddress+"/s", "application/json", bytes.NewReader(body))
 			if err == nil {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusCreated {
-					mu.Lock()
-					acked[seq] = true
-					mu.Unlock()
+					ledger.ack(seq)
 					return
 				}
 			}
@@ -122,31 +70,10 @@ func TestFaultMegaphoneNoLossNodeAndGatewayKilled(t *testing.T) {
 		write(seq)
 	}
 
-	natstest.Eventually(t, 90*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		for seq := range acked {
-			if received[seq] == 0 {
-				return fmt.Errorf("acked %d, still missing e.g. seq %d", len(acked), seq)
-			}
-		}
-		return nil
-	})
-	close(allRead)
-	cancel()
-	<-readerDone
-
-	mu.Lock()
-	defer mu.Unlock()
-	dups := 0
-	for _, n := range received {
-		if n > 1 {
-			dups += n - 1
-		}
-	}
+	acked, received, dups := ledger.waitAllRead(t, 90*time.Second)
 	t.Logf("megaphone fault run: sent=%d attempts=%d acked=%d received=%d duplicates=%d lost=0",
-		total, attempts, len(acked), len(received), dups)
-	if len(acked) != total {
-		t.Fatalf("only %d of %d writes were acknowledged", len(acked), total)
+		total, attempts, acked, received, dups)
+	if acked != total {
+		t.Fatalf("only %d of %d writes were acknowledged", acked, total)
 	}
 }

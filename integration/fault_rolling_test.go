@@ -193,10 +193,6 @@ func TestFaultRollingRestartUnderLoad(t *testing.T) {
 	var (
 		mega, pipes, relays opStats
 		mu                  sync.Mutex
-		acked               = map[int]bool{}
-		received            = map[int]int{}
-		polls               int
-		pollErrs            = map[string]int{}
 	)
 	stop := make(chan struct{})
 	stopped := func() bool {
@@ -219,6 +215,9 @@ func TestFaultRollingRestartUnderLoad(t *testing.T) {
 		}()
 	}
 
+	// Megaphone reader: the client loop, until everything acknowledged was
+	// read.
+	ledger := startMegaphoneReader(ctx, client, lb, created.ConsumerAddress)
 	// Megaphone writer: each write retried until a 201.
 	loop(2000, 20*time.Millisecond, func(seq int) {
 		body, _ := json.Marshal(map[string]int{"seq": seq})
@@ -229,63 +228,11 @@ func TestFaultRollingRestartUnderLoad(t *testing.T) {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			mu.Lock()
-			acked[seq] = true
-			mu.Unlock()
+			ledger.ack(seq)
 			return nil
 		})
 		mega.record(attempts, errs, err)
 	})
-	// Megaphone reader: the client loop, a new poll after every poll and
-	// after every error; it runs until everything acknowledged was read.
-	allRead := make(chan struct{})
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		for ctx.Err() == nil {
-			select {
-			case <-allRead:
-				return
-			default:
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, lb+"/read/"+created.ConsumerAddress, nil)
-			resp, err := client.Do(req)
-			mu.Lock()
-			polls++
-			mu.Unlock()
-			if err != nil || resp.StatusCode != http.StatusOK {
-				e := statusErr(resp, err)
-				if ctx.Err() != nil {
-					return
-				}
-				mu.Lock()
-				pollErrs[e.Error()]++
-				mu.Unlock()
-				select {
-				case <-ctx.Done():
-				case <-time.After(100 * time.Millisecond):
-				}
-				continue
-			}
-			sc := bufio.NewScanner(resp.Body)
-			for sc.Scan() {
-				var ev struct {
-					Body struct{ Seq int } `json:"body"`
-				}
-				if json.Unmarshal(sc.Bytes(), &ev) == nil {
-					mu.Lock()
-					received[ev.Body.Seq]++
-					mu.Unlock()
-				}
-			}
-			if sc.Err() != nil && ctx.Err() == nil {
-				mu.Lock()
-				pollErrs["cut: "+sc.Err().Error()]++
-				mu.Unlock()
-			}
-			resp.Body.Close()
-		}
-	}()
 	// Pipe hand-offs of 256 KiB, a new channel each: one worker's
 	// consumers wait 150 ms for their producer, the other's producers for
 	// their consumer, so parties are waiting at every SIGTERM.
@@ -338,28 +285,14 @@ func TestFaultRollingRestartUnderLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	natstest.Eventually(t, 60*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		for seq := range acked {
-			if received[seq] == 0 {
-				return fmt.Errorf("acked %d, still missing e.g. seq %d", len(acked), seq)
-			}
-		}
-		return nil
-	})
-	close(allRead)
+	acked, received, dups := ledger.waitAllRead(t, 60*time.Second)
+	polls, pollErrs := ledger.pollStats()
 	cancel()
-	<-readerDone
 
 	mu.Lock()
 	defer mu.Unlock()
-	dups := 0
-	for _, n := range received {
-		dups += n - 1
-	}
 	t.Logf("rolling restart (out of the balancer → SIGTERM → exit 0 → replacement ready): %s", strings.Join(restarts, "; "))
-	t.Logf("megaphone: writes %s; acked=%d received=%d duplicates=%d lost=0; reader polls=%d failed polls=%v", &mega, len(acked), len(received), dups, polls, pollErrs)
+	t.Logf("megaphone: writes %s; acked=%d received=%d duplicates=%d lost=0; reader polls=%d failed polls=%v", &mega, acked, received, dups, polls, pollErrs)
 	t.Logf("pipe: hand-offs of %d KiB %s (consumer retries=%d producer retries=%d); lost=0", handOffSize>>10, &pipes, pipeConsumerRetries, pipeProducerRetries)
 	hitsMu.Lock()
 	dupExec := 0
