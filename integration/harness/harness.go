@@ -48,7 +48,7 @@ func Start(t testing.TB, cfg *config.Gateway) *Gateway {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("harness: %v", err)
 	}
-	logger := Logger(t).With("gateway", cfg.Listen)
+	logger := LoggerAt(t, cfg.Log.Level).With("gateway", cfg.Listen)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	g, err := gateway.Start(ctx, cfg, logger)
@@ -133,10 +133,19 @@ func (e *statusError) Error() string { return "readyz status " + http.StatusText
 
 // Logger returns a slog logger writing through t.Logf until the test ends
 // (late log lines from background goroutines are dropped, not panicked on).
-func Logger(t testing.TB) *slog.Logger {
+func Logger(t testing.TB) *slog.Logger { return LoggerAt(t, "debug") }
+
+// LoggerAt is Logger at level ("debug", "info", "warn", "error"), so a
+// benchmark that sets its gateway's log level to "error" does not pay for
+// a debug line per request.
+func LoggerAt(t testing.TB, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		l = slog.LevelDebug
+	}
 	w := &testWriter{t: t}
 	t.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 type testWriter struct {

@@ -137,6 +137,10 @@ func (g *Gateway) observe() echo.MiddlewareFunc {
 			case status >= 400:
 				level = slog.LevelInfo
 			}
+			ctx := c.Request().Context()
+			if !log.Enabled(ctx, level) {
+				return nil
+			}
 			attrs := []any{"method", c.Request().Method, "route", route, "status", status,
 				"bytes_out", c.Response().Size, "duration", elapsed, "remote", c.RealIP()}
 			if level == slog.LevelDebug {
@@ -144,7 +148,7 @@ func (g *Gateway) observe() echo.MiddlewareFunc {
 				// names): only debug logs carry them.
 				attrs = append(attrs, "path", c.Request().URL.EscapedPath())
 			}
-			log.Log(c.Request().Context(), level, "request", attrs...)
+			log.Log(ctx, level, "request", attrs...)
 			return nil
 		}
 	}

@@ -89,11 +89,38 @@ func BenchmarkWrite(b *testing.B) {
 	for i := range addrs {
 		addrs[i] = create(b, gw.URL()).ProducerAddress
 	}
+	// The load generator shares the two cores with the gateway and the
+	// nats-server, so the primary figures use harness.LoadConn (a lean
+	// keep-alive client like wrk); the net/http client is measured too.
+	lean := make([]*harness.LoadConn, benchWriters)
+	writeReqs := make([][]byte, benchWriters)
+	host := strings.TrimPrefix(gw.URL(), "http://")
+	for i := range lean {
+		lc, err := harness.DialLoad(gw.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer lc.Close()
+		lean[i] = lc
+		writeReqs[i] = harness.LoadRequest("POST", host, "/write/"+addrs[i]+"/s",
+			map[string]string{"Content-Type": "application/json"}, []byte(body))
+	}
+	healthReq := harness.LoadRequest("GET", host, "/healthz", nil, nil)
 	raw := func(w int) error {
 		_, err := conns[w].Publish(context.Background(), "sb.mp.ev.raw"+strconv.Itoa(w), ev)
 		return err
 	}
 	viaGateway := func(w int) error {
+		status, _, err := lean[w].Do(writeReqs[w])
+		if err != nil {
+			return err
+		}
+		if status != 201 {
+			return fmt.Errorf("write = %d", status)
+		}
+		return nil
+	}
+	viaNetHTTP := func(w int) error {
 		resp, err := hc.Post(gw.URL()+"/write/"+addrs[w]+"/s", "application/json", strings.NewReader(body))
 		if err != nil {
 			return err
@@ -105,30 +132,27 @@ func BenchmarkWrite(b *testing.B) {
 		}
 		return nil
 	}
-	// The ceiling: the same HTTP client and server doing nothing (/healthz).
-	noop := func(int) error {
-		resp, err := hc.Get(gw.URL() + "/healthz")
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return nil
+	// The ceiling: the same client and server doing nothing (/healthz).
+	noop := func(w int) error {
+		_, _, err := lean[w].Do(healthReq)
+		return err
 	}
 	const rounds = 5
-	var rawRates, gwRates, ratios, noopRatios []float64
+	var rawRates, gwRates, ratios, noopRatios, netRatios []float64
 	for range rounds {
 		r := rateFor(b, time.Second, raw)
 		g := rateFor(b, time.Second, viaGateway)
 		n := rateFor(b, time.Second, noop)
+		h := rateFor(b, time.Second, viaNetHTTP)
 		rawRates, gwRates = append(rawRates, r), append(gwRates, g)
-		ratios, noopRatios = append(ratios, g/r), append(noopRatios, n/r)
+		ratios, noopRatios, netRatios = append(ratios, g/r), append(noopRatios, n/r), append(netRatios, h/r)
 	}
 	median := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
 	b.ReportMetric(median(rawRates), "raw-writes/s")
 	b.ReportMetric(median(gwRates), "gateway-writes/s")
 	b.ReportMetric(median(ratios)*100, "gateway-%-of-raw")
 	b.ReportMetric(median(noopRatios)*100, "http-noop-%-of-raw")
+	b.ReportMetric(median(netRatios)*100, "nethttp-client-%-of-raw")
 }
 
 // rateFor runs fn from benchWriters goroutines for d and returns calls/s.
