@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sort"
 	"strconv"
 	"sync"
@@ -21,8 +23,11 @@ import (
 )
 
 // benchSetup starts an upstream, a gateway and one agent in this process
-// and returns the upstream's and the relay's base URLs.
-func benchSetup(b *testing.B) (direct, relayed string) {
+// and returns the upstream's and the relay's base URLs, and the URL of a
+// plain reverse proxy (net/http/httputil, no NATS) in front of the
+// upstream: the ceiling of any relay, since it already pays the two HTTP
+// exchanges every relayed request needs.
+func benchSetup(b *testing.B) (direct, relayed, proxied string) {
 	b.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -39,6 +44,13 @@ func benchSetup(b *testing.B) (direct, relayed string) {
 		}
 	}))
 	b.Cleanup(up.Close)
+	target, _ := url.Parse(up.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	pt := http.DefaultTransport.(*http.Transport).Clone()
+	pt.MaxIdleConnsPerHost, pt.DisableCompression = 256, true
+	rp.Transport = pt
+	px := httptest.NewServer(rp)
+	b.Cleanup(px.Close)
 	// Logging goes nowhere: per-request debug logs would dominate.
 	quiet := slog.New(slog.DiscardHandler)
 	cfg := harness.Config(b)
@@ -63,7 +75,7 @@ func benchSetup(b *testing.B) (direct, relayed string) {
 		defer cancel()
 		u.Shutdown(sctx)
 	})
-	return up.URL, gw.URL() + "/relay/bench"
+	return up.URL, gw.URL() + "/relay/bench", px.URL
 }
 
 type zeros struct{}
@@ -81,9 +93,9 @@ func benchClient() *http.Client {
 // per second and latency percentiles, sequential (c1) and with 16
 // concurrent clients (c16).
 func BenchmarkRelaySmall(b *testing.B) {
-	direct, relayed := benchSetup(b)
+	direct, relayed, proxied := benchSetup(b)
 	for _, conc := range []int{1, 16} {
-		for _, target := range []struct{ name, url string }{{"direct", direct}, {"relay", relayed}} {
+		for _, target := range []struct{ name, url string }{{"direct", direct}, {"proxy", proxied}, {"relay", relayed}} {
 			b.Run(fmt.Sprintf("c%d/%s", conc, target.name), func(b *testing.B) {
 				smallLoad(b, benchClient(), target.url+"/small", conc)
 			})
@@ -151,9 +163,9 @@ func cpuTime() time.Duration {
 // relay next to the same transfer straight to the upstream.
 func BenchmarkRelayLarge(b *testing.B) {
 	const size = 64 << 20
-	direct, relayed := benchSetup(b)
+	direct, relayed, proxied := benchSetup(b)
 	for _, dir := range []string{"download", "upload"} {
-		for _, target := range []struct{ name, url string }{{"direct", direct}, {"relay", relayed}} {
+		for _, target := range []struct{ name, url string }{{"direct", direct}, {"proxy", proxied}, {"relay", relayed}} {
 			b.Run(dir+"/"+target.name, func(b *testing.B) {
 				c := benchClient()
 				defer c.CloseIdleConnections()
