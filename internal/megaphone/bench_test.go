@@ -228,6 +228,13 @@ func runBenchGateway(natsURL string) int {
 			debug.FreeOSMemory()
 			fmt.Println("ok")
 		}
+		if path, ok := strings.CutPrefix(sc.Text(), "goroutines "); ok {
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+				f.Close()
+			}
+			fmt.Println("ok")
+		}
 		if path, ok := strings.CutPrefix(sc.Text(), "heap "); ok {
 			if f, err := os.Create(path); err == nil {
 				runtime.GC()
@@ -352,6 +359,8 @@ func BenchmarkReaders(b *testing.B) {
 	rssAfter := metric(b, base, "process_resident_memory_bytes")
 	if path := os.Getenv("MEGAPHONE_BENCH_HEAP"); path != "" {
 		fmt.Fprintln(stdin, "heap "+path)
+		_, _ = childOut.ReadString('\n')
+		fmt.Fprintln(stdin, "goroutines "+path+".goroutines")
 		_, _ = childOut.ReadString('\n')
 	}
 	fmt.Fprintln(stdin, "gc") // steady state: the garbage of opening collected
