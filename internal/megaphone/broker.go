@@ -96,14 +96,15 @@ func New(opts Options, nc *nats.Conn, js jetstream.JetStream, logger *slog.Logge
 		logger = slog.New(slog.DiscardHandler)
 	}
 	log := logger.With("component", "megaphone")
+	m := newMetrics(reg)
 	return &Broker{
 		opts:  opts,
 		nc:    nc,
 		js:    js,
 		log:   log,
-		m:     newMetrics(reg),
+		m:     m,
 		cache: newExistsCache(cacheTTL),
-		hooks: newWebhook(opts.WebhookURL, log),
+		hooks: newWebhook(opts.WebhookURL, log, m.webhook),
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,4 +172,57 @@ func TestNoExpiryUnderReader(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestWebhookRetries: a webhook answering 503 is asked again until it
+// accepts the batch; one answering 400 is asked once and the batch counts
+// as failed. Both are visible in megaphone_webhook_batches_total.
+func TestWebhookRetries(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		failures  int // answers before the first 200
+		status    int
+		wantCalls int32
+		wantLine  string
+	}{
+		{"503 then ok", 2, http.StatusServiceUnavailable, 3, `megaphone_webhook_batches_total{result="delivered"} 1`},
+		{"400 is final", 1 << 30, http.StatusBadRequest, 1, `megaphone_webhook_batches_total{result="failed"} 1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			var got atomic.Value
+			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := calls.Add(1)
+				if int(n) <= tc.failures {
+					w.WriteHeader(tc.status)
+					return
+				}
+				raw, _ := io.ReadAll(r.Body)
+				got.Store(string(raw))
+			}))
+			defer hook.Close()
+			gw := start(t, func(c *config.Gateway) {
+				c.Megaphone.AdminToken = "secret"
+				c.Megaphone.WebhookURL = hook.URL
+			})
+			ch := create(t, gw.URL())
+			if r := do(t, "DELETE", gw.URL()+"/admin/channels/"+ch.ConsumerAddress, "", "", "Authorization", "Bearer secret"); r.Status != 200 {
+				t.Fatalf("delete = %d %s", r.Status, r.Body)
+			}
+			natstest.Eventually(t, 15*time.Second, func() error {
+				if m := do(t, "GET", gw.URL()+"/metrics", "", "").Body; !strings.Contains(m, tc.wantLine) {
+					return fmt.Errorf("metrics lack %s", tc.wantLine)
+				}
+				return nil
+			})
+			if n := calls.Load(); n != tc.wantCalls {
+				t.Fatalf("webhook called %d times, want %d", n, tc.wantCalls)
+			}
+			if tc.status == http.StatusServiceUnavailable {
+				if want := `{"channels":["` + ch.ConsumerAddress + `"]}`; got.Load() != want {
+					t.Fatalf("delivered %v, want %s", got.Load(), want)
+				}
+			}
+		})
+	}
 }

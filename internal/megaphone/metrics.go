@@ -11,6 +11,7 @@ type metrics struct {
 	unroutable  prometheus.Counter
 	lost        prometheus.Counter
 	openReaders prometheus.Gauge
+	webhook     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,9 +28,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		openReaders: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "megaphone_open_readers", Help: "Read polls open on this gateway.",
 		}),
+		webhook: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "megaphone_webhook_batches_total",
+			Help: "on-channel-deleted webhook batches by result (delivered, failed after retries).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.created, m.disposed, m.received, m.read, m.unroutable, m.lost, m.openReaders)
+		reg.MustRegister(m.created, m.disposed, m.received, m.read, m.unroutable, m.lost, m.openReaders, m.webhook)
 	}
 	return m
 }
