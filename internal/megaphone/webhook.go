@@ -28,7 +28,8 @@ var webhookBackoff = []time.Duration{500 * time.Millisecond, time.Second, 2 * ti
 // batching disposals that happen close together. A POST that fails with a
 // network error, 429 or 5xx is tried again after webhookBackoff; any other
 // status is final. Retries stop when the gateway shuts down (the batch is
-// logged as dropped): delivery is at most once per batch, best effort.
+// logged as dropped). Delivery is best effort: a batch whose earlier
+// attempt reached the receiver but whose answer was lost arrives twice.
 type webhook struct {
 	url     string
 	log     *slog.Logger
