@@ -56,7 +56,7 @@ func PipeChannel(ns, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return join(Prefix, pipeToken, pipeQueueToken, n, c, ">"), nil
+	return bounded(join(Prefix, pipeToken, pipeQueueToken, n, c, ">"))
 }
 
 // PipeRole is the filter of the entries of one role of channel ns/name.
@@ -75,7 +75,7 @@ func PipeRole(ns, name, role string) (string, error) {
 			return "", err
 		}
 	}
-	return join(Prefix, pipeToken, pipeQueueToken, n, c, role, "*"), nil
+	return bounded(join(Prefix, pipeToken, pipeQueueToken, n, c, role, "*"))
 }
 
 // PipeEntry is the subject of a party of role waiting on ns/name, held by
@@ -92,7 +92,7 @@ func PipeEntry(ns, name, role, gateway string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return join(Prefix, pipeToken, pipeQueueToken, n, c, role, g), nil
+	return bounded(join(Prefix, pipeToken, pipeQueueToken, n, c, role, g))
 }
 
 // PipeGatewayEntries is the filter of every entry held by gateway.
@@ -140,7 +140,7 @@ func PipeClaim(gateway, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return join(Prefix, pipeToken, pipeClaimToken, g, w), nil
+	return bounded(join(Prefix, pipeToken, pipeClaimToken, g, w))
 }
 
 // PipeClaimAll is the subject gateway subscribes to for claims.
@@ -190,7 +190,7 @@ func PipeGone(ns, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return join(Prefix, pipeToken, pipeGoneToken, n, c), nil
+	return bounded(join(Prefix, pipeToken, pipeGoneToken, n, c))
 }
 
 // PipeGoneAll is the subject every gateway subscribes to for deletions.

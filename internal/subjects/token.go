@@ -12,6 +12,22 @@ var ErrEmpty = errors.New("subjects: empty name")
 // ErrBadToken is returned when a token was not produced by [Encode].
 var ErrBadToken = errors.New("subjects: malformed token")
 
+// ErrTooLong is returned when a user-supplied name is longer than
+// [MaxNameLen] bytes, or a subject would be longer than [MaxSubjectLen].
+var ErrTooLong = errors.New("subjects: name too long")
+
+// Bounds. Every user-supplied name (namespace, channel name, channel id,
+// middleman key, upstream name) is at most MaxNameLen bytes, so its token
+// is at most 3*MaxNameLen bytes, and every subject built from such names is
+// at most MaxSubjectLen bytes. nats-server refuses a protocol line longer
+// than max_control_line (default 4096) and closes the connection; a PUB
+// line holds the subject, a reply subject and two numbers, so MaxSubjectLen
+// leaves room for a reply of the same size and the numbers.
+const (
+	MaxNameLen    = 256
+	MaxSubjectLen = 1800
+)
+
 // Prefix is the first token of every subject Switchboard uses.
 const Prefix = "sb"
 
@@ -29,6 +45,9 @@ func safe(b byte) bool {
 func Encode(name string) (string, error) {
 	if name == "" {
 		return "", ErrEmpty
+	}
+	if len(name) > MaxNameLen {
+		return "", fmt.Errorf("%w: %d bytes, at most %d", ErrTooLong, len(name), MaxNameLen)
 	}
 	n := 0
 	for i := 0; i < len(name); i++ {
@@ -60,7 +79,13 @@ func Decode(token string) (string, error) {
 	if token == "" {
 		return "", ErrEmpty
 	}
+	if len(token) > 3*MaxNameLen {
+		return "", fmt.Errorf("%w: token of %d bytes", ErrTooLong, len(token))
+	}
 	if !strings.Contains(token, "_") {
+		if len(token) > MaxNameLen {
+			return "", fmt.Errorf("%w: token of %d bytes", ErrTooLong, len(token))
+		}
 		for i := 0; i < len(token); i++ {
 			if !safe(token[i]) {
 				return "", fmt.Errorf("%w: byte %q at %d", ErrBadToken, token[i], i)
@@ -85,6 +110,9 @@ func Decode(token string) (string, error) {
 			return "", fmt.Errorf("%w: byte %q at %d", ErrBadToken, c, i)
 		}
 	}
+	if len(out) > MaxNameLen {
+		return "", fmt.Errorf("%w: token of %d bytes", ErrTooLong, len(token))
+	}
 	return string(out), nil
 }
 
@@ -99,6 +127,16 @@ func unhex(c byte) byte {
 
 // join builds a subject from already-safe tokens.
 func join(tokens ...string) string { return strings.Join(tokens, ".") }
+
+// bounded returns subject, or ErrTooLong when it is longer than
+// [MaxSubjectLen]. Builders whose tokens come from user input end with it,
+// so no input can build a subject the server would refuse.
+func bounded(subject string) (string, error) {
+	if len(subject) > MaxSubjectLen {
+		return "", fmt.Errorf("%w: subject of %d bytes, at most %d", ErrTooLong, len(subject), MaxSubjectLen)
+	}
+	return subject, nil
+}
 
 // IsValidToken reports whether tok can be used as one subject token: it is
 // non-empty and holds no '.', '*', '>', whitespace or control character.

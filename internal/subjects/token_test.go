@@ -82,14 +82,17 @@ func FuzzEncode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, name string) {
 		tok, err := Encode(name)
-		if name == "" {
+		if name == "" || len(name) > MaxNameLen {
 			if err == nil {
-				t.Fatal("empty name accepted")
+				t.Fatalf("name of %d bytes accepted", len(name))
 			}
 			return
 		}
 		if err != nil {
 			t.Fatalf("Encode(%q): %v", name, err)
+		}
+		if len(tok) > 3*MaxNameLen {
+			t.Fatalf("Encode of %d bytes gave %d", len(name), len(tok))
 		}
 		if !IsValidToken(tok) || strings.ContainsAny(tok, ".*> \t\r\n") {
 			t.Fatalf("Encode(%q) = %q holds subject syntax", name, tok)
