@@ -2,6 +2,8 @@ package middleman
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -22,7 +24,12 @@ const (
 )
 
 // handle executes one frame. A returned error is answered with PUB ERROR.
+// A key over [MaxKeyLen] is refused first, whatever the command, so no
+// trust lookup, subject or NATS call ever sees it.
 func (s *Session) handle(ctx context.Context, f *Frame) error {
+	if len(f.Key) > MaxKeyLen {
+		return cmdErr(f, ErrKeyTooLong)
+	}
 	switch f.Cmd {
 	case cmdPUB:
 		return s.pub(ctx, f)
@@ -78,6 +85,15 @@ func (s *Session) mayLookup() bool {
 	return s.lookups <= lookupsPerWindow
 }
 
+// subjectErr maps a failure to build a subject from a key: a key too long
+// is the client's error, anything else ours.
+func subjectErr(err error) error {
+	if errors.Is(err, subjects.ErrTooLong) {
+		return fmt.Errorf("%w: %v", ErrKeyTooLong, err)
+	}
+	return fmt.Errorf("%w: %v", ErrInternal, err)
+}
+
 // relayed stamps the sender's Cid and Uid on f and returns its wire form.
 func (s *Session) relayed(f *Frame) []byte {
 	f.Set(HeaderCid, s.cid)
@@ -93,8 +109,9 @@ func (s *Session) pub(ctx context.Context, f *Frame) error {
 	}
 	subj, err := subjects.MiddlemanPub(f.Key)
 	if err != nil {
-		return cmdErr(f, ErrInternal)
+		return cmdErr(f, subjectErr(err))
 	}
+	f.Del(HeaderRid) // only the server sets a Rid, on REQ
 	data := s.relayed(f)
 	if err := s.hub.publish(&nats.Msg{Subject: subj, Data: data}); err != nil {
 		return cmdErr(f, err)
@@ -147,22 +164,28 @@ func (s *Session) req(ctx context.Context, f *Frame) error {
 	}
 	subj, err := subjects.MiddlemanReq(f.Key)
 	if err != nil {
-		return cmdErr(f, ErrInternal)
+		return cmdErr(f, subjectErr(err))
 	}
-	s.seq++
-	seq, gw := s.seq, s.hub.gw
-	rid := subjects.MiddlemanRID(gw, s.n, seq)
-	reply, err := subjects.MiddlemanReply(gw, s.n, seq)
+	r, err := s.await(f.Cmd, f.Key)
 	if err != nil {
-		return cmdErr(f, ErrInternal)
-	}
-	f.Set(HeaderRid, rid)
-	msg := &nats.Msg{Subject: subj, Reply: reply, Data: s.relayed(f), Header: nats.Header{hdrRid: []string{rid}}}
-	if err := s.await(seq, f.Cmd, f.Key); err != nil {
 		return cmdErr(f, err)
 	}
-	if err := s.hub.publish(msg); err != nil {
-		if p := s.take(seq); p != nil {
+	rid := r.RID()
+	f.Set(HeaderRid, rid)
+	msg := &nats.Msg{Subject: subj, Data: s.relayed(f), Header: nats.Header{hdrRid: []string{rid}}}
+	return s.publishAwaited(f, r, msg)
+}
+
+// publishAwaited publishes msg, the question of pending request r, with
+// r's reply subject (where NATS also reports that nobody listens).
+func (s *Session) publishAwaited(f *Frame, r subjects.MiddlemanRequest, msg *nats.Msg) error {
+	reply, err := r.Reply()
+	if err == nil {
+		msg.Reply = reply
+		err = s.hub.publish(msg)
+	}
+	if err != nil {
+		if p := s.take(r.Seq); p != nil {
 			p.timer.Stop()
 		}
 		return cmdErr(f, err)
@@ -170,8 +193,11 @@ func (s *Session) req(ctx context.Context, f *Frame) error {
 	return nil
 }
 
-// res routes f to the requester named by its Rid, on whichever gateway,
-// without the Rid.
+// res routes f, without its Rid, to the requester the Rid names, on
+// whichever gateway. The requester's gateway delivers it only when that
+// request still waits under that secret; otherwise the sender hears
+// "Unknown Rid" (at once when the requester is local, else from the
+// requester's gateway).
 func (s *Session) res(f *Frame) error {
 	if !s.trusted() {
 		return cmdErr(f, ErrNotTrusted)
@@ -180,28 +206,40 @@ func (s *Session) res(f *Frame) error {
 	if !ok {
 		return cmdErr(f, ErrMissingHeader)
 	}
-	gw, n, seq, err := subjects.ParseMiddlemanRID(rid)
+	r, err := subjects.ParseMiddlemanRID(rid)
 	if err != nil {
 		return cmdErr(f, ErrBadRid)
 	}
 	s.forget(rid)
 	f.Del(HeaderRid)
 	data := s.relayed(f)
-	if gw == s.hub.gw {
-		if t := s.hub.session(n); t != nil {
-			t.resolve(seq, kindRes, "", data)
+	if r.Gateway == s.hub.gw {
+		if t := s.hub.session(r.Conn); t == nil || !t.resolve(r.Seq, r.Secret, kindRes, "", data) {
+			return cmdErr(f, ErrBadRid)
 		}
 		return nil
 	}
-	reply, err := subjects.MiddlemanReply(gw, n, seq)
+	reply, err := r.Reply()
 	if err != nil {
 		return cmdErr(f, ErrBadRid)
 	}
-	msg := &nats.Msg{Subject: reply, Data: data, Header: nats.Header{hdrKind: []string{kindRes}}}
+	msg := &nats.Msg{Subject: reply, Data: data,
+		Header: nats.Header{hdrKind: []string{kindRes}, hdrCid: []string{s.cid}}}
 	if err := s.hub.publish(msg); err != nil {
 		return cmdErr(f, err)
 	}
 	return nil
+}
+
+// unknownRid tells the sender of a RES (data is the frame as relayed) that
+// its Rid named no waiting request.
+func (s *Session) unknownRid(data []byte) {
+	f, err := Parse(data)
+	if err != nil || f.Cmd != cmdRES {
+		s.hub.refused(refusedMalformed, "bounced RES", err)
+		return
+	}
+	s.refuse(&CommandError{Cmd: cmdRES, Key: f.Key, Err: ErrBadRid})
 }
 
 // enable records EPUB or ESUB for the key, cluster-wide and durably.
@@ -271,22 +309,11 @@ func (s *Session) interrupt(f *Frame) error {
 	if err != nil {
 		return cmdErr(f, ErrUnknownCID)
 	}
-	s.seq++
-	seq := s.seq
-	reply, err := subjects.MiddlemanReply(s.hub.gw, s.n, seq)
+	r, err := s.await(f.Cmd, f.Key)
 	if err != nil {
-		return cmdErr(f, ErrInternal)
-	}
-	msg := &nats.Msg{Subject: subj, Reply: reply,
-		Header: nats.Header{hdrKind: []string{kindInt}, hdrUID: []string{uid}}}
-	if err := s.await(seq, f.Cmd, f.Key); err != nil {
 		return cmdErr(f, err)
 	}
-	if err := s.hub.publish(msg); err != nil {
-		if p := s.take(seq); p != nil {
-			p.timer.Stop()
-		}
-		return cmdErr(f, err)
-	}
-	return nil
+	msg := &nats.Msg{Subject: subj, Header: nats.Header{hdrKind: []string{kindInt},
+		hdrUID: []string{uid}, hdrRid: []string{r.RID()}}}
+	return s.publishAwaited(f, r, msg)
 }

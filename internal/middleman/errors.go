@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/internal/httpx"
 	"github.com/switchboard/switchboard/internal/service"
@@ -17,6 +18,8 @@ var (
 	ErrMalformed = errors.New("middleman: malformed frame")
 	// ErrBinary: a binary WebSocket message after the handshake.
 	ErrBinary = errors.New("middleman: binary frames are not supported")
+	// ErrKeyTooLong: a key longer than [MaxKeyLen] bytes.
+	ErrKeyTooLong = errors.New("middleman: key too long")
 	// ErrUnknownCommand: a command this server does not know.
 	ErrUnknownCommand = errors.New("middleman: unknown command")
 	// ErrNotTrusted: an untrusted connection used a command or key it may not.
@@ -31,8 +34,9 @@ var (
 	ErrUnknownCID = errors.New("middleman: unknown connection id")
 	// ErrMissingHeader: a required header (Rid, Forcid, Setuid) is absent.
 	ErrMissingHeader = errors.New("middleman: missing header")
-	// ErrBadRid: a RES whose Rid was not issued by Switchboard.
-	ErrBadRid = errors.New("middleman: malformed Rid")
+	// ErrBadRid: a RES whose Rid names no request that still waits: not
+	// issued by Switchboard, forged, already answered or timed out.
+	ErrBadRid = errors.New("middleman: unknown Rid")
 	// ErrTooLarge: a relayed message would exceed the NATS payload limit.
 	ErrTooLarge = errors.New("middleman: message too large")
 	// ErrTooManyPending: the connection already awaits too many answers.
@@ -46,6 +50,8 @@ var (
 	ErrBinaryKey = errors.New("middleman: binary handshake")
 	// ErrHandshakeTimeout: no key within the handshake timeout.
 	ErrHandshakeTimeout = errors.New("middleman: handshake timeout")
+	// ErrInvalidUTF8: a text message that is not UTF-8.
+	ErrInvalidUTF8 = errors.New("middleman: text message is not UTF-8")
 	// ErrSlowConsumer: the connection's send queue overflowed.
 	ErrSlowConsumer = errors.New("middleman: slow consumer")
 	// ErrOrigin: the upgrade's Origin is not allowed.
@@ -54,11 +60,12 @@ var (
 
 // WebSocket close codes used by the protocol.
 const (
-	CloseNormal    = 1000
-	CloseGoingAway = 1001
-	ClosePolicy    = 1008
-	CloseTooBig    = 1009
-	CloseInternal  = 1011
+	CloseNormal      = 1000
+	CloseGoingAway   = 1001
+	CloseInvalidData = 1007
+	ClosePolicy      = 1008
+	CloseTooBig      = 1009
+	CloseInternal    = 1011
 )
 
 // errInfo is one row of the error table.
@@ -76,6 +83,7 @@ type errInfo struct {
 var errTable = []errInfo{
 	{err: ErrMalformed, wire: "Malformed frame", reason: "malformed"},
 	{err: ErrBinary, wire: "Binary frames are not supported", reason: "binary"},
+	{err: ErrKeyTooLong, wire: "Key too long", reason: "key_too_long"},
 	{err: ErrUnknownCommand, wire: "Unknown command", reason: "unknown_command"},
 	{err: ErrNotTrusted, wire: "Not trusted", reason: "not_trusted"},
 	{err: ErrNoResponder, wire: "No responder for", reason: "no_responder"},
@@ -89,6 +97,7 @@ var errTable = []errInfo{
 	{err: ErrInternal, wire: "Internal error", reason: "internal"},
 	{err: ErrBadKey, reason: "bad_key", close: ClosePolicy},
 	{err: ErrBinaryKey, reason: "bad_key", close: ClosePolicy},
+	{err: ErrInvalidUTF8, reason: "invalid_utf8", close: CloseInvalidData},
 	{err: ErrHandshakeTimeout, reason: "handshake_timeout", close: ClosePolicy},
 	{err: ErrSlowConsumer, reason: "slow_consumer", close: ClosePolicy},
 	{err: ErrOrigin, reason: "origin", status: http.StatusForbidden, code: "FORBIDDEN"},
@@ -122,18 +131,36 @@ func cmdErr(f *Frame, err error) error { return &CommandError{Cmd: f.Cmd, Key: f
 
 // WireText is the body of the `PUB ERROR` frame for err: for a command
 // error "<reason> CMD key" (e.g. "Not trusted PUB news", "No responder for
-// REQ calc", "Timeout REQ calc"); for a malformed frame
-// "Malformed frame: <why>".
+// REQ calc", "Timeout REQ calc", "Key too long PUB xxxx…"); for a malformed
+// frame "Malformed frame: <why>". A key over [MaxKeyLen] is shown by its
+// first [keyEcho] bytes and "…".
 func WireText(err error) string {
 	info := lookup(err)
 	var ce *CommandError
 	if errors.As(err, &ce) {
-		return info.wire + " " + ce.Cmd + " " + ce.Key
+		return info.wire + " " + ce.Cmd + " " + echoKey(ce.Key)
 	}
 	if detail, ok := strings.CutPrefix(err.Error(), info.err.Error()+": "); ok {
 		return info.wire + ": " + detail
 	}
 	return info.wire
+}
+
+// keyEcho is how many bytes of a key over [MaxKeyLen] an error shows.
+const keyEcho = 32
+
+// echoKey is key as errors show it: whole up to [MaxKeyLen] bytes, else
+// its first keyEcho bytes, cut at a rune boundary (the error goes out in
+// a text message), and "…".
+func echoKey(key string) string {
+	if len(key) <= MaxKeyLen {
+		return key
+	}
+	n := keyEcho
+	for n > 0 && !utf8.RuneStart(key[n]) {
+		n--
+	}
+	return key[:n] + "…"
 }
 
 // Reason is the bounded metric label of err.

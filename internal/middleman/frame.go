@@ -84,13 +84,18 @@ func (f *Frame) Set(name, value string) {
 
 // Parse parses one frame. Errors wrap [ErrMalformed] and name the reason.
 // A frame that ends right after its command line or its headers has an
-// empty body and needs no terminator.
+// empty body and needs no terminator. A CR that does not end a line is
+// refused in the command line and in headers (a reader that takes a bare
+// CR as a line end would see a header nobody checked); in the body it is
+// data.
 func Parse(data []byte) (*Frame, error) {
 	line, rest, _ := cutLine(data)
 	cmd, key, ok := strings.Cut(string(line), " ")
 	switch {
 	case len(line) == 0:
 		return nil, malformed("empty command line")
+	case bytes.IndexByte(line, '\r') >= 0:
+		return nil, malformed("bare CR in command line")
 	case !ok:
 		return nil, malformed("missing key after command")
 	case !validCommand(cmd):
@@ -133,6 +138,9 @@ func cutLine(b []byte) (line, rest []byte, ended bool) {
 }
 
 func parseHeader(line []byte) (Header, error) {
+	if bytes.IndexByte(line, '\r') >= 0 {
+		return Header{}, malformed("bare CR in header line")
+	}
 	name, value, ok := bytes.Cut(line, []byte{':'})
 	if !ok {
 		return Header{}, malformed("header line without ':'")
@@ -142,7 +150,7 @@ func parseHeader(line []byte) (Header, error) {
 	}
 	return Header{
 		Name:  textproto.CanonicalMIMEHeaderKey(string(name)),
-		Value: string(bytes.Trim(value, " \t\r")),
+		Value: string(bytes.Trim(value, " \t")),
 	}, nil
 }
 

@@ -58,6 +58,11 @@ func TestParseMalformed(t *testing.T) {
 		"PUB k\r\n\r\nbody":                 "missing terminator",
 		"PUB k\r\n\r\nbody\r\n.\r\nx":       "missing terminator",
 		"PUB k\r\n\r\na\r\n.\r\nb\r\n.\r\n": "data after terminator",
+		"PUB k\r\nA: x\rB: y\r\n\r\n":       "bare CR in header line",
+		"PUB k\r\nA: x\r\r\n\r\n":           "bare CR in header line",
+		"PUB k\nA\r: x\n\n":                 "bare CR in header line",
+		"PUB k\rRid: x\r\n\r\n":             "bare CR in command line",
+		"PUB k\r\r\n":                       "bare CR in command line",
 	}
 	for in, want := range cases {
 		_, err := Parse([]byte(in))
@@ -142,6 +147,8 @@ func FuzzParse(f *testing.F) {
 		"PUB k\r\n\r\n..\r\n.\r\n",
 		"INT UID\r\nForcid: g-1\r\nSetuid: u\r\n\r\n.\r\n",
 		"PUB k\r\n\r\na\r\r\nb\r\n.\r\n",
+		"PUB k\r\nX: a\rRid: b\r\n\r\n.\r\n",
+		"PUB k\rX: y\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -152,6 +159,14 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("Parse error %v is not ErrMalformed", err)
 			}
 			return
+		}
+		if strings.ContainsAny(fr.Cmd+fr.Key, "\r\n") {
+			t.Fatalf("Parse(%q): command line %q %q holds CR or LF", in, fr.Cmd, fr.Key)
+		}
+		for _, h := range fr.Header {
+			if strings.ContainsAny(h.Name+h.Value, "\r\n") {
+				t.Fatalf("Parse(%q): header %q: %q holds CR or LF", in, h.Name, h.Value)
+			}
 		}
 		wire := fr.Bytes()
 		again, err := Parse(wire)

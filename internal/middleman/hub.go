@@ -15,25 +15,6 @@ import (
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
-// Internal NATS headers of middleman traffic between gateways.
-const (
-	hdrKind = "Mm-Kind" // kind of a control message
-	hdrRid  = "Mm-Rid"  // Rid of a REQ
-	hdrUID  = "Mm-Uid"  // new uid of an INT
-	hdrHop  = "Mm-Hop"  // set when a REQ was handed back to NATS once
-	hdrStat = "Status"  // NATS status header (503 = no responders)
-)
-
-// Kinds of control messages.
-const (
-	kindMsg        = "msg"         // MSG:<cid> delivery (wire frame in Data)
-	kindInt        = "int"         // set uid of a connection
-	kindRes        = "res"         // RES for a pending REQ (wire frame in Data)
-	kindGone       = "gone"        // the responder of a REQ disconnected
-	kindIntOK      = "int-ok"      // INT applied
-	kindIntUnknown = "int-unknown" // INT target not on this gateway
-)
-
 // dispatchQueue is the capacity of the channel every NATS subscription of
 // a hub delivers into. NATS drops (and counts) beyond it.
 const dispatchQueue = 1 << 16
@@ -108,14 +89,8 @@ func NewHub(nc *nats.Conn, trust *Trust, opts Options, reg prometheus.Registerer
 		pubs:     map[string]*route{},
 		reqs:     map[string]*route{},
 	}
-	for _, k := range opts.ClientKeys {
-		h.keys[k] = levelClient
-	}
-	for _, k := range opts.ServiceKeys {
-		h.keys[k] = levelService
-	}
-	for _, k := range opts.SuperKeys {
-		h.keys[k] = levelSuper
+	if err := h.addKeys(opts); err != nil {
+		return nil, err
 	}
 	subj, err := subjects.MiddlemanGatewayAll(h.gw)
 	if err != nil {
@@ -127,6 +102,23 @@ func NewHub(nc *nats.Conn, trust *Trust, opts Options, reg prometheus.Registerer
 	registerDropped(reg, h.droppedTotal)
 	go h.dispatch()
 	return h, nil
+}
+
+// addKeys records the handshake keys; each is at most MaxKeyLen bytes.
+func (h *Hub) addKeys(opts Options) error {
+	for _, set := range []struct {
+		name string
+		keys []string
+		lvl  level
+	}{{"client", opts.ClientKeys, levelClient}, {"service", opts.ServiceKeys, levelService}, {"super", opts.SuperKeys, levelSuper}} {
+		for i, k := range set.keys {
+			if len(k) > MaxKeyLen {
+				return fmt.Errorf("%w: %s key %d is %d bytes, at most %d", ErrKeyTooLong, set.name, i+1, len(k), MaxKeyLen)
+			}
+			h.keys[k] = set.lvl
+		}
+	}
+	return nil
 }
 
 // droppedTotal counts messages NATS dropped for this hub's subscriptions.
@@ -227,86 +219,6 @@ func (h *Hub) deliver(m *nats.Msg) {
 	h.serveRequest(m, s)
 }
 
-// serveRequest gives a REQ to the chosen local responder. Without one (the
-// last responder just left) the REQ goes back to NATS once, so another
-// gateway's responder can take it; after that the requester is told.
-func (h *Hub) serveRequest(m *nats.Msg, s *Session) {
-	rid := m.Header.Get(hdrRid)
-	if s != nil && s.serve(rid, m.Reply, m.Data) {
-		return
-	}
-	if m.Header.Get(hdrHop) == "" {
-		again := &nats.Msg{Subject: m.Subject, Reply: m.Reply, Data: m.Data, Header: nats.Header{}}
-		again.Header.Set(hdrRid, rid)
-		again.Header.Set(hdrHop, "1")
-		if err := h.nc.PublishMsg(again); err == nil {
-			return
-		}
-	}
-	h.answer(m.Reply, kindGone)
-}
-
-// control handles traffic addressed to this gateway: deliveries to and
-// INTs of one connection, and answers to a connection's pending requests.
-func (h *Hub) control(m *nats.Msg) {
-	c, err := subjects.ParseMiddlemanControl(h.gw, m.Subject)
-	if err != nil {
-		return
-	}
-	s := h.session(c.Conn)
-	if c.Reply {
-		if s != nil {
-			s.resolve(c.Seq, m.Header.Get(hdrKind), m.Header.Get(hdrStat), m.Data)
-		}
-		return
-	}
-	switch m.Header.Get(hdrKind) {
-	case kindMsg:
-		if s != nil && s.level != levelSuper {
-			s.send(m.Data, "PUB")
-		}
-	case kindInt:
-		if s == nil {
-			h.answer(m.Reply, kindIntUnknown)
-			return
-		}
-		s.setUID(m.Header.Get(hdrUID))
-		h.answer(m.Reply, kindIntOK)
-	}
-}
-
-// direct delivers a PUB of MSG:<cid> to the connection cid (a super
-// session gets it through its wildcard instead). A cid that is not one of
-// ours is just part of an ordinary key.
-func (h *Hub) direct(cid string, data []byte) error {
-	gw, n, err := subjects.ParseMiddlemanCID(cid)
-	if err != nil {
-		return nil
-	}
-	if gw == h.gw {
-		if s := h.session(n); s != nil && s.level != levelSuper {
-			s.send(data, "PUB")
-		}
-		return nil
-	}
-	subj, err := subjects.MiddlemanConn(gw, n)
-	if err != nil {
-		return nil
-	}
-	return h.publish(&nats.Msg{Subject: subj, Data: data, Header: nats.Header{hdrKind: []string{kindMsg}}})
-}
-
-// answer publishes a control message of kind to reply.
-func (h *Hub) answer(reply, kind string) {
-	if reply == "" {
-		return
-	}
-	msg := &nats.Msg{Subject: reply, Header: nats.Header{hdrKind: []string{kind}}}
-	if err := h.nc.PublishMsg(msg); err != nil {
-		h.log.Debug("answer", "kind", kind, "err", err)
-	}
-}
-
 func (h *Hub) session(n uint64) *Session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -376,7 +288,7 @@ func (h *Hub) join(s *Session, key string) (bool, error) {
 	if r == nil {
 		subj, err := subjects.MiddlemanPub(key)
 		if err != nil {
-			return false, fmt.Errorf("%w: %v", ErrInternal, err)
+			return false, subjectErr(err)
 		}
 		sub, err := h.subscribe(subj, "")
 		if err != nil {
@@ -420,7 +332,7 @@ func (h *Hub) startServing(s *Session, key string) (bool, error) {
 	if r == nil {
 		subj, err := subjects.MiddlemanReq(key)
 		if err != nil {
-			return false, fmt.Errorf("%w: %v", ErrInternal, err)
+			return false, subjectErr(err)
 		}
 		sub, err := h.subscribe(subj, subjects.MiddlemanQueue)
 		if err != nil {

@@ -17,6 +17,8 @@ type metrics struct {
 	out   map[string]prometheus.Counter
 	errs  *prometheus.CounterVec
 	slow  prometheus.Counter
+	// refused counts messages from NATS dropped unread, by reason.
+	refused map[string]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,11 +42,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "switchboard_middleman_slow_consumer_closes_total",
 		Help: "Connections closed with 1008 because their send queue overflowed.",
 	})
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_middleman_nats_refused_total",
+		Help: "Messages from NATS this gateway dropped: malformed (an id, subject, header or kind no gateway makes) or unmatched (an answer for no waiting request: late, repeated or forged).",
+	}, []string{"reason"})
 	if reg != nil {
-		reg.MustRegister(conns, in, out, errs, slow)
+		reg.MustRegister(conns, in, out, errs, slow, refused)
 	}
-	m := &metrics{conns: conns, errs: errs, slow: slow,
+	m := &metrics{conns: conns, errs: errs, slow: slow, refused: map[string]prometheus.Counter{},
 		in: map[string]prometheus.Counter{}, out: map[string]prometheus.Counter{}}
+	for _, r := range []string{refusedMalformed, refusedUnmatched} {
+		m.refused[r] = refused.WithLabelValues(r)
+	}
 	for _, c := range append(commands, "other") {
 		m.in[c] = in.WithLabelValues(c)
 	}

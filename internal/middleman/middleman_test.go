@@ -211,9 +211,9 @@ func TestRequestResponseAcrossGateways(t *testing.T) {
 	if _, ok := res.Lookup("Rid"); ok || res.Get("Cid") != svc.cid || res.Get("X-Corr") != "7" {
 		t.Fatalf("RES headers %+v", res.Header)
 	}
-	// Answered at most once.
+	// Answered at most once: the Rid now names no waiting request.
 	svc.send("RES", "calc", "again", "Rid", rid)
-	svc.expectQuiet()
+	svc.expectError("Unknown Rid RES calc")
 	cli.expectQuiet()
 
 	// RES refusals.

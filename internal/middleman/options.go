@@ -1,6 +1,15 @@
 package middleman
 
-import "time"
+import (
+	"time"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// MaxKeyLen is the longest key, in bytes, of any command and of the
+// handshake. A longer key is refused before any NATS call: a command with
+// `PUB ERROR Key too long CMD <start>…`, the handshake with close 1008.
+const MaxKeyLen = subjects.MaxNameLen
 
 // Defaults of [Options].
 const (

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/internal/service"
 	"github.com/switchboard/switchboard/internal/subjects"
@@ -31,7 +32,8 @@ type Conn interface {
 	Close(code int, reason string) error
 }
 
-// handshakeLimit bounds the key message.
+// handshakeLimit bounds the key message read: a longer one is refused
+// (1008) without reading the rest.
 const handshakeLimit = 4096
 
 // privatePrefix starts every connection's private key, MSG:<cid>.
@@ -49,18 +51,6 @@ func putBuf(b *bytes.Buffer) {
 	if b.Cap() <= 64<<10 {
 		bufPool.Put(b)
 	}
-}
-
-// pending is a REQ or remote INT of this session awaiting its answer.
-type pending struct {
-	cmd, key string
-	timer    *time.Timer
-}
-
-// served is a REQ handed to this session as responder, awaiting its RES.
-type served struct {
-	reply string
-	timer *time.Timer
 }
 
 // Session is one authenticated middleman connection. Its read loop (the
@@ -140,19 +130,33 @@ func (h *Hub) handshake(ctx context.Context, conn Conn) (level, error) {
 		_ = conn.Close(ClosePolicy, "handshake failed")
 		return levelNone, fmt.Errorf("middleman: handshake: %w", err)
 	}
-	if !text {
-		_ = conn.Close(ClosePolicy, "binary key")
-		return levelNone, ErrBinaryKey
-	}
-	lvl := h.keys[key]
-	if lvl == levelNone {
-		_ = conn.Close(ClosePolicy, "invalid key")
-		return levelNone, ErrBadKey
+	lvl, err := h.checkKey(text, key)
+	if err != nil {
+		_ = conn.Close(CloseCode(err), "key refused")
+		return levelNone, err
 	}
 	conn.SetReadLimit(int64(h.opts.MaxFrame))
 	return lvl, nil
 }
 
+// checkKey is the trust level of the key message, or why it is refused.
+func (h *Hub) checkKey(text bool, key string) (level, error) {
+	switch {
+	case !text:
+		return levelNone, ErrBinaryKey
+	case len(key) > MaxKeyLen:
+		return levelNone, fmt.Errorf("%w: longer than %d bytes", ErrBadKey, MaxKeyLen)
+	case !utf8.ValidString(key):
+		return levelNone, ErrInvalidUTF8
+	}
+	if lvl := h.keys[key]; lvl != levelNone {
+		return lvl, nil
+	}
+	return levelNone, ErrBadKey
+}
+
+// readKey reads the key message, at most handshakeLimit bytes of it (a
+// longer one is returned cut, which no key matches).
 func readKey(conn Conn) (bool, string, error) {
 	text, r, err := conn.NextReader()
 	if err != nil {
@@ -160,8 +164,11 @@ func readKey(conn Conn) (bool, string, error) {
 	}
 	buf := getBuf()
 	defer putBuf(buf)
-	if _, err := buf.ReadFrom(r); err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(r, handshakeLimit+1)); err != nil {
 		return false, "", err
+	}
+	if buf.Len() > handshakeLimit {
+		return text, buf.String(), nil // over MaxKeyLen: refused as too long
 	}
 	return text, strings.TrimSpace(buf.String()), nil
 }
@@ -225,6 +232,13 @@ func (s *Session) readLoop(ctx context.Context) error {
 			s.refuse(ErrBinary)
 			continue
 		}
+		if !utf8.Valid(buf.Bytes()) {
+			putBuf(buf)
+			s.hub.m.received("other")
+			s.hub.m.error(ErrInvalidUTF8)
+			s.close(CloseInvalidData, "invalid UTF-8")
+			return ErrInvalidUTF8
+		}
 		f, err := Parse(buf.Bytes())
 		putBuf(buf)
 		if err != nil {
@@ -259,7 +273,7 @@ func (s *Session) end() {
 	}
 	for _, sv := range owed {
 		sv.timer.Stop()
-		s.hub.answer(sv.reply, kindGone)
+		s.hub.answer(sv.req, kindGone)
 	}
 }
 
@@ -366,100 +380,5 @@ func (s *Session) ping() {
 	defer cancel()
 	if err := s.conn.Ping(ctx); err != nil {
 		s.close(ClosePolicy, "ping timeout")
-	}
-}
-
-// maxPending bounds the REQs and INTs one connection may have awaiting
-// an answer.
-const maxPending = 4096
-
-// await records a pending REQ or INT with its timeout. It refuses when the
-// connection already waits for maxPending answers.
-func (s *Session) await(seq uint64, cmd, key string) error {
-	p := &pending{cmd: cmd, key: key}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	if len(s.pending) >= maxPending {
-		return ErrTooManyPending
-	}
-	if s.pending == nil {
-		s.pending = map[uint64]*pending{}
-	}
-	s.pending[seq] = p
-	p.timer = time.AfterFunc(s.hub.opts.RequestTimeout, func() {
-		if s.take(seq) != nil {
-			s.refuse(&CommandError{Cmd: cmd, Key: key, Err: ErrTimeout})
-		}
-	})
-	return nil
-}
-
-// take removes and returns pending request seq, or nil: a request is
-// answered at most once.
-func (s *Session) take(seq uint64) *pending {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.pending[seq]
-	delete(s.pending, seq)
-	return p
-}
-
-// resolve handles the answer to pending request seq.
-func (s *Session) resolve(seq uint64, kind string, status string, data []byte) {
-	p := s.take(seq)
-	if p == nil {
-		return
-	}
-	p.timer.Stop()
-	var err error
-	switch {
-	case kind == kindRes:
-		s.send(data, "RES")
-	case kind == kindIntOK:
-	case kind == kindIntUnknown, p.cmd == cmdINT && status == "503":
-		err = ErrUnknownCID
-	case status == "503":
-		err = ErrNoResponder
-	default:
-		err = ErrResponderGone
-	}
-	if err != nil {
-		s.refuse(&CommandError{Cmd: p.cmd, Key: p.key, Err: err})
-	}
-}
-
-// serve hands a REQ to this session as responder. It reports false when
-// the session is ending.
-func (s *Session) serve(rid, reply string, data []byte) bool {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return false
-	}
-	if s.served == nil {
-		s.served = map[string]*served{}
-	}
-	sv := &served{reply: reply}
-	s.served[rid] = sv
-	sv.timer = time.AfterFunc(s.hub.opts.RequestTimeout, func() { s.forget(rid) })
-	s.mu.Unlock()
-	if !s.send(data, "REQ") {
-		s.forget(rid)
-		return false
-	}
-	return true
-}
-
-// forget drops a served request (answered or expired).
-func (s *Session) forget(rid string) {
-	s.mu.Lock()
-	sv := s.served[rid]
-	delete(s.served, rid)
-	s.mu.Unlock()
-	if sv != nil {
-		sv.timer.Stop()
 	}
 }

@@ -149,7 +149,7 @@ func (t *Trust) Enable(ctx context.Context, cmd, key string) error {
 	}
 	k, err := subjects.MiddlemanTrustKey(cmd, key)
 	if err != nil {
-		return fmt.Errorf("middleman: enable %s: %w: %v", cmd, ErrInternal, err)
+		return fmt.Errorf("middleman: enable %s: %w", cmd, subjectErr(err))
 	}
 	ctx, cancel := context.WithTimeout(ctx, trustLookupTimeout)
 	defer cancel()

@@ -60,20 +60,29 @@ func TestMiddlemanIDs(t *testing.T) {
 	if err != nil || gw != "GW1abc" || n != 42 {
 		t.Fatalf("ParseMiddlemanCID = %q %d %v", gw, n, err)
 	}
-	rid := MiddlemanRID("GW1abc", 42, 7)
-	gw, n, seq, err := ParseMiddlemanRID(rid)
-	if err != nil || gw != "GW1abc" || n != 42 || seq != 7 {
-		t.Fatalf("ParseMiddlemanRID(%q) = %q %d %d %v", rid, gw, n, seq, err)
+	req := MiddlemanRequest{Gateway: "GW1abc", Conn: 42, Seq: 7, Secret: "S3cr3t"}
+	rid := req.RID()
+	if rid != "GW1abc-42-7-S3cr3t" {
+		t.Fatalf("rid = %q", rid)
+	}
+	got, err := ParseMiddlemanRID(rid)
+	if err != nil || got != req {
+		t.Fatalf("ParseMiddlemanRID(%q) = %+v %v", rid, got, err)
 	}
 	for _, bad := range []string{"", "-1", "gw-", "gw-01", "gw--1", "g.w-1", "g*-1", "gw-1x", "gw-1-2", "gw -1", "gw-18446744073709551616"} {
 		if _, _, err := ParseMiddlemanCID(bad); !errors.Is(err, ErrBadID) {
 			t.Errorf("ParseMiddlemanCID(%q) err = %v", bad, err)
 		}
 	}
-	for _, bad := range []string{"", "gw-1", "gw-1-", "gw-1-x", "gw-1-01", "g>-1-2", "gw-1-2-3"} {
-		if _, _, _, err := ParseMiddlemanRID(bad); !errors.Is(err, ErrBadID) {
-			t.Errorf("ParseMiddlemanRID(%q) err = %v", bad, err)
+	long := strings.Repeat("s", 65)
+	for _, bad := range []string{"", "gw-1", "gw-1-2", "gw-1-2-", "gw-1-x-s", "gw-1-01-s", "g>-1-2-s", "gw-1-2-3-4",
+		"gw-1-2-s.x", "gw-1-2-*", "gw-1-2->", "gw-1-2-s s", "gw-1-2-" + long, "gw-1--2-s", strings.Repeat("-", 1<<20)} {
+		if _, err := ParseMiddlemanRID(bad); !errors.Is(err, ErrBadID) {
+			t.Errorf("ParseMiddlemanRID(%.40q) err = %v", bad, err)
 		}
+	}
+	if _, err := (MiddlemanRequest{Gateway: "gw", Conn: 1, Seq: 1, Secret: "a.b"}).Reply(); !errors.Is(err, ErrBadID) {
+		t.Errorf("Reply with secret a.b: %v", err)
 	}
 }
 
@@ -83,8 +92,8 @@ func TestMiddlemanControl(t *testing.T) {
 		t.Fatalf("MiddlemanGatewayAll = %q %v", all, err)
 	}
 	conn, _ := MiddlemanConn("G1", 3)
-	reply, _ := MiddlemanReply("G1", 3, 9)
-	if conn != "sb.mm.gw.G1.c.3" || reply != "sb.mm.gw.G1.r.3.9" {
+	reply, _ := MiddlemanRequest{Gateway: "G1", Conn: 3, Seq: 9, Secret: "Sx"}.Reply()
+	if conn != "sb.mm.gw.G1.c.3" || reply != "sb.mm.gw.G1.r.3.9.Sx" {
 		t.Fatalf("conn %q reply %q", conn, reply)
 	}
 	c, err := ParseMiddlemanControl("G1", conn)
@@ -92,10 +101,12 @@ func TestMiddlemanControl(t *testing.T) {
 		t.Fatalf("parse conn: %+v %v", c, err)
 	}
 	c, err = ParseMiddlemanControl("G1", reply)
-	if err != nil || !c.Reply || c.Conn != 3 || c.Seq != 9 {
+	if err != nil || !c.Reply || c.Conn != 3 || c.Seq != 9 || c.Secret != "Sx" {
 		t.Fatalf("parse reply: %+v %v", c, err)
 	}
-	for _, bad := range []string{"sb.mm.gw.G2.c.3", "sb.mm.gw.G1.c", "sb.mm.gw.G1.c.x", "sb.mm.gw.G1.r.3", "sb.mm.gw.G1.x.3", "sb.mm.gw.G1.c.3.4"} {
+	for _, bad := range []string{"sb.mm.gw.G2.c.3", "sb.mm.gw.G1.c", "sb.mm.gw.G1.c.x", "sb.mm.gw.G1.r.3",
+		"sb.mm.gw.G1.r.3.9", "sb.mm.gw.G1.r.3.9.S.x", "sb.mm.gw.G1.r.3.9.*", "sb.mm.gw.G1.r.3.09.S",
+		"sb.mm.gw.G1.x.3", "sb.mm.gw.G1.c.3.4"} {
 		if _, err := ParseMiddlemanControl("G1", bad); err == nil {
 			t.Errorf("ParseMiddlemanControl(%q) accepted", bad)
 		}
@@ -130,4 +141,85 @@ func TestMiddlemanTrustKey(t *testing.T) {
 	if _, _, err := ParseMiddlemanTrustKey("EPUB"); err == nil {
 		t.Error("key without token accepted")
 	}
+}
+
+// FuzzMiddlemanIDs: any string that parses as a cid or a Rid spells it
+// the one way the builders do, and yields control subjects under
+// sb.mm.gw.<gw>. made of alphanumeric tokens only (decimal counters), which
+// the gateway parses back to the same ids. So no id a client or another
+// gateway sends can aim a gateway's publish anywhere else.
+func FuzzMiddlemanIDs(f *testing.F) {
+	for _, s := range []string{"GW1-42", "GW1-42-7-S3cr3t", "gw-1-2", "a.b-1-1-S", "gw-1-2-s.x", "gw->-1-2", "gw-1-2-*", "g-0-0-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if gw, n, err := ParseMiddlemanCID(id); err == nil {
+			if MiddlemanCID(gw, n) != id {
+				t.Fatalf("cid %q spelled %q", id, MiddlemanCID(gw, n))
+			}
+			subj, err := MiddlemanConn(gw, n)
+			if err != nil {
+				t.Fatalf("MiddlemanConn(%q): %v", id, err)
+			}
+			checkControl(t, gw, subj, []string{"c", "#"})
+			c, err := ParseMiddlemanControl(gw, subj)
+			if err != nil || c.Reply || c.Conn != n {
+				t.Fatalf("ParseMiddlemanControl(%q) = %+v %v", subj, c, err)
+			}
+		}
+		if r, err := ParseMiddlemanRID(id); err == nil {
+			if r.RID() != id {
+				t.Fatalf("rid %q spelled %q", id, r.RID())
+			}
+			subj, err := r.Reply()
+			if err != nil {
+				t.Fatalf("Reply(%q): %v", id, err)
+			}
+			checkControl(t, r.Gateway, subj, []string{"r", "#", "#", "a"})
+			c, err := ParseMiddlemanControl(r.Gateway, subj)
+			if err != nil || !c.Reply || c.Conn != r.Conn || c.Seq != r.Seq || c.Secret != r.Secret {
+				t.Fatalf("ParseMiddlemanControl(%q) = %+v %v", subj, c, err)
+			}
+		}
+	})
+}
+
+// checkControl checks that subj is sb.mm.gw.<gw>. followed by tokens of
+// the given shapes: a literal, "#" (decimal) or "a" (alphanumeric).
+func checkControl(t *testing.T, gw, subj string, shape []string) {
+	t.Helper()
+	rest, ok := strings.CutPrefix(subj, "sb.mm.gw."+gw+".")
+	if !ok || !isAlnum(gw) || len(subj) > MaxSubjectLen {
+		t.Fatalf("subject %q not under sb.mm.gw.%s.", subj, gw)
+	}
+	toks := strings.Split(rest, ".")
+	if len(toks) != len(shape) {
+		t.Fatalf("subject %q: %d tokens after the gateway, want %d", subj, len(toks), len(shape))
+	}
+	for i, tok := range toks {
+		ok := false
+		switch shape[i] {
+		case "#":
+			ok = tok != "" && strings.Trim(tok, "0123456789") == ""
+		case "a":
+			ok = isAlnum(tok)
+		default:
+			ok = tok == shape[i]
+		}
+		if !ok {
+			t.Fatalf("subject %q: token %q is not %q", subj, tok, shape[i])
+		}
+	}
+}
+
+func isAlnum(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
