@@ -33,8 +33,12 @@ type AgentClient struct {
 	AgentWait       time.Duration `mapstructure:"agent_wait"`
 	AckTimeout      time.Duration `mapstructure:"ack_timeout"`
 	ResponseTimeout time.Duration `mapstructure:"response_timeout"`
-	Log             Log           `mapstructure:"log"`
-	Shutdown        Shutdown      `mapstructure:"shutdown"`
+	// TrustedProxies lists the IP addresses and CIDR prefixes of proxies
+	// whose X-Forwarded-For/-Host/-Proto are kept; from any other peer they
+	// are replaced. Default empty: trust no one.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	Log            Log      `mapstructure:"log"`
+	Shutdown       Shutdown `mapstructure:"shutdown"`
 }
 
 func agentCommonKeys() []Key {
@@ -69,6 +73,7 @@ func AgentClientLoader() *Loader {
 		Key{Name: "agent_wait", Default: 5 * time.Second, Usage: "wait for an agent of the upstream to appear before 503"},
 		Key{Name: "ack_timeout", Default: 2 * time.Second, Usage: "wait for the chosen agent to accept a request"},
 		Key{Name: "response_timeout", Default: 30 * time.Second, Usage: "wait for the upstream's response headers before 504"},
+		Key{Name: "trusted_proxies", Default: []string{}, Usage: "IPs and CIDRs of proxies whose X-Forwarded-For/-Host/-Proto are kept; others' are replaced"},
 	)
 	return &Loader{Name: "agent client", EnvPrefix: AgentEnvPrefix, Keys: keys}
 }
@@ -127,6 +132,9 @@ func (c *AgentClient) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Sprintf("invalid value for key %q: %s must be > 0", k, d))
 		}
+	}
+	if bad := badProxy(c.TrustedProxies); bad != "" {
+		errs = append(errs, fmt.Sprintf("invalid value for key \"trusted_proxies\": %q is not an IP address or CIDR prefix", bad))
 	}
 	errs = append(errs, checkCommon(c.NATS, c.Log, c.Shutdown)...)
 	return joinErrs(errs)

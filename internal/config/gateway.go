@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -41,11 +42,16 @@ type NATS struct {
 
 // Embedded configures the in-process nats-server used when NATS.URL is empty.
 type Embedded struct {
-	// Listen is the client address agents connect to; "-1" or ":0" = random port.
+	// Listen is the client address agents connect to; "-1" or ":0" = a
+	// random port on 127.0.0.1.
 	Listen string `mapstructure:"listen"`
 	// Agents, when non-empty, turns on auth: each agent user may only serve
 	// its upstreams.
 	Agents []AgentUser `mapstructure:"agents"`
+	// AllowAnonymous lets Listen be a non-loopback address while Agents is
+	// empty, i.e. gives anyone who reaches it full access. Default false:
+	// such a configuration is refused.
+	AllowAnonymous bool `mapstructure:"allow_anonymous"`
 }
 
 // AgentUser is one agent account of the embedded server.
@@ -101,6 +107,13 @@ type HTTP struct {
 	CORSOrigins []string `mapstructure:"cors_origins"`
 	// BodyLimit caps request bodies of the JSON APIs (not pipes or relay).
 	BodyLimit ByteSize `mapstructure:"body_limit"`
+	// BodyTimeout bounds the time a client may take to send the request body
+	// of a JSON API (not pipes, relay, /read or /mm). Default 30s; 0 = none.
+	BodyTimeout time.Duration `mapstructure:"body_timeout"`
+	// TrustedProxies lists the IP addresses and CIDR prefixes of proxies
+	// whose X-Forwarded-For/-Host/-Proto the relay keeps; from any other
+	// peer they are replaced. Default empty: trust no one.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
 }
 
 // Log configures slog.
@@ -124,8 +137,9 @@ func GatewayKeys() []Key {
 		{Name: "nats.token", Default: "", Usage: "NATS auth token"},
 		{Name: "nats.user", Default: "", Usage: "NATS user"},
 		{Name: "nats.password", Default: "", Usage: "NATS password"},
-		{Name: "embedded.listen", Default: "127.0.0.1:4222", Usage: "embedded server client address (agents connect here); -1 or :0 = random port"},
+		{Name: "embedded.listen", Default: "127.0.0.1:4222", Usage: "embedded server client address (agents connect here); -1 or :0 = random port on 127.0.0.1; a non-loopback address needs embedded.agents or embedded.allow_anonymous"},
 		{Name: "embedded.agents", Default: []AgentUser(nil), Usage: "file only: agent users {user, password, upstreams}; enables auth on the embedded server"},
+		{Name: "embedded.allow_anonymous", Default: false, Usage: "allow a non-loopback embedded.listen without embedded.agents (anyone reaching it gets full access)"},
 		{Name: "jetstream.replicas", Default: 1, Usage: "replicas of the streams and buckets the gateway creates (3 in a cluster)", Aliases: []string{"replicas"}},
 		{Name: "megaphone.agent", Default: "main", Usage: "agent name prefix of channel addresses"},
 		{Name: "megaphone.buffer_size", Default: 100, Usage: "events buffered per channel"},
@@ -147,6 +161,8 @@ func GatewayKeys() []Key {
 		{Name: "relay.api_keys", Default: map[string]string{}, Usage: "upstream=key pairs; a listed upstream requires Authorization: Bearer key"},
 		{Name: "http.cors_origins", Default: []string{}, Usage: "CORS allow-list for Megaphone routes (* = any)"},
 		{Name: "http.body_limit", Default: ByteSize(1 << 20), Usage: "largest request body of the JSON APIs (pipes and relay stream any size)"},
+		{Name: "http.body_timeout", Default: 30 * time.Second, Usage: "time allowed to send the request body of a JSON API before 408; 0 = none (pipes, relay, /read, /mm: never)"},
+		{Name: "http.trusted_proxies", Default: []string{}, Usage: "IPs and CIDRs of proxies whose X-Forwarded-For/-Host/-Proto the relay keeps; others' are replaced"},
 		{Name: "log.level", Default: "info", Usage: "log level: debug, info, warn, error"},
 		{Name: "log.format", Default: "text", Usage: "log format: text or json"},
 		{Name: "shutdown.grace", Default: 15 * time.Second, Usage: "bound on graceful shutdown"},
@@ -170,6 +186,9 @@ func (c *Gateway) Validate() error {
 	if c.NATS.URL == "" {
 		check(c.Embedded.Listen == "-1" || validListen(c.Embedded.Listen), "embedded.listen", "%q is not host:port or -1", c.Embedded.Listen)
 		check(c.DataDir != "", "data_dir", "must not be empty")
+		check(len(c.Embedded.Agents) > 0 || c.Embedded.AllowAnonymous || loopbackListen(c.Embedded.Listen), "embedded.listen",
+			"%q is not a loopback address and embedded.agents is empty, so anyone who reaches it gets full access to the store; "+
+				"listen on 127.0.0.1, configure embedded.agents, or set embedded.allow_anonymous: true", c.Embedded.Listen)
 	}
 	for i, a := range c.Embedded.Agents {
 		check(a.User != "" && a.Password != "", "embedded.agents", "entry %d needs user and password", i)
@@ -179,6 +198,7 @@ func (c *Gateway) Validate() error {
 	}
 	check(c.JetStream.Replicas >= 1 && c.JetStream.Replicas <= 5, "jetstream.replicas", "%d is not in 1..5", c.JetStream.Replicas)
 	check(c.Megaphone.Agent != "" && !strings.ContainsAny(c.Megaphone.Agent, "./ \t"), "megaphone.agent", "%q must be non-empty without '.', '/' or spaces", c.Megaphone.Agent)
+	check(len(c.Megaphone.Agent) <= MaxMegaphoneAgentLen, "megaphone.agent", "%d bytes, at most %d", len(c.Megaphone.Agent), MaxMegaphoneAgentLen)
 	check(c.Megaphone.BufferSize >= 1, "megaphone.buffer_size", "%d must be >= 1", c.Megaphone.BufferSize)
 	for key, d := range map[string]time.Duration{
 		"megaphone.write_wait": c.Megaphone.WriteWait, "megaphone.poll_duration": c.Megaphone.PollDuration,
@@ -192,9 +212,54 @@ func (c *Gateway) Validate() error {
 	check(c.Pipe.Timeout >= 0, "pipe.timeout", "%s must be >= 0", c.Pipe.Timeout)
 	check(c.Middleman.MaxFrame >= 1024, "middleman.max_frame", "%s must be >= 1KiB", c.Middleman.MaxFrame)
 	check(c.HTTP.BodyLimit >= 1024, "http.body_limit", "%s must be >= 1KiB", c.HTTP.BodyLimit)
+	check(c.HTTP.BodyTimeout >= 0, "http.body_timeout", "%s must be >= 0", c.HTTP.BodyTimeout)
+	if bad := badProxy(c.HTTP.TrustedProxies); bad != "" {
+		check(false, "http.trusted_proxies", "%q is not an IP address or CIDR prefix", bad)
+	}
 	check(c.Log.Level == "debug" || c.Log.Level == "info" || c.Log.Level == "warn" || c.Log.Level == "error", "log.level", "%q is not debug, info, warn or error", c.Log.Level)
 	check(c.Log.Format == "text" || c.Log.Format == "json", "log.format", "%q is not text or json", c.Log.Format)
 	return joinErrs(errs)
+}
+
+// MaxMegaphoneAgentLen bounds megaphone.agent, so that every address the
+// gateway issues (a producer address is the agent, a dot and 104 token
+// bytes) stays within the 256 bytes the Megaphone routes accept.
+const MaxMegaphoneAgentLen = 128
+
+// loopbackListen reports whether the embedded server's address addr only
+// accepts local clients: -1, a port alone with port 0 (both mean a random
+// port on 127.0.0.1), localhost or a loopback IP.
+func loopbackListen(addr string) bool {
+	if addr == "-1" {
+		return true
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "" {
+		return port == "0"
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// badProxy returns the first entry of list that is neither an IP address
+// nor a CIDR prefix, or "".
+func badProxy(list []string) string {
+	for _, p := range list {
+		if _, err := netip.ParsePrefix(p); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(p); err == nil {
+			continue
+		}
+		return p
+	}
+	return ""
 }
 
 func validListen(addr string) bool {

@@ -30,7 +30,9 @@ type Agent struct {
 
 // Config configures the embedded server.
 type Config struct {
-	// Listen is host:port for clients; "-1" or port 0 picks a random port.
+	// Listen is host:port for clients; port 0 picks a random port; "-1" and
+	// ":0" mean a random port on 127.0.0.1. An empty host with another port
+	// listens on every interface.
 	Listen string
 	// StoreDir holds JetStream data.
 	StoreDir string
@@ -120,6 +122,11 @@ func splitListen(listen string) (string, int, error) {
 	port, err := strconv.Atoi(p)
 	if err != nil {
 		return "", 0, fmt.Errorf("embedded: listen %q: bad port", listen)
+	}
+	if host == "" && port == 0 {
+		// ":0" is the documented synonym of "-1": a random port on
+		// loopback, not on every interface.
+		host = "127.0.0.1"
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // Error codes of the {"code","message"} envelope.
@@ -47,12 +48,37 @@ func NewError(status int, code, message string) *Error {
 	return &Error{Status: status, Code: code, Message: message}
 }
 
-// WriteError writes status and the envelope as JSON.
+// WriteError writes status and the envelope as JSON. The message is made
+// one line (see [OneLine]): errors joined with errors.Join or quoting
+// upstream text may hold line breaks, and clients log messages as lines.
 func WriteError(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(ErrorBody{Code: code, Message: message})
+	_ = json.NewEncoder(w).Encode(ErrorBody{Code: code, Message: OneLine(message)})
+}
+
+// OneLine replaces every run of line breaks (CR, LF, and the Unicode line
+// and paragraph separators) in s with one space.
+func OneLine(s string) string {
+	if !strings.ContainsAny(s, "\r\n\u2028\u2029") {
+		return s
+	}
+	var sb strings.Builder
+	sb.Grow(len(s))
+	inBreak := false
+	for _, r := range s {
+		if r == '\r' || r == '\n' || r == '\u2028' || r == '\u2029' {
+			if !inBreak {
+				sb.WriteByte(' ')
+			}
+			inBreak = true
+			continue
+		}
+		inBreak = false
+		sb.WriteRune(r)
+	}
+	return sb.String()
 }
 
 // ErrorMapping maps one sentinel error to its HTTP status and code.

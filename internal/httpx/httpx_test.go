@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,5 +30,22 @@ func TestWriteError(t *testing.T) {
 	if rec.Code != 410 || rec.Header().Get("Content-Type") != "application/json" ||
 		strings.TrimSpace(rec.Body.String()) != `{"code":"GONE","message":"gone"}` {
 		t.Fatalf("got %d %q %q", rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())
+	}
+}
+
+// TestWriteErrorOneLine: a message with line breaks (errors.Join, wrapped
+// upstream text) is written on one line.
+func TestWriteErrorOneLine(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteError(rec, http.StatusBadRequest, CodeBadRequest, errors.Join(errors.New("bad request"), errors.New("json: x\r\n\r\ny\u2028z")).Error())
+	var body ErrorBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if body.Message != "bad request json: x y z" {
+		t.Fatalf("message %q", body.Message)
+	}
+	if OneLine("plain") != "plain" || OneLine("a\n") != "a " || OneLine("\n\n") != " " {
+		t.Fatal("OneLine")
 	}
 }

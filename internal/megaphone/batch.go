@@ -40,8 +40,8 @@ type Failure struct {
 func (b *Broker) WriteBatch(ctx context.Context, channels []string, msgs []BatchMessage) ([]Failure, error) {
 	lines := make([][]byte, len(msgs))
 	for i, m := range msgs {
-		if m.StreamID == "" {
-			return nil, fmt.Errorf("%w: messages[%d].streamId is empty", ErrBadRequest, i)
+		if err := checkStreamID(m.StreamID); err != nil {
+			return nil, fmt.Errorf("messages[%d].streamId: %w", i, err)
 		}
 		line, err := encodeEvent(m.StreamID, m.Body, newStamp())
 		if err != nil {

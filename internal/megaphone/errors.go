@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/switchboard/switchboard/internal/httpx"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 // Sentinel errors of the package. Operations wrap them with %w.
@@ -26,6 +27,8 @@ var (
 	ErrMediaType = errors.New("megaphone: content type must be application/json")
 	// ErrTooLarge is a body or event over the configured limit.
 	ErrTooLarge = errors.New("megaphone: body too large")
+	// ErrBodyTimeout is a request body not received within http.body_timeout.
+	ErrBodyTimeout = errors.New("megaphone: request body too slow")
 	// ErrUnauthorized is an admin call without the right bearer token.
 	ErrUnauthorized = errors.New("megaphone: missing or wrong admin token")
 	// ErrUnavailable is a call while the gateway shuts down.
@@ -42,6 +45,8 @@ var errorTable = httpx.ErrorMap{
 	{Err: ErrTimeout, Status: http.StatusServiceUnavailable, Code: httpx.CodeTimeout},
 	{Err: ErrMediaType, Status: http.StatusUnsupportedMediaType, Code: httpx.CodeUnsupportedMediaType},
 	{Err: ErrTooLarge, Status: http.StatusRequestEntityTooLarge, Code: httpx.CodeTooLarge},
+	{Err: ErrBodyTimeout, Status: http.StatusRequestTimeout, Code: httpx.CodeTimeout},
+	{Err: subjects.ErrTooLong, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
 	{Err: ErrUnauthorized, Status: http.StatusUnauthorized, Code: httpx.CodeUnauthorized},
 	{Err: ErrUnavailable, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
 }

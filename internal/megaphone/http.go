@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -15,8 +16,10 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/httpx"
 	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 // writeSlack lets the last event of a poll be written after the deadline
@@ -25,11 +28,13 @@ const writeSlack = 5 * time.Second
 
 // api is the echo adapter: it only translates HTTP into Broker calls.
 type api struct {
-	b          *Broker
-	streams    *service.Tracker
-	log        *slog.Logger
-	bodyLimit  int64
-	adminToken string
+	b         *Broker
+	streams   *service.Tracker
+	log       *slog.Logger
+	bodyLimit int64
+	// bodyTimeout bounds the time to send a JSON body; 0 = none.
+	bodyTimeout time.Duration
+	adminToken  string
 }
 
 // mount registers the Megaphone routes on e, with CORS when origins is
@@ -44,21 +49,61 @@ func (h *api) mount(e *echo.Echo, origins []string) {
 			MaxAge:       600,
 		}))
 	}
-	route := func(method, path string, fn echo.HandlerFunc) {
-		e.Add(method, path, fn, mw...)
+	route := func(method, path string, fn echo.HandlerFunc, extra ...echo.MiddlewareFunc) {
+		e.Add(method, path, fn, append(mw[:len(mw):len(mw)], extra...)...)
 		if len(mw) > 0 {
 			e.Add(http.MethodOptions, path, func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }, mw...)
 		}
 	}
-	route(http.MethodPost, "/create", h.create)
-	route(http.MethodPost, "/write/:address/:streamId", h.write)
-	route(http.MethodPost, "/write-batch", h.writeBatch)
-	route(http.MethodPost, "/channelsExists", h.channelsExists)
+	// Every route but the /read stream gets the body deadline.
+	route(http.MethodPost, "/create", h.create, h.bodyDeadline)
+	route(http.MethodPost, "/write/:address/:streamId", h.write, h.bodyDeadline)
+	route(http.MethodPost, "/write-batch", h.writeBatch, h.bodyDeadline)
+	route(http.MethodPost, "/channelsExists", h.channelsExists, h.bodyDeadline)
 	route(http.MethodGet, "/read/:address", h.read)
 	if h.adminToken != "" {
-		e.GET("/admin/channels", h.adminList, h.admin)
-		e.DELETE("/admin/channels/:address", h.adminDelete, h.admin)
+		e.GET("/admin/channels", h.adminList, h.bodyDeadline, h.admin)
+		e.DELETE("/admin/channels/:address", h.adminDelete, h.bodyDeadline, h.admin)
 	}
+}
+
+// bodyDeadline gives the client http.body_timeout to send its body.
+func (h *api) bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		httpx.BodyDeadline(c.Response(), c.Request(), h.bodyTimeout)
+		return next(c)
+	}
+}
+
+// maxAddressLen bounds a channel address: the addresses the gateway issues
+// are shorter (config.MaxMegaphoneAgentLen keeps them so).
+const maxAddressLen = subjects.MaxNameLen
+
+// address returns path parameter name as a channel address: decoded once
+// (see [httpx.PathParam]) and at most maxAddressLen bytes.
+func (h *api) address(c echo.Context, name string) (string, error) {
+	v, err := h.param(c, name)
+	if err != nil {
+		return "", err
+	}
+	return v, checkAddressLen(v)
+}
+
+// checkAddressLen refuses an address longer than maxAddressLen.
+func checkAddressLen(addr string) error {
+	if len(addr) > maxAddressLen {
+		return fmt.Errorf("%w: channel address of %d bytes is longer than %d", ErrBadRequest, len(addr), maxAddressLen)
+	}
+	return nil
+}
+
+// param returns path parameter name, percent-decoded exactly once.
+func (h *api) param(c echo.Context, name string) (string, error) {
+	v, err := httpx.PathParam(c.Request(), c.Param(name))
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrBadRequest, name, err)
+	}
+	return v, nil
 }
 
 // fail renders err in the {"code","message"} envelope.
@@ -73,16 +118,19 @@ func (h *api) fail(c echo.Context, err error) error {
 	return nil
 }
 
-// body reads the request body up to the configured limit.
+// body reads the request body up to the configured limit, within the
+// configured time.
 func (h *api) body(c echo.Context) ([]byte, error) {
 	r := http.MaxBytesReader(c.Response(), c.Request().Body, h.bodyLimit)
 	raw, err := io.ReadAll(r)
 	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return nil, ErrTooLarge
-	}
-	if err != nil {
-		return nil, errors.Join(ErrBadRequest, err)
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, fmt.Errorf("%w: request body exceeds http.body_limit of %s", ErrTooLarge, config.ByteSize(h.bodyLimit))
+	case httpx.IsTimeout(err):
+		return nil, fmt.Errorf("%w: request body not received within http.body_timeout of %s", ErrBodyTimeout, h.bodyTimeout)
+	case err != nil:
+		return nil, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
 	}
 	return raw, nil
 }
@@ -138,7 +186,15 @@ func (h *api) write(c echo.Context) error {
 	if err != nil {
 		return h.fail(c, err)
 	}
-	if err := h.b.Write(c.Request().Context(), c.Param("address"), c.Param("streamId"), raw); err != nil {
+	addr, err := h.address(c, "address")
+	if err != nil {
+		return h.fail(c, err)
+	}
+	sid, err := h.param(c, "streamId")
+	if err != nil {
+		return h.fail(c, err)
+	}
+	if err := h.b.Write(c.Request().Context(), addr, sid, raw); err != nil {
 		return h.fail(c, err)
 	}
 	return c.JSONBlob(http.StatusCreated, statusOK)
@@ -152,16 +208,26 @@ type channelList struct {
 	ChannelIDs *[]string `json:"channelIds"`
 }
 
+// list returns the channels given; an address over maxAddressLen is a bad
+// request.
 func (l channelList) list() ([]string, error) {
+	var out []string
 	switch {
 	case l.Channels != nil && l.ChannelIDs != nil:
-		return nil, errors.Join(ErrBadRequest, errors.New("give either channels or channelIds, not both"))
+		return nil, fmt.Errorf("%w: give either channels or channelIds, not both", ErrBadRequest)
 	case l.Channels != nil:
-		return *l.Channels, nil
+		out = *l.Channels
 	case l.ChannelIDs != nil:
-		return *l.ChannelIDs, nil
+		out = *l.ChannelIDs
+	default:
+		return nil, fmt.Errorf("%w: missing field channels (or channelIds)", ErrBadRequest)
 	}
-	return nil, errors.Join(ErrBadRequest, errors.New("missing field channels (or channelIds)"))
+	for i, ch := range out {
+		if err := checkAddressLen(ch); err != nil {
+			return nil, fmt.Errorf("channels[%d]: %w", i, err)
+		}
+	}
+	return out, nil
 }
 
 type batchRequest struct {
@@ -174,7 +240,7 @@ type batchRequest struct {
 
 func decode(raw []byte, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {
-		return errors.Join(ErrBadRequest, err)
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	return nil
 }
@@ -194,12 +260,12 @@ func (h *api) writeBatch(c echo.Context) error {
 		return h.fail(c, err)
 	}
 	if req.Messages == nil {
-		return h.fail(c, errors.Join(ErrBadRequest, errors.New("missing field messages")))
+		return h.fail(c, fmt.Errorf("%w: missing field messages", ErrBadRequest))
 	}
 	msgs := make([]BatchMessage, len(*req.Messages))
 	for i, m := range *req.Messages {
 		if m.StreamID == nil || m.Body == nil {
-			return h.fail(c, errors.Join(ErrBadRequest, errors.New("messages["+strconv.Itoa(i)+"] needs streamId and body")))
+			return h.fail(c, fmt.Errorf("%w: messages[%d] needs streamId and body", ErrBadRequest, i))
 		}
 		msgs[i] = BatchMessage{StreamID: *m.StreamID, Body: m.Body}
 	}
@@ -245,7 +311,7 @@ func (h *api) read(c echo.Context) error {
 	if v := req.Header.Get("Last-Event-ID"); sse && v != "" {
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 		if err != nil {
-			return h.fail(c, errors.Join(ErrBadRequest, errors.New("Last-Event-ID is not an event id")))
+			return h.fail(c, fmt.Errorf("%w: Last-Event-ID is not an event id", ErrBadRequest))
 		}
 		after = n
 	}
@@ -253,12 +319,16 @@ func (h *api) read(c echo.Context) error {
 	if sse {
 		kind = "sse"
 	}
+	addr, err := h.address(c, "address")
+	if err != nil {
+		return h.fail(c, err)
+	}
 	ctx, done, err := h.streams.Begin(req.Context(), kind)
 	if err != nil {
 		return h.fail(c, ErrUnavailable)
 	}
 	defer done()
-	p, err := h.b.Open(ctx, c.Param("address"), after, arrival)
+	p, err := h.b.Open(ctx, addr, after, arrival)
 	if err != nil {
 		return h.fail(c, err)
 	}
@@ -332,7 +402,11 @@ func (h *api) adminList(c echo.Context) error {
 }
 
 func (h *api) adminDelete(c echo.Context) error {
-	if err := h.b.Delete(c.Request().Context(), c.Param("address")); err != nil {
+	addr, err := h.address(c, "address")
+	if err != nil {
+		return h.fail(c, err)
+	}
+	if err := h.b.Delete(c.Request().Context(), addr); err != nil {
 		return h.fail(c, err)
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "OK"})

@@ -32,7 +32,7 @@ func NewService(deps service.Deps) *Service {
 	return &Service{
 		broker: b,
 		api: &api{b: b, streams: deps.Streams, log: b.log, bodyLimit: int64(cfg.HTTP.BodyLimit),
-			adminToken: cfg.Megaphone.AdminToken},
+			bodyTimeout: cfg.HTTP.BodyTimeout, adminToken: cfg.Megaphone.AdminToken},
 		origins: cfg.HTTP.CORSOrigins,
 	}
 }

@@ -49,8 +49,8 @@ func encodeEvent(sid string, body []byte, st stamp) ([]byte, error) {
 // once JetStream acknowledged the event; when the buffer is full it waits
 // up to WriteWait for room, then fails with ErrTimeout.
 func (b *Broker) Write(ctx context.Context, addr, streamID string, body []byte) error {
-	if streamID == "" {
-		return fmt.Errorf("%w: empty stream id", ErrBadRequest)
+	if err := checkStreamID(streamID); err != nil {
+		return err
 	}
 	a, err := b.codec.resolve(addr)
 	if err != nil {
@@ -72,9 +72,24 @@ func (b *Broker) Write(ctx context.Context, addr, streamID string, body []byte) 
 	return b.store(ctx, a, line, time.Now().Add(b.opts.WriteWait))
 }
 
+// MaxStreamIDLen bounds a stream id (bytes).
+const MaxStreamIDLen = subjects.MaxNameLen
+
+// checkStreamID refuses an empty stream id or one over MaxStreamIDLen.
+func checkStreamID(sid string) error {
+	switch {
+	case sid == "":
+		return fmt.Errorf("%w: empty stream id", ErrBadRequest)
+	case len(sid) > MaxStreamIDLen:
+		return fmt.Errorf("%w: stream id of %d bytes is longer than %d", ErrBadRequest, len(sid), MaxStreamIDLen)
+	}
+	return nil
+}
+
 func (b *Broker) checkSize(line []byte) error {
 	if max := b.nc.MaxPayload(); int64(len(line))+512 > max {
-		return fmt.Errorf("%w: event of %d bytes exceeds the NATS payload limit %d", ErrTooLarge, len(line), max)
+		return fmt.Errorf("%w: stored event of %d bytes (body, stream id and envelope) exceeds the %d bytes a NATS message can carry (max_payload %d less 512 for headers)",
+			ErrTooLarge, len(line), max-512, max)
 	}
 	return nil
 }

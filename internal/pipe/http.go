@@ -7,17 +7,17 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/switchboard/switchboard/internal/httpx"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 // maxNameLen caps a namespace or channel name (bytes, decoded).
-const maxNameLen = 256
+const maxNameLen = subjects.MaxNameLen
 
 // prefetchSize is how much of a waiting producer's body is read ahead;
 // see [prefetch].
@@ -31,14 +31,27 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 // Mount registers the pipe routes. The literal /channels/namespaces wins
 // over a namespace called "namespaces" (echo prefers static segments).
 func (s *Service) Mount(e *echo.Echo) {
-	e.GET("/channels/namespaces", s.namespaces)
-	e.GET("/channels/:ns", s.channels)
-	e.DELETE("/channels/:ns", s.deleteNamespace)
+	// The listings and DELETEs read no body: a client may not hold them
+	// open by trickling one (http.body_timeout). Transfers stream.
+	e.GET("/channels/namespaces", s.namespaces, s.bodyDeadline)
+	e.GET("/channels/:ns", s.channels, s.bodyDeadline)
+	e.DELETE("/channels/:ns", s.deleteNamespace, s.bodyDeadline)
 	e.GET("/channels/:ns/:name", s.consume)
 	e.POST("/channels/:ns/:name", s.produce)
 	e.PUT("/channels/:ns/:name", s.produce)
-	e.DELETE("/channels/:ns/:name", s.deleteChannel)
-	e.GET("/state", s.state)
+	e.DELETE("/channels/:ns/:name", s.deleteChannel, s.bodyDeadline)
+	e.GET("/state", s.state, s.bodyDeadline)
+}
+
+// bodyDeadline bounds the time to send a request body (see
+// [httpx.BodyDeadline]).
+func (s *Service) bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.deps.Config != nil {
+			httpx.BodyDeadline(c.Response(), c.Request(), s.deps.Config.HTTP.BodyTimeout)
+		}
+		return next(c)
+	}
 }
 
 // fail writes err's envelope.
@@ -48,21 +61,18 @@ func fail(c echo.Context, err error) error {
 	return nil
 }
 
-// param returns path parameter name, percent-decoded (echo leaves it
-// escaped when the request path held escapes such as %2F).
+// param returns path parameter name, percent-decoded exactly once (see
+// [httpx.PathParam]), non-empty and at most maxNameLen bytes.
 func param(c echo.Context, name string) (string, error) {
-	v := c.Param(name)
-	if c.Request().URL.RawPath != "" {
-		var err error
-		if v, err = url.PathUnescape(v); err != nil {
-			return "", fmt.Errorf("%w: %s: %v", ErrBadName, name, err)
-		}
+	v, err := httpx.PathParam(c.Request(), c.Param(name))
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrBadName, name, err)
 	}
 	switch {
 	case v == "":
 		return "", fmt.Errorf("%w: empty %s", ErrBadName, name)
 	case len(v) > maxNameLen:
-		return "", fmt.Errorf("%w: %s longer than %d bytes", ErrBadName, name, maxNameLen)
+		return "", fmt.Errorf("%w: %s of %d bytes is longer than %d", ErrBadName, name, len(v), maxNameLen)
 	}
 	return v, nil
 }
