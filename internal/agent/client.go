@@ -49,6 +49,10 @@ func StartClient(ctx context.Context, cfg *config.AgentClient, logger *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("agent: upstream %q: %w", cfg.Upstream, err)
 	}
+	proxies, err := relay.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("agent: trusted_proxies: %w", err)
+	}
 	log := logger.With("component", "agent-client", "upstream", cfg.Upstream)
 	nc, err := connect(ctx, "switchboard-agent client="+cfg.Upstream, cfg.NATS, log, nats.CustomInboxPrefix(prefix))
 	if err != nil {
@@ -69,6 +73,8 @@ func StartClient(ctx context.Context, cfg *config.AgentClient, logger *slog.Logg
 	c := &Client{log: log, nc: nc, ln: ln, relay: rc, served: make(chan error, 1)}
 	c.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Forward keeps the forwarding headers of trusted proxies only.
+			r = r.WithContext(relay.WithTrustedProxies(r.Context(), proxies))
 			_ = rc.Forward(r.Context(), w, r, upstream, r.URL.EscapedPath())
 		}),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -14,6 +14,13 @@
 // everything, which [Sender.Close] waits for) or with an error carried to
 // the other side.
 //
+// Every subject the other side hands over (the receiver subject a sender
+// opens, the control and reply subjects of a hello) passes
+// Options.CheckPeer before anything is published to it; a refused hello is
+// not answered and fails the stream with [ErrForeignSubject], so a peer
+// cannot make this side publish with its NATS rights where the peer could
+// not.
+//
 // Wire headers (all messages): Sb-Seq (chunk number, data only), Sb-Ctl
 // (the sender's control subject, on hello), Sb-Eof, Sb-Err (reason),
 // Sb-Credit (absolute offset, control only), Sb-Done, Sb-Cancel.

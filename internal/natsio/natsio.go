@@ -2,6 +2,7 @@ package natsio
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -20,6 +21,11 @@ var (
 	ErrClosed = errors.New("natsio: closed")
 	// ErrProtocol means a message was lost or out of order.
 	ErrProtocol = errors.New("natsio: protocol error")
+	// ErrForeignSubject means the peer handed over a subject that
+	// Options.CheckPeer refused; nothing was published to it.
+	ErrForeignSubject = errors.New("natsio: peer subject refused")
+	// ErrNoCheck means Options.CheckPeer was not set.
+	ErrNoCheck = errors.New("natsio: Options.CheckPeer is required")
 )
 
 // RemoteError is an error reported by the other side.
@@ -56,6 +62,25 @@ type Options struct {
 	// connection's inbox, so NATS permissions can confine a stream to a
 	// subject space. Default: nc.NewInbox().
 	InboxPrefix string
+	// CheckPeer vets every subject the other side hands over before this
+	// side publishes to it: the receiver subject given to [NewSender], and
+	// the control and reply subjects of a sender's hello. It returns an
+	// error for a subject outside the peer's own space (see
+	// subjects.CheckPeer), so a peer cannot make this side publish, with
+	// its own NATS rights, where the peer could not. Required: a stream
+	// without it is refused with [ErrNoCheck].
+	CheckPeer func(subject string) error
+}
+
+// checkPeer applies o.CheckPeer to subject.
+func (o Options) checkPeer(subject string) error {
+	if o.CheckPeer == nil {
+		return ErrNoCheck
+	}
+	if err := o.CheckPeer(subject); err != nil {
+		return fmt.Errorf("%w: %v", ErrForeignSubject, err)
+	}
+	return nil
 }
 
 // inbox returns a fresh subject for this side to subscribe to.

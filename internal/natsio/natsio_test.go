@@ -16,9 +16,14 @@ import (
 
 	"github.com/switchboard/switchboard/internal/natsio"
 	"github.com/switchboard/switchboard/internal/natstest"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// literal accepts any literal, bounded subject: both test connections use
+// the default inbox.
+func literal(s string) error { return subjects.CheckPeer(s, "") }
 
 // conns returns two connections to one real server: the sender's and the
 // receiver's, as on two gateways.
@@ -42,7 +47,7 @@ func TestRoundTripLarge(t *testing.T) {
 	ctx := context.Background()
 	data := make([]byte, 48<<20+123)
 	rand.Read(data)
-	r, err := natsio.NewReceiver(ctx, rnc, natsio.Options{})
+	r, err := natsio.NewReceiver(ctx, rnc, natsio.Options{CheckPeer: literal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +58,7 @@ func TestRoundTripLarge(t *testing.T) {
 		io.Copy(h, r)
 		got <- h.Sum(nil)
 	}()
-	s, err := natsio.NewSender(ctx, snc, r.Subject(), natsio.Options{})
+	s, err := natsio.NewSender(ctx, snc, r.Subject(), natsio.Options{CheckPeer: literal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +79,7 @@ func TestRoundTripLarge(t *testing.T) {
 func TestFlowControlBoundsInFlight(t *testing.T) {
 	snc, rnc := conns(t)
 	ctx := context.Background()
-	opts := natsio.Options{ChunkSize: 16 << 10, Window: 64 << 10}
+	opts := natsio.Options{CheckPeer: literal, ChunkSize: 16 << 10, Window: 64 << 10}
 	r, err := natsio.NewReceiver(ctx, rnc, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +117,7 @@ func TestFlowControlBoundsInFlight(t *testing.T) {
 func TestNoReceiver(t *testing.T) {
 	snc, _ := conns(t)
 	start := time.Now()
-	_, err := natsio.NewSender(context.Background(), snc, snc.NewInbox(), natsio.Options{})
+	_, err := natsio.NewSender(context.Background(), snc, snc.NewInbox(), natsio.Options{CheckPeer: literal})
 	if !errors.Is(err, natsio.ErrNoReceiver) {
 		t.Fatalf("err = %v, want ErrNoReceiver", err)
 	}
@@ -124,12 +129,12 @@ func TestNoReceiver(t *testing.T) {
 func TestSenderErrorReachesReader(t *testing.T) {
 	snc, rnc := conns(t)
 	ctx := context.Background()
-	r, err := natsio.NewReceiver(ctx, rnc, natsio.Options{})
+	r, err := natsio.NewReceiver(ctx, rnc, natsio.Options{CheckPeer: literal})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	s, err := natsio.NewSender(ctx, snc, r.Subject(), natsio.Options{})
+	s, err := natsio.NewSender(ctx, snc, r.Subject(), natsio.Options{CheckPeer: literal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +150,7 @@ func TestSenderErrorReachesReader(t *testing.T) {
 func TestReceiverCancelStopsSender(t *testing.T) {
 	snc, rnc := conns(t)
 	ctx := context.Background()
-	opts := natsio.Options{ChunkSize: 8 << 10, Window: 32 << 10}
+	opts := natsio.Options{CheckPeer: literal, ChunkSize: 8 << 10, Window: 32 << 10}
 	r, err := natsio.NewReceiver(ctx, rnc, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +181,7 @@ func TestReceiverCancelStopsSender(t *testing.T) {
 func TestPeerLost(t *testing.T) {
 	snc, rnc := conns(t)
 	ctx := context.Background()
-	opts := natsio.Options{Heartbeat: 50 * time.Millisecond, PeerTimeout: 400 * time.Millisecond}
+	opts := natsio.Options{CheckPeer: literal, Heartbeat: 50 * time.Millisecond, PeerTimeout: 400 * time.Millisecond}
 	r, err := natsio.NewReceiver(ctx, rnc, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +211,7 @@ func TestPeerLost(t *testing.T) {
 func TestContextCancelEndsRead(t *testing.T) {
 	_, rnc := conns(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := natsio.NewReceiver(ctx, rnc, natsio.Options{})
+	r, err := natsio.NewReceiver(ctx, rnc, natsio.Options{CheckPeer: literal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,11 +231,11 @@ func BenchmarkStream(b *testing.B) {
 	b.Run("natsio", func(b *testing.B) {
 		b.SetBytes(int64(len(chunk)))
 		ctx := context.Background()
-		r, _ := natsio.NewReceiver(ctx, rnc, natsio.Options{})
+		r, _ := natsio.NewReceiver(ctx, rnc, natsio.Options{CheckPeer: literal})
 		defer r.Close()
 		done := make(chan struct{})
 		go func() { io.Copy(io.Discard, r); close(done) }()
-		s, err := natsio.NewSender(ctx, snc, r.Subject(), natsio.Options{})
+		s, err := natsio.NewSender(ctx, snc, r.Subject(), natsio.Options{CheckPeer: literal})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -270,7 +275,7 @@ func BenchmarkStream(b *testing.B) {
 func TestInboxPrefix(t *testing.T) {
 	snc, rnc := conns(t)
 	ctx := context.Background()
-	opts := natsio.Options{InboxPrefix: "sb.test.in"}
+	opts := natsio.Options{CheckPeer: literal, InboxPrefix: "sb.test.in"}
 	r, err := natsio.NewReceiver(ctx, rnc, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,9 @@ var _ io.ReadCloser = (*Receiver)(nil)
 // NewReceiver subscribes to a fresh inbox. Reads fail with ctx's error once
 // ctx ends; until the sender's hello arrives only ctx bounds the wait.
 func NewReceiver(ctx context.Context, nc *nats.Conn, opts Options) (*Receiver, error) {
+	if opts.CheckPeer == nil {
+		return nil, ErrNoCheck
+	}
 	r := &Receiver{
 		nc:     nc,
 		ctx:    ctx,
@@ -70,6 +73,15 @@ func NewReceiver(ctx context.Context, nc *nats.Conn, opts Options) (*Receiver, e
 // Subject is the subject the sender must open the stream on.
 func (r *Receiver) Subject() string { return r.subj }
 
+// Connected reports whether a sender's hello was accepted. A sender
+// reports its stream started only after its hello was answered, so a peer
+// that claims so while Connected is false is lying.
+func (r *Receiver) Connected() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ctl != ""
+}
+
 func (r *Receiver) signal() {
 	select {
 	case r.notify <- struct{}{}:
@@ -87,10 +99,20 @@ func (r *Receiver) handle(m *nats.Msg) {
 	r.lastHeard = time.Now()
 	switch {
 	case h.Get(hdrHello) != "":
-		if r.ctl != "" {
+		if r.ctl != "" || r.err != nil {
 			return
 		}
-		r.ctl = h.Get(hdrCtl)
+		ctl := h.Get(hdrCtl)
+		err := r.opts.checkPeer(ctl)
+		if err == nil {
+			err = r.opts.checkPeer(m.Reply)
+		}
+		if err != nil {
+			// Answer nothing: the peer chose where the answer would go.
+			r.fail(err)
+			return
+		}
+		r.ctl = ctl
 		reply := nats.NewMsg(m.Reply)
 		reply.Header.Set(hdrCredit, strconv.FormatInt(r.granted, 10))
 		_ = r.nc.PublishMsg(reply)
@@ -100,6 +122,9 @@ func (r *Receiver) handle(m *nats.Msg) {
 		}
 		return
 	case h.Get(hdrHB) != "":
+		return
+	}
+	if r.err != nil {
 		return
 	}
 	if h.Get(hdrSeq) != strconv.FormatUint(r.nextSeq, 10) {

@@ -43,6 +43,9 @@ var (
 // [ErrNoReceiver] when nobody listens there. Once ctx ends, writes fail and
 // the receiver is told.
 func NewSender(ctx context.Context, nc *nats.Conn, subject string, opts Options) (*Sender, error) {
+	if err := opts.checkPeer(subject); err != nil {
+		return nil, err
+	}
 	s := &Sender{
 		nc:     nc,
 		ctx:    ctx,

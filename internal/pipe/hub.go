@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,8 @@ type Hub struct {
 	log  *slog.Logger
 	m    *metrics
 	id   string // this gateway's id in subjects
+	// checkPeer vets reply and stream subjects from other gateways.
+	checkPeer func(string) error
 
 	q       *queue
 	subs    []*nats.Subscription
@@ -84,10 +87,25 @@ type Hub struct {
 func NewHub(nc *nats.Conn, js jetstream.JetStream, opts Options, log *slog.Logger, reg prometheus.Registerer) *Hub {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
+	// Claims, answers and streams come from other gateways, whose reply
+	// and stream subjects lie in the same inbox space as this one's.
+	inbox := nc.NewInbox()
+	peers := inbox[:strings.LastIndexByte(inbox, '.')]
+	check := func(s string) error { return subjects.CheckPeer(s, peers) }
+	if opts.Stream.CheckPeer == nil {
+		opts.Stream.CheckPeer = check
+	}
 	return &Hub{
-		nc: nc, js: js, opts: opts.withDefaults(), log: log, m: newMetrics(reg),
+		nc: nc, js: js, opts: opts.withDefaults(), log: log, m: newMetrics(reg), checkPeer: check,
 		id: hex.EncodeToString(b[:]), stop: make(chan struct{}), waiters: map[string]*waiter{},
 		releases: map[string]*releaseWatch{},
+	}
+}
+
+// onAlive answers another gateway's liveness ping, if it came from one.
+func (h *Hub) onAlive(m *nats.Msg) {
+	if m.Reply != "" && h.checkPeer(m.Reply) == nil {
+		_ = m.Respond(nil)
 	}
 }
 
@@ -113,7 +131,7 @@ func (h *Hub) Start(ctx context.Context) error {
 	for subj, cb := range map[string]nats.MsgHandler{
 		claimSubj:              h.onClaim,
 		subjects.PipeGoneAll(): h.onGone,
-		aliveSubj:              func(m *nats.Msg) { _ = m.Respond(nil) },
+		aliveSubj:              h.onAlive,
 	} {
 		sub, err := h.nc.Subscribe(subj, cb)
 		if err != nil {

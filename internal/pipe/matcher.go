@@ -259,6 +259,12 @@ func (h *Hub) onClaim(m *nats.Msg) {
 	if err != nil || m.Reply == "" {
 		return
 	}
+	if h.checkPeer(m.Reply) != nil {
+		// Not another gateway's request: never answer where the sender chose.
+		h.m.claims.WithLabelValues("foreign").Inc()
+		h.log.Warn("pipe claim with a foreign reply subject dropped")
+		return
+	}
 	w := h.lookup(id)
 	if w == nil || (w.role == subjects.PipeProducer) == (c.receiver == "") || !w.offer(c) {
 		h.refuse(c)

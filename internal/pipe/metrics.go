@@ -6,7 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	waiting   *prometheus.GaugeVec   // role
 	matches   *prometheus.CounterVec // path: local, remote
-	claims    *prometheus.CounterVec // result: accepted, refused, dead
+	claims    *prometheus.CounterVec // result: accepted, refused, dead, foreign
 	ended     *prometheus.CounterVec // reason: timeout, gone, disconnect, shutdown
 	transfers *prometheus.CounterVec // result: ok, producer_lost, consumer_lost, error
 	bytes     prometheus.Counter
@@ -27,7 +27,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"path"}),
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_pipe_claims_total",
-			Help: "Claims of a waiting party's queue entry made by this gateway, by result.",
+			Help: "Claims of a waiting party's queue entry made by this gateway, by result (foreign: a claim or claim answer naming a subject outside the gateways' inbox space, dropped).",
 		}, []string{"result"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_pipe_unpaired_total",

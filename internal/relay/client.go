@@ -257,20 +257,33 @@ func (x *call) awaitAck(try int) (ackResult, error) {
 			}
 			op, t := m.Header.Get(hdrOp), m.Header.Get(hdrTry)
 			if t != want {
-				if op == opAck {
+				if ctl := m.Header.Get(hdrCtl); op == opAck && x.peerSubject("ctl", ctl) == nil {
 					// A late ack of an earlier attempt: that agent must not serve it.
-					x.sendTo(m.Header.Get(hdrCtl), opCancel)
+					x.sendTo(ctl, opCancel)
 				}
 				continue
 			}
 			switch op {
 			case opAck:
-				x.agentCtl, x.bodySubj = m.Header.Get(hdrCtl), m.Header.Get(hdrBody)
+				ctl, body := m.Header.Get(hdrCtl), m.Header.Get(hdrBody)
+				if err := x.peerSubject("ctl", ctl); err != nil {
+					return 0, err
+				}
+				if x.streamed {
+					if err := x.peerSubject("body", body); err != nil {
+						return 0, err
+					}
+				}
+				x.agentCtl, x.bodySubj = ctl, body
 				return ackOK, nil
 			case opResp:
 				// A response that came before (or instead of) the ack
 				// accepts the request.
-				x.agentCtl, x.early = m.Header.Get(hdrCtl), m
+				ctl := m.Header.Get(hdrCtl)
+				if err := x.peerSubject("ctl", ctl); err != nil {
+					return 0, err
+				}
+				x.agentCtl, x.early = ctl, m
 				return ackOK, nil
 			case opBusy:
 				return ackBusy, nil
@@ -340,6 +353,13 @@ func (x *call) awaitResponse() (*Response, error) {
 				}
 				pending, respTimeout = resp, nil
 			case opStarted:
+				if pending != nil && !x.rcv.Connected() {
+					// An honest agent says "started" only after the
+					// receiver answered its hello; this one did not get an
+					// answer (its hello was refused, or never sent).
+					x.c.metrics.violation("stream")
+					return nil, fmt.Errorf("%w: agent broke the protocol (response stream not connected)", ErrAgentLost)
+				}
 				if pending != nil {
 					pending.Body = &streamBody{x: x, r: x.rcv}
 					x.stopReplies()
@@ -355,18 +375,23 @@ func (x *call) awaitResponse() (*Response, error) {
 // pull, and the Response is returned without Body until it started.
 func (x *call) response(m *nats.Msg) (*Response, error) {
 	head, body, err := decodeResp(m.Data)
+	inline := m.Header.Get(hdrBody) != bodyStream
+	if err == nil && (head.Status < 200 || head.Status > 599 || inline && len(body) > 0 && int64(len(body)) != head.Length) {
+		err = errMalformedHead
+	}
 	if err != nil {
+		x.c.metrics.violation("head")
 		return nil, fmt.Errorf("%w: malformed response head from agent", ErrUpstreamUnreachable)
 	}
 	r := &Response{StatusCode: head.Status, Header: head.Header, ContentLength: head.Length}
-	if m.Header.Get(hdrBody) != bodyStream {
+	if inline {
 		x.finished.Store(true)
 		x.stopReplies()
 		x.c.metrics.addBytes("response", len(body))
 		r.Body = &inlineBody{Reader: bytes.NewReader(body), x: x}
 		return r, nil
 	}
-	rcv, err := natsio.NewReceiver(x.ctx, x.c.nc, x.c.opts.stream(x.prefix))
+	rcv, err := natsio.NewReceiver(x.ctx, x.c.nc, x.stream())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAgentLost, err)
 	}
@@ -379,8 +404,36 @@ func (x *call) response(m *nats.Msg) (*Response, error) {
 	return r, nil
 }
 
+// maxAgentText bounds the part of an agent's error text a caller sees.
+const maxAgentText = 512
+
 func agentError(m *nats.Msg) error {
-	return fmt.Errorf("%w: %s", codeError(m.Header.Get(hdrCode)), m.Data)
+	text := m.Data
+	if len(text) > maxAgentText {
+		text = text[:maxAgentText]
+	}
+	return fmt.Errorf("%w: %s", codeError(m.Header.Get(hdrCode)), strings.ToValidUTF8(string(text), "?"))
+}
+
+// peerSubject vets a subject the agent handed over (its control subject,
+// its body receiver) before the caller publishes there: it must be a
+// literal subject in the upstream's inbox space, where the agent's own
+// NATS permissions let it publish. Anything else ends the exchange as
+// agent lost and is counted, so an agent cannot make the caller publish
+// with the caller's rights (SPEC: trust boundaries).
+func (x *call) peerSubject(field, subj string) error {
+	if err := subjects.CheckPeer(subj, x.prefix); err != nil {
+		x.c.metrics.violation(field)
+		x.c.opts.Logger.Warn("relay: agent handed over a foreign subject", "upstream", x.upstream, "field", field, "err", err)
+		return fmt.Errorf("%w: agent broke the protocol (%s subject)", ErrAgentLost, field)
+	}
+	return nil
+}
+
+// stream returns the natsio options of this exchange's body streams: the
+// agent's subjects must lie in the upstream's inbox space.
+func (x *call) stream() natsio.Options {
+	return x.c.opts.stream(x.prefix, func(s string) error { return subjects.CheckPeer(s, x.prefix) })
 }
 
 // sendTo publishes a control message to the agent's control subject.
@@ -399,7 +452,7 @@ func (x *call) sendBody() {
 }
 
 func (x *call) streamBody() error {
-	s, err := natsio.NewSender(x.ctx, x.c.nc, x.bodySubj, x.c.opts.stream(x.prefix))
+	s, err := natsio.NewSender(x.ctx, x.c.nc, x.bodySubj, x.stream())
 	if err != nil {
 		return streamErr(err)
 	}

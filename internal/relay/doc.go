@@ -42,4 +42,19 @@
 // The response timeout starts when the request body was fully delivered
 // (at once for inline bodies), as with http.Transport's
 // ResponseHeaderTimeout.
+//
+// # Trust
+//
+// The agent is the least trusted party: it runs on a remote network. The
+// caller publishes only to subjects it derived itself or to subjects the
+// agent handed over (its control subject C, its body receiver, the control
+// and reply subjects of its stream hello) that subjects.CheckPeer accepts
+// as literal subjects under subjects.RelayInbox(NAME), where the agent's
+// own NATS permissions let it publish anyway. Anything else ends the
+// exchange with 502 AGENT_LOST and counts in
+// switchboard_relay_agent_violations_total{field}; so does a "started"
+// before the caller's receiver accepted a hello, and a malformed response
+// head (status outside 200–599, inline body longer than declared). Agent
+// error text reaching the caller is cut to 512 bytes. Request paths are
+// confined ([ConfinePath]) by the caller and again by the agent.
 package relay

@@ -85,7 +85,7 @@ func (x *exchange) run() {
 	ack := x.msg(opAck)
 	ack.Header.Set(hdrTry, x.try)
 	if x.streamed {
-		rcv, err := natsio.NewReceiver(x.ctx, x.s.nc, x.s.opts.stream(x.s.prefix))
+		rcv, err := natsio.NewReceiver(x.ctx, x.s.nc, x.s.stream())
 		if err != nil {
 			x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("agent: %w", err))
 			return
@@ -132,7 +132,12 @@ func unwrapURLError(err error) error {
 // headers without hop-by-hop ones.
 func (x *exchange) outgoing(body io.Reader) (*http.Request, error) {
 	t := x.s.target
-	raw := strings.TrimSuffix(t.EscapedPath(), "/") + x.head.Path
+	// The caller confined the path already; an agent does not rely on it.
+	rel, err := ConfinePath(x.head.Path)
+	if err != nil {
+		return nil, err
+	}
+	raw := strings.TrimSuffix(t.EscapedPath(), "/") + rel
 	path, err := url.PathUnescape(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: path %q: %v", ErrBadRequest, x.head.Path, err)
@@ -208,7 +213,7 @@ func (x *exchange) stream(head respHead, body io.Reader) {
 	case <-x.ctx.Done():
 		return
 	}
-	snd, err = natsio.NewSender(x.ctx, x.s.nc, subj, x.s.opts.stream(x.s.prefix))
+	snd, err = natsio.NewSender(x.ctx, x.s.nc, subj, x.s.stream())
 	if err != nil {
 		return
 	}

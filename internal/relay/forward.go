@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,15 +18,20 @@ import (
 // panic(http.ErrAbortHandler), as httputil.ReverseProxy does, so the
 // client sees a failed response and not a short one.
 func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Request, upstream, path string) error {
+	path, err := ConfinePath(path)
+	if err != nil {
+		c.metrics.Result(resultOf(err))
+		WriteError(w, err)
+		return err
+	}
 	rc := http.NewResponseController(w)
-	// The response may start before the request body was read to its end.
-	_ = rc.EnableFullDuplex()
+	body := &eofReader{r: r.Body}
 	req := &Request{
 		Method:        r.Method,
 		Path:          path,
 		RawQuery:      r.URL.RawQuery,
-		Header:        OutgoingHeader(r),
-		Body:          r.Body,
+		Header:        OutgoingHeader(r, TrustedProxiesFrom(r.Context())),
+		Body:          body,
 		ContentLength: r.ContentLength,
 		Interrupt:     func() { _ = rc.SetReadDeadline(time.Now()) },
 	}
@@ -36,8 +42,19 @@ func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if err != nil {
 		c.metrics.Result(resultOf(err))
 		c.opts.Logger.Debug("relay failed", "upstream", upstream, "err", err)
+		// The server discards what is left of the request body before it
+		// answers; an interrupted read left a deadline in the past.
+		_ = rc.SetReadDeadline(time.Now().Add(time.Second))
 		WriteError(w, err)
 		return err
+	}
+	if req.Body != nil && !body.done.Load() {
+		// The response starts before the request body was read to its
+		// end: let reads and writes interleave. net/http (Go 1.26) cannot
+		// reuse such a connection safely (its discard of the unread rest
+		// after the handler races its next read and panics), so it closes.
+		_ = rc.EnableFullDuplex()
+		w.Header().Set("Connection", "close")
 	}
 	defer resp.Body.Close()
 	h := w.Header()
@@ -92,4 +109,19 @@ func copyBody(w io.Writer, rc *http.ResponseController, body io.Reader) error {
 			return err
 		}
 	}
+}
+
+// eofReader records that its reader returned an error (io.EOF included):
+// the request body was read to its end.
+type eofReader struct {
+	r    io.Reader
+	done atomic.Bool
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.done.Store(true)
+	}
+	return n, err
 }

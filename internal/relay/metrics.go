@@ -14,6 +14,7 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	open     prometheus.Histogram
 	bytes    *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 // Request results, the values of the "result" label.
@@ -40,9 +41,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "switchboard_relay_bytes_total",
 			Help: "Body bytes relayed, by direction (request, response).",
 		}, []string{"direction"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_relay_agent_violations_total",
+			Help: "Agent messages refused because they broke the relay protocol, by field: ctl or body (a subject outside the upstream's inbox space), stream (a body stream the agent did not open as agreed), head (a malformed response head).",
+		}, []string{"field"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.open, m.bytes)
+		reg.MustRegister(m.requests, m.open, m.bytes, m.refused)
 	}
 	return m
 }
@@ -69,6 +74,13 @@ func resultOf(err error) string {
 		}
 	}
 	return ResultCanceled
+}
+
+// violation counts an agent message refused for field.
+func (m *Metrics) violation(field string) {
+	if m != nil {
+		m.refused.WithLabelValues(field).Inc()
+	}
 }
 
 func (m *Metrics) observeOpen(d time.Duration) {

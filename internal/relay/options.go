@@ -65,9 +65,10 @@ func (o Options) withDefaults() Options {
 }
 
 // stream returns the natsio options of a body stream with upstream's
-// inbox prefix.
-func (o Options) stream(prefix string) natsio.Options {
+// inbox prefix; check vets the subjects the other side hands over.
+func (o Options) stream(prefix string, check func(string) error) natsio.Options {
 	return natsio.Options{
+		CheckPeer:   check,
 		ChunkSize:   1 << 20, // natsio caps it below max_payload
 		Window:      o.Window,
 		Heartbeat:   o.Heartbeat,

@@ -227,7 +227,11 @@ func TestForwardSetsForwardedHeaders(t *testing.T) {
 	}))
 	defer up.Close()
 	e := setup(t, up.URL, relay.ServerConfig{}, relay.Options{})
+	// The test client is a trusted proxy, so its X-Forwarded-* are kept
+	// (header_test.go checks that an untrusted peer's are replaced).
+	trusted, _ := relay.ParseTrustedProxies([]string{"127.0.0.1"})
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(relay.WithTrustedProxies(r.Context(), trusted))
 		e.client.Forward(r.Context(), w, r, "u", r.URL.EscapedPath())
 	}))
 	defer front.Close()

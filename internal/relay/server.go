@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/switchboard/switchboard/internal/natsio"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
@@ -323,4 +324,12 @@ func (s *Server) sweep() {
 			x.send(x.msg(opKA))
 		}
 	}
+}
+
+// stream returns the natsio options of this agent's body streams. The
+// caller's subjects are taken as literal subjects anywhere: a caller's
+// hello replies come from its own connection's inbox, and what an agent
+// may publish to is confined by its NATS permissions, not by this check.
+func (s *Server) stream() natsio.Options {
+	return s.opts.stream(s.prefix, func(subj string) error { return subjects.CheckPeer(subj, "") })
 }

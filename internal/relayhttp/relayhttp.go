@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/relay"
 	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 // Service is the relay ingress.
@@ -25,6 +26,7 @@ type Service struct {
 	client  *relay.Client
 	metrics *relay.Metrics
 	keys    map[string]string
+	proxies *relay.TrustedProxies
 	log     *slog.Logger
 }
 
@@ -39,10 +41,15 @@ func New(deps service.Deps) *Service {
 	log := deps.Logger.With("component", "relay")
 	rc := deps.Config.Relay
 	m := relay.NewMetrics(deps.Registry)
+	proxies, err := relay.ParseTrustedProxies(deps.Config.HTTP.TrustedProxies)
+	if err != nil { // config.Validate refuses such lists; trust no one
+		log.Error("ignoring http.trusted_proxies", "err", err)
+	}
 	return &Service{
 		deps:    deps,
 		metrics: m,
 		keys:    rc.APIKeys,
+		proxies: proxies,
 		log:     log,
 		client: relay.NewClient(deps.NC, relay.Options{
 			AgentWait:       rc.AgentWait,
@@ -97,6 +104,8 @@ func (s *Service) handle(c echo.Context) error {
 		return nil
 	}
 	defer done()
+	// Forward keeps the forwarding headers of trusted proxies only.
+	r = r.WithContext(relay.WithTrustedProxies(r.Context(), s.proxies))
 	_ = s.client.Forward(ctx, w, r, name, path)
 	return nil
 }
@@ -114,6 +123,9 @@ func SplitPath(escaped string) (name, path string, err error) {
 	name, err = url.PathUnescape(rawName)
 	if err != nil || name == "" {
 		return "", "", fmt.Errorf("%w: missing or malformed upstream name", relay.ErrBadRequest)
+	}
+	if len(name) > subjects.MaxNameLen {
+		return "", "", fmt.Errorf("%w: upstream name of %d bytes is longer than %d", relay.ErrBadRequest, len(name), subjects.MaxNameLen)
 	}
 	return name, path, nil
 }
