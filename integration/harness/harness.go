@@ -41,8 +41,8 @@ type Gateway struct {
 	Config *config.Gateway
 }
 
-// Start starts a gateway with cfg, waits until /readyz answers 200, and
-// shuts it down at the end of the test.
+// Start starts a gateway with cfg, waits until it is provisioned and
+// /readyz answers 200, and shuts it down at the end of the test.
 func Start(t testing.TB, cfg *config.Gateway) *Gateway {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
@@ -62,6 +62,9 @@ func Start(t testing.TB, cfg *config.Gateway) *Gateway {
 			t.Errorf("harness: gateway shutdown: %v", err)
 		}
 	})
+	if err := g.WaitReady(ctx); err != nil {
+		t.Fatalf("harness: gateway not ready: %v", err)
+	}
 	WaitReady(t, g.URL())
 	return &Gateway{Gateway: g, Config: cfg}
 }

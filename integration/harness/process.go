@@ -132,6 +132,14 @@ func (p *Process) Stop() error {
 	}
 }
 
+// Exited is closed when the process has exited; [Process.ExitErr] then
+// says how.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// ExitErr is the process's exit error (nil for exit code 0). Call it only
+// after [Process.Exited] is closed.
+func (p *Process) ExitErr() error { return p.exitErr }
+
 // WaitGone polls until base no longer answers.
 func WaitGone(t testing.TB, base string) {
 	t.Helper()

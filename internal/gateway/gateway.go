@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +19,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/embedded"
-	"github.com/switchboard/switchboard/internal/natsconn"
+	"github.com/switchboard/switchboard/internal/jsutil"
 	"github.com/switchboard/switchboard/internal/service"
 )
 
@@ -26,123 +27,217 @@ import (
 type Gateway struct {
 	cfg      *config.Gateway
 	log      *slog.Logger
-	embedded *embedded.Server
-	nc       *nats.Conn
-	js       jetstream.JetStream
 	registry *prometheus.Registry
 	tracker  *service.Tracker
-	services []service.Service
+	observe  echo.MiddlewareFunc
 	srv      *http.Server
 	ln       net.Listener
 	served   chan error
-	ready    atomic.Bool
+	// router serves every request: the start-up router (operational
+	// routes, everything else 503 NOT_READY) until provisioning is done,
+	// then the full one.
+	router atomic.Pointer[echo.Echo]
+
+	// Start-up runs in boot; Shutdown waits for it to end (bootDone)
+	// before it reads js and services.
+	bootCancel context.CancelFunc
+	bootDone   chan struct{}
+	phase      atomic.Pointer[string]
+	resources  *jsutil.Progress // streams and buckets being created
+	starting   *jsutil.Progress // services being provisioned
+	js         jetstream.JetStream
+	services   []namedService
+	ready      chan struct{}
+
+	mu       sync.Mutex // guards embedded
+	embedded *embedded.Server
+
+	nc         atomic.Pointer[nats.Conn]
+	natsClosed chan struct{} // closed when nc is closed, whoever closed it
+	closedOnce sync.Once
+	lostOnce   sync.Once
+	lostTotal  prometheus.Counter
+
+	failed   chan struct{}
+	failOnce sync.Once
+	err      error // why the gateway failed; read after failed is closed
+
+	stopping atomic.Bool
 	stopOnce sync.Once
 	stopErr  error
 }
 
-// Run starts a gateway, serves until ctx ends, then shuts down gracefully
-// within cfg.Shutdown.Grace.
+// namedService is a protocol with the name /readyz shows while it is
+// provisioned.
+type namedService struct {
+	name string
+	service.Service
+}
+
+// provisionTimeout bounds provisioning; a fresh cluster needs a few
+// seconds to elect its meta leader, a healthy one well under a second.
+const provisionTimeout = 60 * time.Second
+
+// Run starts a gateway and serves until ctx ends or the gateway fails
+// (start-up failed for good, the NATS connection closed for good, the HTTP
+// server stopped), then shuts down gracefully within cfg.Shutdown.Grace. It
+// returns nil only for a clean stop after ctx ended, so a failure becomes a
+// non-zero exit and the supervisor restarts the process.
 func Run(ctx context.Context, cfg *config.Gateway, logger *slog.Logger) error {
 	g, err := Start(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
+	var cause error
 	select {
 	case <-ctx.Done():
 	case err := <-g.served:
 		logger.Error("http server stopped", "err", err)
+		cause = fmt.Errorf("gateway: http server: %w", err)
+	case <-g.failed:
+		cause = g.err
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.Grace)
 	defer cancel()
-	return g.Shutdown(sctx)
+	return errors.Join(cause, g.Shutdown(sctx))
 }
 
-// Start connects to NATS, provisions every service and starts serving. It
-// returns once the listener is open; the gateway is ready when NATS is.
+// Start opens the HTTP listener and returns; /healthz answers 200 at
+// once. Connecting to NATS and provisioning continue in the background:
+// until they are done /readyz answers 503 naming what is still being
+// provisioned and protocol routes answer 503 NOT_READY. [Gateway.Ready]
+// is closed when the gateway is ready, [Gateway.Failed] if start-up fails
+// for good. ctx's values reach start-up, its end does not: Shutdown stops
+// a start-up still under way.
 func Start(ctx context.Context, cfg *config.Gateway, logger *slog.Logger) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: logger, registry: prometheus.NewRegistry(), served: make(chan error, 1)}
-	if err := g.connect(ctx); err != nil {
-		g.closeNATS()
+	g := &Gateway{
+		cfg:        cfg,
+		log:        logger,
+		registry:   prometheus.NewRegistry(),
+		served:     make(chan error, 1),
+		bootDone:   make(chan struct{}),
+		resources:  jsutil.NewProgress(logger.With("component", "provision")),
+		starting:   jsutil.NewProgress(nil),
+		ready:      make(chan struct{}),
+		natsClosed: make(chan struct{}),
+		failed:     make(chan struct{}),
+	}
+	g.setPhase("connecting to NATS")
+	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.natsMetrics()
+	g.tracker = service.NewTracker(g.registry)
+	g.observe = g.newObserve()
+	g.router.Store(g.newRouter(nil))
+	if err := g.listen(); err != nil {
 		return nil, err
 	}
-	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	g.tracker = service.NewTracker(g.registry)
-	deps := service.Deps{Config: cfg, NC: g.nc, JS: g.js, Logger: logger, Registry: g.registry, Streams: g.tracker}
-	g.services = newServices(deps)
-	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for _, s := range g.services {
-		if err := s.Provision(pctx); err != nil {
-			g.closeNATS()
-			return nil, fmt.Errorf("gateway: provision: %w", err)
-		}
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.bootCancel = cancel
+	go g.boot(bctx)
+	return g, nil
+}
+
+// listen opens the listener and serves g.router on it.
+func (g *Gateway) listen() error {
+	ln, err := net.Listen("tcp", g.cfg.Listen)
 	if err != nil {
-		g.closeNATS()
-		return nil, fmt.Errorf("gateway: listen %q: %w", cfg.Listen, err)
+		return fmt.Errorf("gateway: listen %q: %w", g.cfg.Listen, err)
 	}
 	g.ln = ln
-	e := g.newEcho()
 	g.srv = &http.Server{
-		Handler:           e,
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.router.Load().ServeHTTP(w, r) }),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}
 	go func() {
 		if err := g.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			g.served <- err
 		}
 	}()
-	g.ready.Store(true)
-	logger.Info("gateway listening", "addr", ln.Addr().String())
-	return g, nil
+	g.log.Info("gateway listening", "addr", ln.Addr().String())
+	return nil
 }
 
-// connect starts the embedded server when no URL is configured, then
-// connects and opens JetStream.
-func (g *Gateway) connect(ctx context.Context) error {
-	opts, err := natsconn.Options("switchboard-gateway", natsconn.Auth{
-		Creds: g.cfg.NATS.Creds, Token: g.cfg.NATS.Token, User: g.cfg.NATS.User, Password: g.cfg.NATS.Password,
-	}, g.log.With("component", "nats"))
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
+// boot connects to NATS, provisions every service and switches to the
+// full router. A failure fails the gateway.
+func (g *Gateway) boot(ctx context.Context) {
+	defer close(g.bootDone)
+	began := time.Now()
+	if err := g.connect(ctx); err != nil {
+		g.startFailed(fmt.Errorf("%w: connect: %w", ErrStart, err))
+		return
 	}
-	url := g.cfg.NATS.URL
-	if url == "" {
-		agents := make([]embedded.Agent, 0, len(g.cfg.Embedded.Agents))
-		for _, a := range g.cfg.Embedded.Agents {
-			agents = append(agents, embedded.Agent{User: a.User, Password: a.Password, Upstreams: a.Upstreams})
-		}
-		g.embedded, err = embedded.Start(embedded.Config{
-			Listen: g.cfg.Embedded.Listen, StoreDir: g.cfg.DataDir, Agents: agents,
-		}, g.log)
-		if err != nil {
-			return fmt.Errorf("gateway: %w", err)
-		}
-		opts = append(opts, g.embedded.ConnectOptions()...)
+	g.services = newServices(service.Deps{
+		Config: g.cfg, NC: g.nc.Load(), JS: g.js, Logger: g.log, Registry: g.registry, Streams: g.tracker,
+	})
+	if err := g.provision(ctx); err != nil {
+		g.startFailed(fmt.Errorf("%w: %w", ErrStart, err))
+		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	g.nc, err = natsconn.Connect(cctx, url, opts...)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
+	g.router.Store(g.newRouter(g.services))
+	close(g.ready)
+	g.log.Info("gateway ready", "took", time.Since(began).Round(time.Millisecond))
+}
+
+// startFailed fails start-up. When the connection closed for good under
+// it, provisioning may see "connection closed" before nats.go runs the
+// closed handler: the loss is the cause and is reported as such.
+func (g *Gateway) startFailed(err error) {
+	if nc := g.nc.Load(); nc != nil && nc.IsClosed() {
+		g.onClosed(nc)
 	}
-	g.js, err = jetstream.New(g.nc)
-	if err != nil {
-		return fmt.Errorf("gateway: jetstream: %w", err)
+	if !g.stopping.Load() && g.Err() == nil {
+		g.log.Error("gateway start-up failed", "err", err)
 	}
-	g.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchboard_nats_connected",
-		Help: "1 while the gateway's NATS connection is up, else 0.",
-	}, func() float64 {
-		if g.nc.IsConnected() {
-			return 1
-		}
-		return 0
-	}))
-	return nil
+	g.fail(err)
+}
+
+// fail records why the gateway cannot serve and closes g.failed; the first
+// reason wins. A failure caused by our own shutdown is not one.
+func (g *Gateway) fail(err error) {
+	if g.stopping.Load() {
+		return
+	}
+	g.failOnce.Do(func() {
+		g.err = err
+		close(g.failed)
+		g.bootCancel()
+	})
+}
+
+func (g *Gateway) setPhase(p string) { g.phase.Store(&p) }
+
+// Ready is closed once the gateway is provisioned and serves every route.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// Failed is closed when the gateway can no longer serve: start-up failed
+// for good, or its NATS connection closed for good ([ErrNATSClosed]).
+// [Gateway.Err] says why. Shutdown does not close it.
+func (g *Gateway) Failed() <-chan struct{} { return g.failed }
+
+// Err is why the gateway failed (wrapping [ErrStart] or [ErrNATSClosed]),
+// or nil while it has not.
+func (g *Gateway) Err() error {
+	select {
+	case <-g.failed:
+		return g.err
+	default:
+		return nil
+	}
+}
+
+// WaitReady waits until the gateway is ready (nil), fails (its error) or
+// ctx ends.
+func (g *Gateway) WaitReady(ctx context.Context) error {
+	select {
+	case <-g.ready:
+		return nil
+	case <-g.failed:
+		return g.err
+	case <-ctx.Done():
+		return fmt.Errorf("gateway: wait ready: %w", ctx.Err())
+	}
 }
 
 // Addr is the address the HTTP listener is bound to.
@@ -151,15 +246,20 @@ func (g *Gateway) Addr() string { return g.ln.Addr().String() }
 // URL is the gateway's base URL (http://host:port).
 func (g *Gateway) URL() string { return "http://" + g.ln.Addr().String() }
 
-// EmbeddedURL is the client URL of the embedded nats-server, or "".
+// EmbeddedURL is the client URL of the embedded nats-server, or "" (also
+// while it is still starting).
 func (g *Gateway) EmbeddedURL() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.embedded == nil {
 		return ""
 	}
 	return g.embedded.ClientURL()
 }
 
-// Shutdown stops the gateway in the documented order. It is idempotent.
+// Shutdown stops the gateway in the documented order: not ready, end a
+// start-up still under way, stop accepting, end tracked streams, close
+// services, drain NATS, stop the embedded server. It is idempotent.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.stopOnce.Do(func() { g.stopErr = g.shutdown(ctx) })
 	return g.stopErr
@@ -167,7 +267,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 func (g *Gateway) shutdown(ctx context.Context) error {
 	g.log.Info("gateway shutting down")
-	g.ready.Store(false)
+	g.stopping.Store(true)
+	g.bootCancel()
+	<-g.bootDone // every start-up step ends when its context does
 	var errs []error
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- g.srv.Shutdown(ctx) }()
@@ -186,24 +288,4 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	g.closeNATS()
 	g.log.Info("gateway stopped")
 	return errors.Join(errs...)
-}
-
-// closeNATS drains the connection, then stops the embedded server.
-func (g *Gateway) closeNATS() {
-	if g.nc != nil && !g.nc.IsClosed() {
-		closed := make(chan struct{})
-		g.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-		if err := g.nc.Drain(); err != nil {
-			g.nc.Close()
-		} else {
-			select {
-			case <-closed:
-			case <-time.After(5 * time.Second):
-				g.nc.Close()
-			}
-		}
-	}
-	if g.embedded != nil {
-		g.embedded.Shutdown()
-	}
 }

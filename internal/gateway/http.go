@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -15,9 +16,11 @@ import (
 	"github.com/switchboard/switchboard/internal/httpx"
 )
 
-// newEcho builds the router: recovery, metrics and logging middleware,
-// operational routes, then every service's routes.
-func (g *Gateway) newEcho() *echo.Echo {
+// newRouter builds a router: recovery, metrics and logging middleware,
+// operational routes, then every service's routes. Without services (while
+// starting) every other route answers 503 NOT_READY, so no request reaches
+// a half-provisioned service.
+func (g *Gateway) newRouter(services []namedService) *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -28,30 +31,64 @@ func (g *Gateway) newEcho() *echo.Echo {
 			return err
 		},
 	}))
-	e.Use(g.observe())
-	e.GET("/healthz", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
-	})
+	e.Use(g.observe)
+	e.GET("/healthz", g.healthz)
 	e.GET("/readyz", g.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry})))
-	for _, s := range g.services {
+	if services == nil {
+		e.RouteNotFound("/*", func(c echo.Context) error {
+			msg := "gateway is starting: " + g.notReadyReason()
+			if err := g.Err(); err != nil {
+				msg = err.Error()
+			}
+			httpx.WriteError(c.Response(), http.StatusServiceUnavailable, codeNotReady, msg)
+			return nil
+		})
+		return e
+	}
+	for _, s := range services {
 		s.Mount(e)
 	}
 	return e
 }
 
-// readyz answers 200 while the gateway is not stopping, NATS is connected
-// and JetStream answers; else 503 with the reason.
-func (g *Gateway) readyz(c echo.Context) error {
-	notReady := func(msg string) error {
-		httpx.WriteError(c.Response(), http.StatusServiceUnavailable, "NOT_READY", msg)
+// healthz answers 200 while the process can serve or is still starting,
+// and 503 once it cannot: its NATS connection closed for good
+// (NATS_CLOSED) or start-up failed (START_FAILED). The gateway then exits;
+// the 503 tells a supervisor that has not seen the exit yet.
+func (g *Gateway) healthz(c echo.Context) error {
+	if err := g.Err(); err != nil {
+		code := codeStartFailed
+		if errors.Is(err, ErrNATSClosed) {
+			code = codeNATSClosed
+		}
+		httpx.WriteError(c.Response(), http.StatusServiceUnavailable, code, err.Error())
 		return nil
 	}
-	if !g.ready.Load() {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 while the gateway is provisioned and not stopping,
+// NATS is connected and JetStream answers; else 503 with the reason.
+func (g *Gateway) readyz(c echo.Context) error {
+	notReady := func(msg string) error {
+		httpx.WriteError(c.Response(), http.StatusServiceUnavailable, codeNotReady, msg)
+		return nil
+	}
+	if g.stopping.Load() {
 		return notReady("gateway is shutting down")
 	}
-	if !g.nc.IsConnected() {
-		return notReady("nats: " + g.nc.Status().String())
+	if err := g.Err(); err != nil {
+		return notReady(err.Error())
+	}
+	select {
+	case <-g.ready:
+	default:
+		return notReady(g.notReadyReason())
+	}
+	nc := g.nc.Load()
+	if !nc.IsConnected() {
+		return notReady("nats: " + nc.Status().String())
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
@@ -102,8 +139,9 @@ func asHTTPError(err error, target **echo.HTTPError) bool {
 	return ok
 }
 
-// observe records request metrics by route template and logs requests.
-func (g *Gateway) observe() echo.MiddlewareFunc {
+// newObserve returns the middleware that records request metrics by route
+// template and logs requests; both routers share it.
+func (g *Gateway) newObserve() echo.MiddlewareFunc {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_http_requests_total",
 		Help: "HTTP requests by route template, method and status code.",
@@ -132,6 +170,9 @@ func (g *Gateway) observe() echo.MiddlewareFunc {
 			duration.WithLabelValues(route).Observe(elapsed.Seconds())
 			level := slog.LevelDebug
 			switch {
+			case route == "/healthz" || route == "/readyz":
+				// A probe's 503 is a state, said once by the
+				// gateway's own log lines, not per probe.
 			case status >= 500:
 				level = slog.LevelWarn
 			case status >= 400:

@@ -9,11 +9,11 @@ import (
 )
 
 // newServices builds every protocol the gateway serves.
-func newServices(deps service.Deps) []service.Service {
-	return []service.Service{
-		megaphone.NewService(deps),
-		pipe.New(deps),
-		middleman.New(deps),
-		relayhttp.New(deps),
+func newServices(deps service.Deps) []namedService {
+	return []namedService{
+		{"megaphone", megaphone.NewService(deps)},
+		{"pipe", pipe.New(deps)},
+		{"middleman", middleman.New(deps)},
+		{"relay", relayhttp.New(deps)},
 	}
 }

@@ -112,39 +112,7 @@ func New(opts Options, nc *nats.Conn, js jetstream.JetStream, logger *slog.Logge
 // gateways start at once), loads the cluster key and starts the
 // background work: wake-up dispatch, expiry handling, webhooks.
 func (b *Broker) Provision(ctx context.Context) error {
-	var err error
-	b.events, err = jsutil.EnsureStream(ctx, b.js, jetstream.StreamConfig{
-		Name:                 subjects.MegaphoneStream,
-		Description:          "Megaphone channel buffers",
-		Subjects:             []string{subjects.MegaphoneEventsAll()},
-		Storage:              jetstream.FileStorage,
-		Replicas:             b.opts.Replicas,
-		MaxMsgsPerSubject:    int64(b.opts.BufferSize),
-		Discard:              jetstream.DiscardNew,
-		DiscardNewPerSubject: true,
-		Duplicates:           time.Minute,
-	})
-	if err != nil {
-		return err
-	}
-	kvCfg := func(bucket, desc string) jetstream.KeyValueConfig {
-		return jetstream.KeyValueConfig{Bucket: bucket, Description: desc, Storage: jetstream.FileStorage,
-			Replicas: b.opts.Replicas, LimitMarkerTTL: b.opts.MarkerTTL}
-	}
-	if b.channels, err = jsutil.EnsureKV(ctx, b.js, kvCfg(subjects.MegaphoneChannelsBucket, "Megaphone live channels")); err != nil {
-		return err
-	}
-	if _, err = jsutil.EnsureKV(ctx, b.js, kvCfg(subjects.MegaphoneReadersBucket, "Megaphone reader claims")); err != nil {
-		return err
-	}
-	disp := kvCfg(subjects.MegaphoneDisposedBucket, "Megaphone disposal guard")
-	disp.LimitMarkerTTL, disp.TTL = 0, 24*time.Hour
-	if b.disposed, err = jsutil.EnsureKV(ctx, b.js, disp); err != nil {
-		return err
-	}
-	keys := kvCfg(subjects.MegaphoneKeysBucket, "Megaphone producer-token key")
-	keys.LimitMarkerTTL = 0
-	kv, err := jsutil.EnsureKV(ctx, b.js, keys)
+	kv, err := b.ensureStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -159,6 +127,52 @@ func (b *Broker) Provision(ctx context.Context) error {
 		return err
 	}
 	return b.startReaper(ctx)
+}
+
+// ensureStore creates the stream and the buckets, all at once (none
+// depends on another), and returns the bucket of the cluster key.
+func (b *Broker) ensureStore(ctx context.Context) (keysKV jetstream.KeyValue, err error) {
+	kvCfg := func(bucket, desc string) jetstream.KeyValueConfig {
+		return jetstream.KeyValueConfig{Bucket: bucket, Description: desc, Storage: jetstream.FileStorage,
+			Replicas: b.opts.Replicas, LimitMarkerTTL: b.opts.MarkerTTL}
+	}
+	disp := kvCfg(subjects.MegaphoneDisposedBucket, "Megaphone disposal guard")
+	disp.LimitMarkerTTL, disp.TTL = 0, 24*time.Hour
+	keys := kvCfg(subjects.MegaphoneKeysBucket, "Megaphone producer-token key")
+	keys.LimitMarkerTTL = 0
+	err = jsutil.Parallel(ctx,
+		func(ctx context.Context) (err error) {
+			b.events, err = jsutil.EnsureStream(ctx, b.js, jetstream.StreamConfig{
+				Name:                 subjects.MegaphoneStream,
+				Description:          "Megaphone channel buffers",
+				Subjects:             []string{subjects.MegaphoneEventsAll()},
+				Storage:              jetstream.FileStorage,
+				Replicas:             b.opts.Replicas,
+				MaxMsgsPerSubject:    int64(b.opts.BufferSize),
+				Discard:              jetstream.DiscardNew,
+				DiscardNewPerSubject: true,
+				Duplicates:           time.Minute,
+			})
+			return err
+		},
+		func(ctx context.Context) (err error) {
+			b.channels, err = jsutil.EnsureKV(ctx, b.js, kvCfg(subjects.MegaphoneChannelsBucket, "Megaphone live channels"))
+			return err
+		},
+		func(ctx context.Context) (err error) {
+			_, err = jsutil.EnsureKV(ctx, b.js, kvCfg(subjects.MegaphoneReadersBucket, "Megaphone reader claims"))
+			return err
+		},
+		func(ctx context.Context) (err error) {
+			b.disposed, err = jsutil.EnsureKV(ctx, b.js, disp)
+			return err
+		},
+		func(ctx context.Context) (err error) {
+			keysKV, err = jsutil.EnsureKV(ctx, b.js, keys)
+			return err
+		},
+	)
+	return keysKV, err
 }
 
 // loadClusterKey returns the cluster's AEAD key, creating it when this is

@@ -37,6 +37,7 @@ type Trust struct {
 	mu      sync.RWMutex
 	granted map[grant]struct{}
 	watcher jetstream.KeyWatcher
+	stop    context.CancelFunc // ends the watcher even if the connection closed undrained
 	done    chan struct{}
 }
 
@@ -52,13 +53,16 @@ func OpenTrust(ctx context.Context, js jetstream.JetStream, replicas int, log *s
 	if err != nil {
 		return nil, fmt.Errorf("middleman: trust bucket: %w", err)
 	}
-	w, err := kv.WatchAll(context.Background())
+	wctx, stop := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(wctx)
 	if err != nil {
+		stop()
 		return nil, fmt.Errorf("middleman: watch trust bucket: %w", err)
 	}
-	t := &Trust{kv: kv, log: log, granted: map[grant]struct{}{}, watcher: w, done: make(chan struct{})}
+	t := &Trust{kv: kv, log: log, granted: map[grant]struct{}{}, watcher: w, stop: stop, done: make(chan struct{})}
 	if err := t.loadInitial(ctx); err != nil {
 		_ = w.Stop()
+		stop()
 		return nil, err
 	}
 	go t.watch()
@@ -165,5 +169,6 @@ func (t *Trust) Enable(ctx context.Context, cmd, key string) error {
 // Close stops the watcher and waits for it.
 func (t *Trust) Close() {
 	_ = t.watcher.Stop()
+	t.stop()
 	<-t.done
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -73,15 +74,32 @@ func Options(name string, auth Auth, logger *slog.Logger) ([]nats.Option, error)
 }
 
 // Connect dials urls (comma-separated) and waits until the first connection
-// is up or ctx ends. Reconnects continue forever afterwards.
+// is up, the connection closes for good (say, its credentials are refused
+// twice), or ctx ends. Reconnects continue forever afterwards. A
+// ConnectHandler or ClosedHandler among opts still runs.
 func Connect(ctx context.Context, urls string, opts ...nats.Option) (*nats.Conn, error) {
 	connected := make(chan struct{}, 1)
-	opts = append(opts, nats.ConnectHandler(func(*nats.Conn) {
-		select {
-		case connected <- struct{}{}:
-		default:
+	closed := make(chan struct{})
+	var closeOnce sync.Once
+	opts = append(opts, func(o *nats.Options) error {
+		onConnect, onClosed := o.ConnectedCB, o.ClosedCB
+		o.ConnectedCB = func(nc *nats.Conn) {
+			select {
+			case connected <- struct{}{}:
+			default:
+			}
+			if onConnect != nil {
+				onConnect(nc)
+			}
 		}
-	}))
+		o.ClosedCB = func(nc *nats.Conn) {
+			closeOnce.Do(func() { close(closed) })
+			if onClosed != nil {
+				onClosed(nc)
+			}
+		}
+		return nil
+	})
 	nc, err := nats.Connect(strings.TrimSpace(urls), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsconn: connect %s: %w", urls, err)
@@ -92,6 +110,8 @@ func Connect(ctx context.Context, urls string, opts ...nats.Option) (*nats.Conn,
 	select {
 	case <-connected:
 		return nc, nil
+	case <-closed:
+		return nil, fmt.Errorf("natsconn: connect %s: %w: %v", urls, nats.ErrConnectionClosed, nc.LastError())
 	case <-ctx.Done():
 		nc.Close()
 		return nil, fmt.Errorf("natsconn: connect %s: %w", urls, ctx.Err())

@@ -81,11 +81,21 @@ type Cluster struct {
 
 // NewCluster starts n JetStream servers routed into one cluster and waits,
 // by polling, until every server is current and a meta leader is elected.
+func NewCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := StartCluster(t, n)
+	c.WaitReady()
+	return c
+}
+
+// StartCluster starts n JetStream servers routed into one cluster and
+// returns as soon as each accepts clients, without waiting for routes or a
+// meta leader: a cluster formed a moment ago, as after docker compose up.
 //
 // A JetStream cluster needs its routes configured at start, so the route
 // ports are reserved first: each is held open by a listener until just
 // before its server binds it.
-func NewCluster(t testing.TB, n int) *Cluster {
+func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t}
 	holds := make([]net.Listener, n)
@@ -118,7 +128,6 @@ func NewCluster(t testing.TB, n int) *Cluster {
 		holds[i].Close()
 		c.Servers = append(c.Servers, start(t, opts))
 	}
-	c.WaitReady()
 	return c
 }
 

@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard/switchboard/internal/embedded"
+	"github.com/switchboard/switchboard/internal/natsconn"
+)
+
+// connectTimeout bounds the wait for the first NATS connection.
+const connectTimeout = 30 * time.Second
+
+// connect starts the embedded server when no URL is configured, then
+// connects and opens JetStream.
+func (g *Gateway) connect(ctx context.Context) error {
+	opts, err := natsconn.Options("switchboard-gateway", natsconn.Auth{
+		Creds: g.cfg.NATS.Creds, Token: g.cfg.NATS.Token, User: g.cfg.NATS.User, Password: g.cfg.NATS.Password,
+	}, g.log.With("component", "nats"))
+	if err != nil {
+		return err
+	}
+	opts = append(opts, nats.ClosedHandler(g.onClosed))
+	url := g.cfg.NATS.URL
+	if url == "" {
+		es, err := g.startEmbedded()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, es.ConnectOptions()...)
+	}
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	nc, err := natsconn.Connect(cctx, url, opts...)
+	if err != nil {
+		return err
+	}
+	g.nc.Store(nc)
+	if nc.IsClosed() { // closed before it was stored: onClosed ignored it
+		g.onClosed(nc)
+	}
+	if g.js, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	return nil
+}
+
+func (g *Gateway) startEmbedded() (*embedded.Server, error) {
+	agents := make([]embedded.Agent, 0, len(g.cfg.Embedded.Agents))
+	for _, a := range g.cfg.Embedded.Agents {
+		agents = append(agents, embedded.Agent{User: a.User, Password: a.Password, Upstreams: a.Upstreams})
+	}
+	es, err := embedded.Start(embedded.Config{
+		Listen: g.cfg.Embedded.Listen, StoreDir: g.cfg.DataDir, Agents: agents,
+	}, g.log)
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	g.embedded = es
+	g.mu.Unlock()
+	return es, nil
+}
+
+// onClosed runs when the NATS connection is closed for good. During our
+// own shutdown that is expected. Otherwise nats.go gave up on it (a fatal
+// -ERR such as 'maximum control line exceeded', or credentials refused
+// twice while reconnecting) and will never reconnect: the gateway fails.
+//
+// Decision: the gateway does not dial a new connection; it fails, so Run
+// shuts down gracefully and returns an error, the process exits non-zero
+// and its supervisor (Kubernetes, systemd, compose) restarts it, with
+// /healthz answering 503 meanwhile. Re-dialling in-process would have to
+// re-create every subscription, consumer, KV watcher and request muxer of
+// every protocol on the new connection, and any one missed would leave a
+// gateway that looks healthy but silently drops messages; a fresh process
+// rebuilds all of it through the one start-up path that is tested.
+func (g *Gateway) onClosed(nc *nats.Conn) {
+	if g.nc.Load() != nc {
+		return // closed while connecting: connect reports it
+	}
+	g.closedOnce.Do(func() { close(g.natsClosed) })
+	if g.stopping.Load() {
+		return
+	}
+	g.lostOnce.Do(func() {
+		cause := nc.LastError()
+		g.lostTotal.Inc()
+		g.log.Error("nats connection closed for good; the gateway stops so that it is restarted",
+			"err", cause, "status", nc.Status().String())
+		g.fail(fmt.Errorf("%w: %v", ErrNATSClosed, cause))
+	})
+}
+
+// closeNATS drains the connection, then stops the embedded server.
+func (g *Gateway) closeNATS() {
+	if nc := g.nc.Load(); nc != nil && !nc.IsClosed() {
+		if err := nc.Drain(); err != nil {
+			nc.Close()
+		} else {
+			select {
+			case <-g.natsClosed:
+			case <-time.After(5 * time.Second):
+				nc.Close()
+			}
+		}
+	}
+	g.mu.Lock()
+	es := g.embedded
+	g.mu.Unlock()
+	if es != nil {
+		es.Shutdown()
+	}
+}
+
+// natsMetrics registers the connection's gauge and loss counter.
+func (g *Gateway) natsMetrics() {
+	g.lostTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_nats_connection_lost_total",
+		Help: "NATS connections closed for good outside a shutdown (the gateway then exits non-zero).",
+	})
+	g.registry.MustRegister(g.lostTotal, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_nats_connected",
+		Help: "1 while the gateway's NATS connection is up, else 0.",
+	}, func() float64 {
+		if nc := g.nc.Load(); nc != nil && nc.IsConnected() {
+			return 1
+		}
+		return 0
+	}))
+}
