@@ -71,7 +71,7 @@ type Gateway struct {
 // provisioned.
 type namedService struct {
 	name string
-	service.Service
+	Protocol
 }
 
 // provisionTimeout bounds provisioning; a fresh cluster needs a few

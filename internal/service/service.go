@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
 
 // Deps are the shared dependencies handed to every service.
@@ -42,3 +43,12 @@ type Service interface {
 	// ended and before the NATS connection drains.
 	Close() error
 }
+
+// Tracker is protocol.Tracker, during the move to internal/protocol.
+type Tracker = protocol.Tracker
+
+// ErrShuttingDown is protocol.ErrShuttingDown.
+var ErrShuttingDown = protocol.ErrShuttingDown
+
+// NewTracker is protocol.NewTracker.
+func NewTracker(reg prometheus.Registerer) *Tracker { return protocol.NewTracker(reg) }

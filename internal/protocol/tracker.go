@@ -1,4 +1,4 @@
-package service
+package protocol
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 )
 
 // ErrShuttingDown is returned by [Tracker.Begin] once shutdown started.
-var ErrShuttingDown = errors.New("service: gateway is shutting down")
+var ErrShuttingDown = errors.New("gateway is shutting down")
 
 // Tracker tracks long-lived requests (polls, pipe transfers, WebSockets).
 // http.Server.Shutdown neither ends them nor sees hijacked connections, so
