@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/switchboard/switchboard/internal/agent"
+	"github.com/switchboard/switchboard/internal/buildinfo"
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/logging"
 )
@@ -41,7 +42,7 @@ func run(args []string, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "version":
-		fmt.Println("switchboard agent", logging.Version())
+		fmt.Println("switchboard agent", buildinfo.Version())
 		return 0
 	case "-h", "--help", "help":
 		fmt.Fprint(stderr, usage)

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/switchboard/switchboard/internal/buildinfo"
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/logging"
@@ -20,7 +21,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
 	if len(args) > 0 && args[0] == "version" {
-		fmt.Println("switchboard gateway", logging.Version())
+		fmt.Println("switchboard gateway", buildinfo.Version())
 		return 0
 	}
 	cfg, rest, err := config.LoadGateway(args)

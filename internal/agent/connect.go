@@ -28,21 +28,5 @@ func connect(ctx context.Context, name string, n config.NATS, logger *slog.Logge
 	return nc, nil
 }
 
-// closeConn drains nc (pending messages flushed, subscriptions ended) and
-// waits for it to close, bounded by ctx.
-func closeConn(ctx context.Context, nc *nats.Conn) {
-	if nc.IsClosed() {
-		return
-	}
-	closed := make(chan struct{})
-	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-	if err := nc.Drain(); err != nil {
-		nc.Close()
-		return
-	}
-	select {
-	case <-closed:
-	case <-ctx.Done():
-		nc.Close()
-	}
-}
+// closeConn drains nc and waits for it to close, bounded by ctx.
+func closeConn(ctx context.Context, nc *nats.Conn) { natsconn.Drain(ctx, nc) }

@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/switchboard/switchboard/internal/buildinfo"
 	"github.com/switchboard/switchboard/internal/config"
-	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/relay"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -76,7 +76,7 @@ func (u *Upstream) add(ctx context.Context, cfg *config.AgentUpstream, name, tar
 		Upstream:      name,
 		Target:        target,
 		MaxConcurrent: cfg.MaxConcurrent,
-		Metadata:      map[string]string{"agent_version": logging.Version()},
+		Metadata:      map[string]string{"agent_version": buildinfo.Version()},
 		Options:       relay.Options{Logger: log.With("component", "relay")},
 	})
 	if err != nil {

@@ -84,7 +84,6 @@ func (g *Gateway) onClosed(nc *nats.Conn) {
 	if g.nc.Load() != nc {
 		return // closed while connecting: connect reports it
 	}
-	g.closedOnce.Do(func() { close(g.natsClosed) })
 	if g.stopping.Load() {
 		return
 	}
@@ -99,17 +98,9 @@ func (g *Gateway) onClosed(nc *nats.Conn) {
 
 // closeNATS drains the connection, then stops the embedded server.
 func (g *Gateway) closeNATS() {
-	if nc := g.nc.Load(); nc != nil && !nc.IsClosed() {
-		if err := nc.Drain(); err != nil {
-			nc.Close()
-		} else {
-			select {
-			case <-g.natsClosed:
-			case <-time.After(5 * time.Second):
-				nc.Close()
-			}
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	natsconn.Drain(ctx, g.nc.Load())
+	cancel()
 	g.mu.Lock()
 	es := g.embedded
 	g.mu.Unlock()

@@ -52,11 +52,9 @@ type Gateway struct {
 	mu       sync.Mutex // guards embedded
 	embedded *embedded.Server
 
-	nc         atomic.Pointer[nats.Conn]
-	natsClosed chan struct{} // closed when nc is closed, whoever closed it
-	closedOnce sync.Once
-	lostOnce   sync.Once
-	lostTotal  prometheus.Counter
+	nc        atomic.Pointer[nats.Conn]
+	lostOnce  sync.Once
+	lostTotal prometheus.Counter
 
 	failed   chan struct{}
 	failOnce sync.Once
@@ -111,16 +109,15 @@ func Run(ctx context.Context, cfg *config.Gateway, logger *slog.Logger) error {
 // a start-up still under way.
 func Start(ctx context.Context, cfg *config.Gateway, logger *slog.Logger) (*Gateway, error) {
 	g := &Gateway{
-		cfg:        cfg,
-		log:        logger,
-		registry:   prometheus.NewRegistry(),
-		served:     make(chan error, 1),
-		bootDone:   make(chan struct{}),
-		resources:  jsutil.NewProgress(logger.With("component", "provision")),
-		starting:   jsutil.NewProgress(nil),
-		ready:      make(chan struct{}),
-		natsClosed: make(chan struct{}),
-		failed:     make(chan struct{}),
+		cfg:       cfg,
+		log:       logger,
+		registry:  prometheus.NewRegistry(),
+		served:    make(chan error, 1),
+		bootDone:  make(chan struct{}),
+		resources: jsutil.NewProgress(logger.With("component", "provision")),
+		starting:  jsutil.NewProgress(nil),
+		ready:     make(chan struct{}),
+		failed:    make(chan struct{}),
 	}
 	g.setPhase("connecting to NATS")
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -110,7 +110,7 @@ func errorHandler(err error, c echo.Context) {
 	}
 	status, msg := http.StatusInternalServerError, "internal error"
 	var he *echo.HTTPError
-	if ok := asHTTPError(err, &he); ok {
+	if errors.As(err, &he) {
 		status = he.Code
 		msg = http.StatusText(status)
 		if m, isStr := he.Message.(string); isStr {
@@ -133,14 +133,6 @@ func errorHandler(err error, c echo.Context) {
 		code = httpx.CodeUnauthorized
 	}
 	httpx.WriteError(c.Response(), status, code, msg)
-}
-
-func asHTTPError(err error, target **echo.HTTPError) bool {
-	he, ok := err.(*echo.HTTPError)
-	if ok {
-		*target = he
-	}
-	return ok
 }
 
 // newObserve returns the middleware that records request metrics by route

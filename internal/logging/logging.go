@@ -4,7 +4,6 @@ package logging
 import (
 	"io"
 	"log/slog"
-	"runtime/debug"
 	"strings"
 )
 
@@ -17,12 +16,4 @@ func New(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// Version is the module version of the running binary, or "dev".
-func Version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
 }

@@ -117,3 +117,27 @@ func Connect(ctx context.Context, urls string, opts ...nats.Option) (*nats.Conn,
 		return nil, fmt.Errorf("natsconn: connect %s: %w", urls, ctx.Err())
 	}
 }
+
+// Drain drains nc (subscriptions end after their pending messages,
+// publishes are flushed) and waits until it is closed, or closes it when
+// ctx ends first. It keeps nc's own closed handler working: it waits by
+// polling, not by replacing the handler.
+func Drain(ctx context.Context, nc *nats.Conn) {
+	if nc == nil || nc.IsClosed() {
+		return
+	}
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !nc.IsClosed() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return
+		case <-tick.C:
+		}
+	}
+}
