@@ -218,12 +218,29 @@ func checkGateway(t *testing.T, objs map[string]map[string]any) {
 			t.Errorf("Ingress/gateway: %s = %v, want %v", k, ann[k], v)
 		}
 	}
+	checkIngressNoDelay(t, ann)
 	gw := loadGateway(t, "gateway/cluster.yaml")
 	longest := max(gw.Megaphone.PollDuration, gw.Relay.ResponseTimeout, gw.Pipe.Timeout)
 	for _, k := range []string{"proxy-read-timeout", "proxy-send-timeout"} {
 		secs, err := strconv.Atoi(fmt.Sprint(ann["nginx.ingress.kubernetes.io/"+k]))
 		if err != nil || time.Duration(secs)*time.Second <= longest {
 			t.Errorf("Ingress/gateway: %s = %v s, must exceed the longest gateway wait %s", k, ann["nginx.ingress.kubernetes.io/"+k], longest)
+		}
+	}
+}
+
+// checkIngressNoDelay refuses Ingress annotations that would hold streamed
+// responses back (the ingress-nginx counterparts of removing HAProxy's
+// `option http-no-delay`): a snippet turning buffering back on, Nagle's
+// algorithm, compression or postponed output.
+func checkIngressNoDelay(t *testing.T, ann map[string]any) {
+	t.Helper()
+	for k, v := range ann {
+		val := strings.Join(strings.Fields(strings.ToLower(fmt.Sprint(v))), " ")
+		for _, bad := range []string{"proxy_buffering on", "tcp_nodelay off", "gzip on", "brotli on", "postpone_output"} {
+			if strings.Contains(val, bad) {
+				t.Errorf("Ingress/gateway: annotation %s contains %q: streamed events would be held back", k, bad)
+			}
 		}
 	}
 }
