@@ -63,12 +63,11 @@ func StartClient(ctx context.Context, cfg *config.AgentClient, logger *slog.Logg
 		nc.Close()
 		return nil, fmt.Errorf("agent: listen %q: %w", cfg.Listen, err)
 	}
-	rc := relay.NewClient(nc, relay.Options{
+	rc := relay.NewClient(nc, relay.Config{
 		AgentWait:       cfg.AgentWait,
 		AckTimeout:      cfg.AckTimeout,
 		ResponseTimeout: cfg.ResponseTimeout,
-		Logger:          log,
-	}, nil)
+	}, nil, log)
 	upstream := cfg.Upstream
 	c := &Client{log: log, nc: nc, ln: ln, relay: rc, served: make(chan error, 1)}
 	c.srv = &http.Server{

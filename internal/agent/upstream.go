@@ -77,7 +77,7 @@ func (u *Upstream) add(ctx context.Context, cfg *config.AgentUpstream, name, tar
 		Target:        target,
 		MaxConcurrent: cfg.MaxConcurrent,
 		Metadata:      map[string]string{"agent_version": buildinfo.Version()},
-		Options:       relay.Options{Logger: log.With("component", "relay")},
+		Logger:        log.With("component", "relay"),
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

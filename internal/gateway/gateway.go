@@ -20,7 +20,7 @@ import (
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/embedded"
 	"github.com/switchboard/switchboard/internal/jsutil"
-	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
 
 // Gateway is a running gateway. Create it with [Start].
@@ -28,7 +28,7 @@ type Gateway struct {
 	cfg      *config.Gateway
 	log      *slog.Logger
 	registry *prometheus.Registry
-	tracker  *service.Tracker
+	tracker  *protocol.Tracker
 	observe  echo.MiddlewareFunc
 	srv      *http.Server
 	ln       net.Listener
@@ -122,7 +122,7 @@ func Start(ctx context.Context, cfg *config.Gateway, logger *slog.Logger) (*Gate
 	g.setPhase("connecting to NATS")
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g.natsMetrics()
-	g.tracker = service.NewTracker(g.registry)
+	g.tracker = protocol.NewTracker(g.registry)
 	g.observe = g.newObserve()
 	g.router.Store(g.newRouter(nil))
 	if err := g.listen(); err != nil {
@@ -165,8 +165,12 @@ func (g *Gateway) boot(ctx context.Context) {
 		g.startFailed(fmt.Errorf("%w: connect: %w", ErrStart, err))
 		return
 	}
-	g.services = newServices(service.Deps{
-		Config: g.cfg, NC: g.nc.Load(), JS: g.js, Logger: g.log, Registry: g.registry, Streams: g.tracker,
+	g.services = newServices(g.cfg, protocol.Deps{
+		NC: g.nc.Load(), JS: g.js, Replicas: g.cfg.JetStream.Replicas, Logger: g.log, Registry: g.registry, Streams: g.tracker,
+		HTTP: protocol.HTTP{
+			BodyLimit: int64(g.cfg.HTTP.BodyLimit), BodyTimeout: g.cfg.HTTP.BodyTimeout,
+			TrustedProxies: g.cfg.HTTP.TrustedProxies, CORSOrigins: g.cfg.HTTP.CORSOrigins,
+		},
 	})
 	if err := g.provision(ctx); err != nil {
 		g.startFailed(fmt.Errorf("%w: %w", ErrStart, err))

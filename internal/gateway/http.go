@@ -47,10 +47,6 @@ func (g *Gateway) newRouter(services []namedService) *echo.Echo {
 		return e
 	}
 	for _, s := range services {
-		if m, ok := s.Protocol.(interface{ Mount(*echo.Echo) }); ok {
-			m.Mount(e) // a protocol not yet moved to Routes
-			continue
-		}
 		mountRoutes(e, s.Routes(), g.cfg.HTTP.CORSOrigins)
 	}
 	return e

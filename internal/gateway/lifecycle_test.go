@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -188,6 +189,19 @@ func TestRunFailsWhenCredentialsRevoked(t *testing.T) {
 			}
 		}
 		return errors.New("gateway not connected yet")
+	})
+	// Reloading the server's users while it still creates the gateway's
+	// streams races inside nats-server: wait until provisioning is done
+	// (seven streams, the Megaphone reaper consumer).
+	natstest.Eventually(t, 30*time.Second, func() error {
+		jsz, err := s.Jsz(nil)
+		if err != nil {
+			return err
+		}
+		if jsz.Streams < 7 || jsz.Consumers < 1 {
+			return fmt.Errorf("provisioning: %d streams, %d consumers", jsz.Streams, jsz.Consumers)
+		}
+		return nil
 	})
 	opts := s.Options()
 	opts.Users = []*server.User{{Username: "someone-else", Password: "other"}}

@@ -1,35 +1,57 @@
 package gateway
 
 import (
+	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/megaphone"
 	"github.com/switchboard/switchboard/internal/middleman"
 	"github.com/switchboard/switchboard/internal/pipe"
-	"github.com/switchboard/switchboard/internal/relayhttp"
 	"github.com/switchboard/switchboard/internal/protocol"
-	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/relay"
 )
 
 // newServices builds every protocol the gateway serves.
-func newServices(deps service.Deps) []namedService {
-	cfg := deps.Config
-	pdeps := protocol.Deps{
-		NC: deps.NC, JS: deps.JS, Replicas: cfg.JetStream.Replicas, Logger: deps.Logger,
-		Registry: deps.Registry, Streams: deps.Streams,
-		HTTP: protocol.HTTP{
-			BodyLimit: int64(cfg.HTTP.BodyLimit), BodyTimeout: cfg.HTTP.BodyTimeout,
-			TrustedProxies: cfg.HTTP.TrustedProxies, CORSOrigins: cfg.HTTP.CORSOrigins,
-		},
-	}
-	_ = pdeps
+func newServices(cfg *config.Gateway, pdeps protocol.Deps) []namedService {
 	return []namedService{
-		{"megaphone", legacy{megaphone.NewService(deps)}},
-		{"pipe", legacy{pipe.New(deps)}},
-		{"middleman", legacy{middleman.New(deps)}},
-		{"relay", legacy{relayhttp.New(deps)}},
+		{"megaphone", megaphone.New(megaphoneConfig(cfg), pdeps)},
+		{"pipe", pipe.New(pipeConfig(cfg), pdeps)},
+		{"middleman", middleman.New(middlemanConfig(cfg), pdeps)},
+		{"relay", relay.New(relayConfig(cfg), pdeps)},
 	}
 }
 
-// legacy hosts a protocol that still mounts itself on echo.
-type legacy struct{ service.Service }
+// middlemanConfig copies the middleman section of the gateway's
+// configuration (transitional, until the gateway's Config holds a
+// middleman.Config).
+func middlemanConfig(cfg *config.Gateway) middleman.Config {
+	c := cfg.Middleman
+	return middleman.Config{
+		ServiceKeys: c.ServiceKeys, ClientKeys: c.ClientKeys, SuperKeys: c.SuperKeys,
+		RequestTimeout: c.RequestTimeout, MaxFrame: c.MaxFrame, AllowedOrigins: c.AllowedOrigins,
+	}
+}
 
-func (legacy) Routes() []protocol.Route { return nil }
+// megaphoneConfig copies the megaphone section of the gateway's
+// configuration (transitional, until the gateway's Config holds a
+// megaphone.Config).
+func megaphoneConfig(cfg *config.Gateway) megaphone.Config {
+	c := cfg.Megaphone
+	return megaphone.Config{
+		Agent: c.Agent, BufferSize: c.BufferSize, WriteWait: c.WriteWait, PollDuration: c.PollDuration,
+		ChannelTTL: c.ChannelTTL, AdminToken: c.AdminToken, WebhookURL: c.WebhookURL,
+	}
+}
+
+// pipeConfig copies the pipe section of the gateway's configuration
+// (transitional, until the gateway's Config holds a pipe.Config).
+func pipeConfig(cfg *config.Gateway) pipe.Config {
+	return pipe.Config{Timeout: cfg.Pipe.Timeout}
+}
+
+// relayConfig copies the relay section of the gateway's configuration
+// (transitional, until the gateway's Config holds a relay.Config).
+func relayConfig(cfg *config.Gateway) relay.Config {
+	c := cfg.Relay
+	return relay.Config{
+		AgentWait: c.AgentWait, AckTimeout: c.AckTimeout, ResponseTimeout: c.ResponseTimeout, APIKeys: c.APIKeys,
+	}
+}

@@ -74,7 +74,7 @@ func (b *Broker) Delete(ctx context.Context, addr string) error {
 		if !r.live || !matches(address{agent: agent, id: id}, r.data) {
 			return fmt.Errorf("%w: %s", ErrNotFound, addr)
 		}
-		err = b.channels.Purge(ctx, id, jetstream.LastRevision(r.rev), jetstream.PurgeTTL(b.opts.MarkerTTL))
+		err = b.channels.Purge(ctx, id, jetstream.LastRevision(r.rev), jetstream.PurgeTTL(b.cfg.MarkerTTL))
 		if err == nil {
 			break
 		}

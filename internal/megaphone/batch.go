@@ -100,7 +100,7 @@ func (b *Broker) writeChannel(ctx context.Context, ch string, lines [][]byte) []
 		return out
 	}
 	for i, line := range lines {
-		err := b.store(ctx, a, line, time.Now().Add(b.opts.WriteWait))
+		err := b.store(ctx, a, line, time.Now().Add(b.cfg.WriteWait))
 		switch {
 		case err == nil:
 			continue

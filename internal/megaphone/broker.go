@@ -11,58 +11,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard/switchboard/internal/jsutil"
+	"github.com/switchboard/switchboard/internal/protocol"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
-
-// Options configure a [Broker]. Zero values mean the documented defaults.
-type Options struct {
-	// Agent is the first part of every address. Default "main".
-	Agent string
-	// BufferSize is the number of events buffered per channel. Default 100.
-	BufferSize int
-	// WriteWait is how long a write waits for room. Default 10s.
-	WriteWait time.Duration
-	// PollDuration is the length of one read poll. Default 20s.
-	PollDuration time.Duration
-	// ChannelTTL is a channel's life after its last completed read (or
-	// creation). Default 60s; at least 1s.
-	ChannelTTL time.Duration
-	// Replicas of the stream and buckets. Default 1.
-	Replicas int
-	// WebhookURL receives on-channel-deleted POSTs; empty = off.
-	WebhookURL string
-	// MarkerTTL is how long expiry markers stay in the buckets, which
-	// bounds how long every gateway may be down without missing an
-	// expiry. Default 1h.
-	MarkerTTL time.Duration
-}
-
-func (o *Options) defaults() {
-	if o.Agent == "" {
-		o.Agent = "main"
-	}
-	if o.BufferSize <= 0 {
-		o.BufferSize = 100
-	}
-	if o.WriteWait <= 0 {
-		o.WriteWait = 10 * time.Second
-	}
-	if o.PollDuration <= 0 {
-		o.PollDuration = 20 * time.Second
-	}
-	if o.ChannelTTL < time.Second {
-		o.ChannelTTL = 60 * time.Second
-	}
-	if o.Replicas <= 0 {
-		o.Replicas = 1
-	}
-	if o.MarkerTTL < time.Second {
-		o.MarkerTTL = time.Hour
-	}
-}
 
 // claimSlack is how long a reader claim outlives its poll's deadline, so a
 // reader that vanished without releasing frees within PollDuration+10s.
@@ -71,17 +24,18 @@ const claimSlack = 10 * time.Second
 // Broker is the transport-agnostic Megaphone core: it creates channels,
 // stores events, runs polls and disposes expired channels.
 type Broker struct {
-	opts Options
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	log  *slog.Logger
-	m    *metrics
+	cfg      Config
+	replicas int
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	log      *slog.Logger
+	m        *metrics
 
 	events   jetstream.Stream
 	channels jetstream.KeyValue
 	disposed jetstream.KeyValue
 	codec    *tokenCodec
-	hub      *hub
+	wakeups  *wakeups
 	cache    *existsCache
 	hooks    *webhook
 	reaper   jetstream.ConsumeContext
@@ -89,22 +43,26 @@ type Broker struct {
 	closeOnce sync.Once
 }
 
-// New returns a Broker; call [Broker.Provision] before use.
-func New(opts Options, nc *nats.Conn, js jetstream.JetStream, logger *slog.Logger, reg prometheus.Registerer) *Broker {
-	opts.defaults()
+// NewBroker returns a Broker on deps.NC and deps.JS, with cfg's unset
+// fields at their defaults; call [Broker.Provision] before use. It uses
+// deps.Replicas (0 = 1), deps.Logger (nil = discard) and deps.Registry.
+func NewBroker(cfg Config, deps protocol.Deps) *Broker {
+	cfg = cfg.withDefaults()
+	logger := deps.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	log := logger.With("component", "megaphone")
-	m := newMetrics(reg)
+	m := newMetrics(deps.Registry)
 	return &Broker{
-		opts:  opts,
-		nc:    nc,
-		js:    js,
-		log:   log,
-		m:     m,
-		cache: newExistsCache(cacheTTL),
-		hooks: newWebhook(opts.WebhookURL, log, m.webhook),
+		cfg:      cfg,
+		replicas: max(deps.Replicas, 1),
+		nc:       deps.NC,
+		js:       deps.JS,
+		log:      log,
+		m:        m,
+		cache:    newExistsCache(cacheTTL),
+		hooks:    newWebhook(cfg.WebhookURL, log, m.webhook),
 	}
 }
 
@@ -123,7 +81,7 @@ func (b *Broker) Provision(ctx context.Context) error {
 	if b.codec, err = newTokenCodec(key); err != nil {
 		return err
 	}
-	if b.hub, err = startHub(b.nc, b.log, b.cache); err != nil {
+	if b.wakeups, err = startWakeups(b.nc, b.log, b.cache); err != nil {
 		return err
 	}
 	return b.startReaper(ctx)
@@ -134,7 +92,7 @@ func (b *Broker) Provision(ctx context.Context) error {
 func (b *Broker) ensureStore(ctx context.Context) (keysKV jetstream.KeyValue, err error) {
 	kvCfg := func(bucket, desc string) jetstream.KeyValueConfig {
 		return jetstream.KeyValueConfig{Bucket: bucket, Description: desc, Storage: jetstream.FileStorage,
-			Replicas: b.opts.Replicas, LimitMarkerTTL: b.opts.MarkerTTL}
+			Replicas: b.replicas, LimitMarkerTTL: b.cfg.MarkerTTL}
 	}
 	disp := kvCfg(subjects.MegaphoneDisposedBucket, "Megaphone disposal guard")
 	disp.LimitMarkerTTL, disp.TTL = 0, 24*time.Hour
@@ -147,8 +105,8 @@ func (b *Broker) ensureStore(ctx context.Context) (keysKV jetstream.KeyValue, er
 				Description:          "Megaphone channel buffers",
 				Subjects:             []string{subjects.MegaphoneEventsAll()},
 				Storage:              jetstream.FileStorage,
-				Replicas:             b.opts.Replicas,
-				MaxMsgsPerSubject:    int64(b.opts.BufferSize),
+				Replicas:             b.replicas,
+				MaxMsgsPerSubject:    int64(b.cfg.BufferSize),
 				Discard:              jetstream.DiscardNew,
 				DiscardNewPerSubject: true,
 				Duplicates:           time.Minute,
@@ -208,8 +166,8 @@ func (b *Broker) Close() error {
 			b.reaper.Stop()
 			<-b.reaper.Closed()
 		}
-		if b.hub != nil {
-			b.hub.close()
+		if b.wakeups != nil {
+			b.wakeups.close()
 		}
 		b.hooks.close()
 	})
@@ -217,4 +175,4 @@ func (b *Broker) Close() error {
 }
 
 // Agent is the agent name of addresses this broker issues.
-func (b *Broker) Agent() string { return b.opts.Agent }
+func (b *Broker) Agent() string { return b.cfg.Agent }

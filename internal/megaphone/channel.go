@@ -59,18 +59,18 @@ func (b *Broker) Create(ctx context.Context) (Channel, error) {
 	if err != nil {
 		return Channel{}, err
 	}
-	meta, _ := json.Marshal(channelMeta{Agent: b.opts.Agent})
-	if _, err := k.put(ctx, meta, 0, b.opts.ChannelTTL); err != nil {
+	meta, _ := json.Marshal(channelMeta{Agent: b.cfg.Agent})
+	if _, err := k.put(ctx, meta, 0, b.cfg.ChannelTTL); err != nil {
 		return Channel{}, fmt.Errorf("megaphone: create channel: %w", err)
 	}
 	b.m.created.Inc()
 	b.cache.add(id)
-	consumer := ConsumerAddress(b.opts.Agent, id)
+	consumer := ConsumerAddress(b.cfg.Agent, id)
 	return Channel{
 		ID:              consumer,
 		ConsumerAddress: consumer,
-		ProducerAddress: b.codec.ProducerAddress(b.opts.Agent, id),
-		Agent:           b.opts.Agent,
+		ProducerAddress: b.codec.ProducerAddress(b.cfg.Agent, id),
+		Agent:           b.cfg.Agent,
 	}, nil
 }
 

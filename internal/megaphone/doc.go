@@ -3,7 +3,9 @@
 //
 // The transport-agnostic core is [Broker]: it creates channels, stores
 // events, runs read polls ([Poll]) and disposes expired channels. The
-// echo adapter in http.go only translates HTTP into calls on it.
+// net/http handlers in http.go only translate HTTP into calls on it;
+// [Service] hands them to the gateway as routes. config.go holds the
+// megaphone.* keys and their defaults.
 //
 // NATS layout (names from internal/subjects):
 //

@@ -13,12 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
-
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/httpx"
-	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/protocol"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
@@ -26,10 +23,10 @@ import (
 // before a stuck client is cut.
 const writeSlack = 5 * time.Second
 
-// api is the echo adapter: it only translates HTTP into Broker calls.
+// api is the HTTP adapter: it only translates HTTP into Broker calls.
 type api struct {
 	b         *Broker
-	streams   *service.Tracker
+	streams   *protocol.Tracker
 	log       *slog.Logger
 	bodyLimit int64
 	// bodyTimeout bounds the time to send a JSON body; 0 = none.
@@ -37,52 +34,54 @@ type api struct {
 	adminToken  string
 }
 
-// mount registers the Megaphone routes on e, with CORS when origins is
-// non-empty.
-func (h *api) mount(e *echo.Echo, origins []string) {
-	var mw []echo.MiddlewareFunc
-	if len(origins) > 0 {
-		mw = append(mw, middleware.CORSWithConfig(middleware.CORSConfig{
-			AllowOrigins: origins,
-			AllowMethods: []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodOptions},
-			AllowHeaders: []string{echo.HeaderContentType, echo.HeaderAuthorization, "Last-Event-ID", echo.HeaderAccept},
-			MaxAge:       600,
-		}))
+// handlerFunc handles one route; the error it returns is answered by
+// [api.fail].
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// routes are the Megaphone routes: the public ones with CORS, the /admin
+// ones (without) when an admin token is set. Every route but the /read
+// stream gets the body deadline.
+func (h *api) routes() []protocol.Route {
+	routes := []protocol.Route{
+		h.route(http.MethodPost, "/create", true, h.create),
+		h.route(http.MethodPost, "/write/:address/:streamId", true, h.write),
+		h.route(http.MethodPost, "/write-batch", true, h.writeBatch),
+		h.route(http.MethodPost, "/channelsExists", true, h.channelsExists),
+		h.route(http.MethodGet, "/read/:address", false, h.read),
 	}
-	route := func(method, path string, fn echo.HandlerFunc, extra ...echo.MiddlewareFunc) {
-		e.Add(method, path, fn, append(mw[:len(mw):len(mw)], extra...)...)
-		if len(mw) > 0 {
-			e.Add(http.MethodOptions, path, func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }, mw...)
-		}
+	for i := range routes {
+		routes[i].CORS = true
 	}
-	// Every route but the /read stream gets the body deadline.
-	route(http.MethodPost, "/create", h.create, h.bodyDeadline)
-	route(http.MethodPost, "/write/:address/:streamId", h.write, h.bodyDeadline)
-	route(http.MethodPost, "/write-batch", h.writeBatch, h.bodyDeadline)
-	route(http.MethodPost, "/channelsExists", h.channelsExists, h.bodyDeadline)
-	route(http.MethodGet, "/read/:address", h.read)
 	if h.adminToken != "" {
-		e.GET("/admin/channels", h.adminList, h.bodyDeadline, h.admin)
-		e.DELETE("/admin/channels/:address", h.adminDelete, h.bodyDeadline, h.admin)
+		routes = append(routes,
+			h.route(http.MethodGet, "/admin/channels", true, h.admin(h.adminList)),
+			h.route(http.MethodDelete, "/admin/channels/:address", true, h.admin(h.adminDelete)))
 	}
+	return routes
 }
 
-// bodyDeadline gives the client http.body_timeout to send its body.
-func (h *api) bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		httpx.BodyDeadline(c.Response(), c.Request(), h.bodyTimeout)
-		return next(c)
-	}
+// route serves fn at method and path, answering its error with
+// [api.fail]; with deadline the client gets http.body_timeout to send its
+// body.
+func (h *api) route(method, path string, deadline bool, fn handlerFunc) protocol.Route {
+	return protocol.Route{Method: method, Path: path, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if deadline {
+			httpx.BodyDeadline(w, r, h.bodyTimeout)
+		}
+		if err := fn(w, r); err != nil {
+			h.fail(w, path, err)
+		}
+	})}
 }
 
 // maxAddressLen bounds a channel address: the addresses the gateway issues
-// are shorter (config.MaxMegaphoneAgentLen keeps them so).
+// are shorter (MaxAgentLen keeps them so).
 const maxAddressLen = subjects.MaxNameLen
 
 // address returns path parameter name as a channel address: decoded once
 // (see [httpx.PathParam]) and at most maxAddressLen bytes.
-func (h *api) address(c echo.Context, name string) (string, error) {
-	v, err := h.param(c, name)
+func (h *api) address(r *http.Request, name string) (string, error) {
+	v, err := h.param(r, name)
 	if err != nil {
 		return "", err
 	}
@@ -98,31 +97,48 @@ func checkAddressLen(addr string) error {
 }
 
 // param returns path parameter name, percent-decoded exactly once.
-func (h *api) param(c echo.Context, name string) (string, error) {
-	v, err := httpx.PathParam(c.Request(), c.Param(name))
+func (h *api) param(r *http.Request, name string) (string, error) {
+	v, err := httpx.PathParam(r, r.PathValue(name))
 	if err != nil {
 		return "", fmt.Errorf("%w: %s: %v", ErrBadRequest, name, err)
 	}
 	return v, nil
 }
 
-// fail renders err in the {"code","message"} envelope.
-func (h *api) fail(c echo.Context, err error) error {
+// fail renders err in the {"code","message"} envelope; route is the
+// template of the failed route, for the log.
+func (h *api) fail(w http.ResponseWriter, route string, err error) {
 	status, code := StatusOf(err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", RetryAfter)
+	}
 	msg := err.Error()
 	if status == http.StatusInternalServerError {
-		h.log.Error("request failed", "route", c.Path(), "err", err)
+		h.log.Error("request failed", "route", route, "err", err)
 		msg = "internal error"
 	}
-	httpx.WriteError(c.Response(), status, code, msg)
-	return nil
+	httpx.WriteError(w, status, code, msg)
+}
+
+// writeJSON answers v as one line of JSON with status. A failed write is
+// a client gone: there is no one left to answer.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeBlob answers the JSON document raw with status.
+func writeBlob(w http.ResponseWriter, status int, raw []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(raw)
 }
 
 // body reads the request body up to the configured limit, within the
 // configured time.
-func (h *api) body(c echo.Context) ([]byte, error) {
-	r := http.MaxBytesReader(c.Response(), c.Request().Body, h.bodyLimit)
-	raw, err := io.ReadAll(r)
+func (h *api) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.bodyLimit))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
@@ -136,14 +152,14 @@ func (h *api) body(c echo.Context) ([]byte, error) {
 }
 
 // jsonBody requires Content-Type application/json and reads the body.
-func (h *api) jsonBody(c echo.Context) ([]byte, error) {
-	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != echo.MIMEApplicationJSON {
+func (h *api) jsonBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != echo.MIMEApplicationJSON {
+		if err != nil || mt != "application/json" {
 			return nil, ErrMediaType
 		}
 	}
-	return h.body(c)
+	return h.body(w, r)
 }
 
 type createRequest struct {
@@ -159,45 +175,47 @@ type createResponse struct {
 }
 
 // create: POST /create. A missing or unparsable body is no body.
-func (h *api) create(c echo.Context) error {
-	raw, err := h.body(c)
+func (h *api) create(w http.ResponseWriter, r *http.Request) error {
+	raw, err := h.body(w, r)
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
 	var req createRequest
 	if json.Unmarshal(raw, &req) == nil {
 		if err := CheckProtocols(req.Protocols); err != nil {
-			return h.fail(c, err)
+			return err
 		}
 	}
-	ch, err := h.b.Create(c.Request().Context())
+	ch, err := h.b.Create(r.Context())
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
-	return c.JSON(http.StatusOK, createResponse{
+	writeJSON(w, http.StatusOK, createResponse{
 		ChannelID: ch.ID, ProducerAddress: ch.ProducerAddress, ConsumerAddress: ch.ConsumerAddress,
 		AgentName: ch.Agent, Protocols: []string{Protocol},
 	})
+	return nil
 }
 
 // write: POST /write/{address}/{stream-id}.
-func (h *api) write(c echo.Context) error {
-	raw, err := h.jsonBody(c)
+func (h *api) write(w http.ResponseWriter, r *http.Request) error {
+	raw, err := h.jsonBody(w, r)
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
-	addr, err := h.address(c, "address")
+	addr, err := h.address(r, "address")
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
-	sid, err := h.param(c, "streamId")
+	sid, err := h.param(r, "streamId")
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
-	if err := h.b.Write(c.Request().Context(), addr, sid, raw); err != nil {
-		return h.fail(c, err)
+	if err := h.b.Write(r.Context(), addr, sid, raw); err != nil {
+		return err
 	}
-	return c.JSONBlob(http.StatusCreated, statusOK)
+	writeBlob(w, http.StatusCreated, statusOK)
+	return nil
 }
 
 var statusOK = []byte(`{"status":"OK"}` + "\n")
@@ -246,72 +264,73 @@ func decode(raw []byte, v any) error {
 }
 
 // writeBatch: POST /write-batch, always 201 with the failures.
-func (h *api) writeBatch(c echo.Context) error {
-	raw, err := h.jsonBody(c)
+func (h *api) writeBatch(w http.ResponseWriter, r *http.Request) error {
+	raw, err := h.jsonBody(w, r)
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
 	var req batchRequest
 	if err := decode(raw, &req); err != nil {
-		return h.fail(c, err)
+		return err
 	}
 	channels, err := req.list()
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
 	if req.Messages == nil {
-		return h.fail(c, fmt.Errorf("%w: missing field messages", ErrBadRequest))
+		return fmt.Errorf("%w: missing field messages", ErrBadRequest)
 	}
 	msgs := make([]BatchMessage, len(*req.Messages))
 	for i, m := range *req.Messages {
 		if m.StreamID == nil || m.Body == nil {
-			return h.fail(c, fmt.Errorf("%w: messages[%d] needs streamId and body", ErrBadRequest, i))
+			return fmt.Errorf("%w: messages[%d] needs streamId and body", ErrBadRequest, i)
 		}
 		msgs[i] = BatchMessage{StreamID: *m.StreamID, Body: m.Body}
 	}
-	failures, err := h.b.WriteBatch(c.Request().Context(), channels, msgs)
+	failures, err := h.b.WriteBatch(r.Context(), channels, msgs)
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
-	return c.JSON(http.StatusCreated, map[string][]Failure{"failures": failures})
+	writeJSON(w, http.StatusCreated, map[string][]Failure{"failures": failures})
+	return nil
 }
 
 // channelsExists: POST /channelsExists.
-func (h *api) channelsExists(c echo.Context) error {
-	raw, err := h.jsonBody(c)
+func (h *api) channelsExists(w http.ResponseWriter, r *http.Request) error {
+	raw, err := h.jsonBody(w, r)
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
 	var req channelList
 	if err := decode(raw, &req); err != nil {
-		return h.fail(c, err)
+		return err
 	}
 	channels, err := req.list()
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
 	out := make(map[string]bool, len(channels))
 	for _, ch := range channels {
-		ok, err := h.b.Exists(c.Request().Context(), ch)
+		ok, err := h.b.Exists(r.Context(), ch)
 		if err != nil {
-			return h.fail(c, err)
+			return err
 		}
 		out[ch] = ok
 	}
-	return c.JSON(http.StatusOK, map[string]map[string]bool{"channels": out})
+	writeJSON(w, http.StatusOK, map[string]map[string]bool{"channels": out})
+	return nil
 }
 
 // read: GET /read/{consumer}. NDJSON by default, SSE on
 // Accept: text/event-stream (resuming after Last-Event-ID).
-func (h *api) read(c echo.Context) error {
+func (h *api) read(w http.ResponseWriter, r *http.Request) error {
 	arrival := time.Now()
-	req := c.Request()
-	sse := strings.Contains(req.Header.Get(echo.HeaderAccept), "text/event-stream")
+	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 	var after uint64
-	if v := req.Header.Get("Last-Event-ID"); sse && v != "" {
+	if v := r.Header.Get("Last-Event-ID"); sse && v != "" {
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 		if err != nil {
-			return h.fail(c, fmt.Errorf("%w: Last-Event-ID is not an event id", ErrBadRequest))
+			return fmt.Errorf("%w: Last-Event-ID is not an event id", ErrBadRequest)
 		}
 		after = n
 	}
@@ -319,95 +338,119 @@ func (h *api) read(c echo.Context) error {
 	if sse {
 		kind = "sse"
 	}
-	addr, err := h.address(c, "address")
+	addr, err := h.address(r, "address")
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
-	ctx, done, err := h.streams.Begin(req.Context(), kind)
+	ctx, done, err := h.streams.Begin(r.Context(), kind)
 	if err != nil {
-		return h.fail(c, ErrUnavailable)
+		return fmt.Errorf("megaphone: %w", err)
 	}
 	defer done()
 	p, err := h.b.Open(ctx, addr, after, arrival)
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
 	defer p.Close()
-	res := c.Response()
-	_ = http.NewResponseController(res.Writer).SetWriteDeadline(p.Deadline().Add(writeSlack))
-	res.Header().Set("Cache-Control", "no-cache")
-	res.Header().Set("X-Accel-Buffering", "no")
-	emit := ndjson(res)
+	_ = http.NewResponseController(w).SetWriteDeadline(p.Deadline().Add(writeSlack))
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	emit := ndjson(w)
 	if sse {
-		res.Header().Set(echo.HeaderContentType, "text/event-stream")
-		emit = eventStream(res)
+		w.Header().Set("Content-Type", "text/event-stream")
+		emit = eventStream(w)
 	} else {
-		res.Header().Set(echo.HeaderContentType, "application/x-ndjson")
+		w.Header().Set("Content-Type", "application/x-ndjson")
 	}
-	res.WriteHeader(http.StatusOK)
+	w.WriteHeader(http.StatusOK)
 	if sse {
-		_, _ = io.WriteString(res, "retry: 500\n\n")
+		_, _ = io.WriteString(w, "retry: 500\n\n")
 	}
-	res.Flush()
+	_ = flush(w)
 	if err := p.Run(ctx, emit); err != nil {
 		h.log.Debug("poll ended early", "err", err)
 	}
 	return nil
 }
 
+// flush sends what w holds to the client and reports a failure. Unlike
+// http.ResponseController, which stops at the first http.Flusher (a
+// wrapper's Flush drops the error), it looks through wrappers for the
+// writer that reports one: an event counts as delivered, and leaves the
+// buffer, only once it was sent.
+func flush(w http.ResponseWriter) error {
+	for {
+		switch t := w.(type) {
+		case interface{ FlushError() error }:
+			return t.FlushError()
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		case http.Flusher:
+			t.Flush()
+			return nil
+		default:
+			return http.ErrNotSupported
+		}
+	}
+}
+
 // ndjson writes each event as one whole line in one flushed write.
-func ndjson(res *echo.Response) func(Event) error {
+func ndjson(w http.ResponseWriter) func(Event) error {
 	var buf []byte
 	return func(ev Event) error {
 		buf = append(append(buf[:0], ev.Data...), '\n')
-		if _, err := res.Write(buf); err != nil {
+		if _, err := w.Write(buf); err != nil {
 			return err
 		}
-		return http.NewResponseController(res.Writer).Flush()
+		return flush(w)
 	}
 }
 
 // eventStream writes each event as one SSE message with its cursor as id.
-func eventStream(res *echo.Response) func(Event) error {
+func eventStream(w http.ResponseWriter) func(Event) error {
 	var buf []byte
 	return func(ev Event) error {
 		buf = append(buf[:0], "id: "...)
 		buf = strconv.AppendUint(buf, ev.Cursor, 10)
 		buf = append(buf, "\ndata: "...)
 		buf = append(append(buf, ev.Data...), "\n\n"...)
-		if _, err := res.Write(buf); err != nil {
+		if _, err := w.Write(buf); err != nil {
 			return err
 		}
-		return http.NewResponseController(res.Writer).Flush()
+		return flush(w)
 	}
 }
 
-// admin checks the bearer token.
-func (h *api) admin(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		got, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+// admin checks the bearer token before next.
+func (h *api) admin(next handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.adminToken)) != 1 {
-			return h.fail(c, ErrUnauthorized)
+			return ErrUnauthorized
 		}
-		return next(c)
+		return next(w, r)
 	}
 }
 
-func (h *api) adminList(c echo.Context) error {
-	list, err := h.b.List(c.Request().Context())
+// adminList: GET /admin/channels.
+func (h *api) adminList(w http.ResponseWriter, r *http.Request) error {
+	list, err := h.b.List(r.Context())
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
-	return c.JSON(http.StatusOK, list)
+	writeJSON(w, http.StatusOK, list)
+	return nil
 }
 
-func (h *api) adminDelete(c echo.Context) error {
-	addr, err := h.address(c, "address")
+// adminDelete: DELETE /admin/channels/{address}.
+func (h *api) adminDelete(w http.ResponseWriter, r *http.Request) error {
+	addr, err := h.address(r, "address")
 	if err != nil {
-		return h.fail(c, err)
+		return err
 	}
-	if err := h.b.Delete(c.Request().Context(), addr); err != nil {
-		return h.fail(c, err)
+	if err := h.b.Delete(r.Context(), addr); err != nil {
+		return err
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "OK"})
+	writeJSON(w, http.StatusOK, map[string]string{"status": "OK"})
+	return nil
 }

@@ -53,7 +53,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 		return nil, fmt.Errorf("%w: %q is not a consumer address", ErrNotFound, addr)
 	}
 	p := &Poll{b: b, a: address{agent: agent, id: id, consumer: true}, skip: after,
-		deadline: arrival.Add(b.opts.PollDuration)}
+		deadline: arrival.Add(b.cfg.PollDuration)}
 	var err error
 	if p.ch, err = b.channelKey(id); err != nil {
 		return nil, err
@@ -81,7 +81,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 		p.release()
 		return nil, err
 	}
-	if p.w, err = b.hub.register(id); err != nil {
+	if p.w, err = b.wakeups.register(id); err != nil {
 		p.release()
 		return nil, fmt.Errorf("megaphone: subscribe: %w", err)
 	}
@@ -93,7 +93,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 // it never expires under a connected reader and, should this gateway
 // vanish, still dies ChannelTTL after the poll's deadline.
 func (p *Poll) extend(ctx context.Context, r record) error {
-	ttl := time.Until(p.deadline) + p.b.opts.ChannelTTL
+	ttl := time.Until(p.deadline) + p.b.cfg.ChannelTTL
 	for range 3 {
 		rev, err := p.ch.put(ctx, r.data, r.rev, ttl)
 		if err == nil {
@@ -184,11 +184,11 @@ func (p *Poll) remove(ctx context.Context, seq uint64) {
 // Close ends the poll: it counts as the channel's last completed read
 // (the channel now lives ChannelTTL) and frees the reader claim.
 func (p *Poll) Close() {
-	p.b.hub.unregister(p.w)
+	p.b.wakeups.unregister(p.w)
 	p.b.m.openReaders.Dec()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := p.ch.put(ctx, p.chData, p.chRev, p.b.opts.ChannelTTL); err != nil && !errors.Is(err, errConflict) {
+	if _, err := p.ch.put(ctx, p.chData, p.chRev, p.b.cfg.ChannelTTL); err != nil && !errors.Is(err, errConflict) {
 		p.b.log.Warn("refresh channel after read", "channel", p.a.id, "err", err)
 	}
 	p.release()

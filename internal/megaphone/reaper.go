@@ -33,7 +33,7 @@ func (b *Broker) startReaper(ctx context.Context) error {
 			AckWait:       30 * time.Second,
 			MaxAckPending: 100_000,
 			FilterSubject: subjects.KVAllKeys(subjects.MegaphoneChannelsBucket),
-			Replicas:      b.opts.Replicas,
+			Replicas:      b.replicas,
 		})
 		if err == nil || attempt == 20 {
 			break
@@ -109,7 +109,7 @@ func (b *Broker) dispose(ctx context.Context, id string) (bool, error) {
 		return true, err
 	}
 	b.m.disposed.Inc()
-	b.hooks.add(ConsumerAddress(b.opts.Agent, id))
+	b.hooks.add(ConsumerAddress(b.cfg.Agent, id))
 	b.log.Debug("channel disposed", "channel", id)
 	return true, nil
 }

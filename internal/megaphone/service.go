@@ -3,37 +3,30 @@ package megaphone
 import (
 	"context"
 
-	"github.com/labstack/echo/v4"
-
-	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
 
-// Service mounts Megaphone on the gateway.
+// Service is Megaphone as a gateway hosts it: the [Broker] and its HTTP
+// routes.
 type Service struct {
-	broker  *Broker
-	api     *api
-	origins []string
+	broker *Broker
+	api    *api
 }
 
-var _ service.Service = (*Service)(nil)
+var _ interface {
+	Provision(context.Context) error
+	Routes() []protocol.Route
+	Close() error
+} = (*Service)(nil)
 
-// NewService builds the Megaphone service from the gateway's dependencies.
-func NewService(deps service.Deps) *Service {
-	cfg := deps.Config
-	b := New(Options{
-		Agent:        cfg.Megaphone.Agent,
-		BufferSize:   cfg.Megaphone.BufferSize,
-		WriteWait:    cfg.Megaphone.WriteWait,
-		PollDuration: cfg.Megaphone.PollDuration,
-		ChannelTTL:   cfg.Megaphone.ChannelTTL,
-		Replicas:     cfg.JetStream.Replicas,
-		WebhookURL:   cfg.Megaphone.WebhookURL,
-	}, deps.NC, deps.JS, deps.Logger, deps.Registry)
+// New builds Megaphone from its configuration and the gateway's
+// dependencies; call [Service.Provision] before serving [Service.Routes].
+func New(cfg Config, deps protocol.Deps) *Service {
+	b := NewBroker(cfg, deps)
 	return &Service{
 		broker: b,
-		api: &api{b: b, streams: deps.Streams, log: b.log, bodyLimit: int64(cfg.HTTP.BodyLimit),
-			bodyTimeout: cfg.HTTP.BodyTimeout, adminToken: cfg.Megaphone.AdminToken},
-		origins: cfg.HTTP.CORSOrigins,
+		api: &api{b: b, streams: deps.Streams, log: b.log, bodyLimit: deps.HTTP.BodyLimit,
+			bodyTimeout: deps.HTTP.BodyTimeout, adminToken: b.cfg.AdminToken},
 	}
 }
 
@@ -43,8 +36,9 @@ func (s *Service) Broker() *Broker { return s.broker }
 // Provision creates the NATS resources and starts background work.
 func (s *Service) Provision(ctx context.Context) error { return s.broker.Provision(ctx) }
 
-// Mount registers the routes.
-func (s *Service) Mount(e *echo.Echo) { s.api.mount(e, s.origins) }
+// Routes are the Megaphone routes: the public ones behind the gateway's
+// CORS handling, and the /admin routes when an admin token is set.
+func (s *Service) Routes() []protocol.Route { return s.api.routes() }
 
 // Close stops background work.
 func (s *Service) Close() error { return s.broker.Close() }

@@ -69,7 +69,7 @@ func (b *Broker) Write(ctx context.Context, addr, streamID string, body []byte) 
 		}
 		return err
 	}
-	return b.store(ctx, a, line, time.Now().Add(b.opts.WriteWait))
+	return b.store(ctx, a, line, time.Now().Add(b.cfg.WriteWait))
 }
 
 // MaxStreamIDLen bounds a stream id (bytes).
@@ -109,7 +109,7 @@ func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 		if errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum messages per subject") {
 			return errFull
 		}
-		return fmt.Errorf("megaphone: store event: %w", err)
+		return noLeader(fmt.Errorf("megaphone: store event: %w", err))
 	}
 	b.m.received.Inc()
 	if wake, err := subjects.MegaphoneWake(id); err == nil {

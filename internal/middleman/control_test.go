@@ -54,7 +54,7 @@ func (c *fakeConn) quiet(t *testing.T) {
 // subjects: each is dropped and counted, no session sees it, and the
 // gateway publishes nothing to a subject it did not derive itself.
 func TestControlFromNATSIsChecked(t *testing.T) {
-	h, nc := newTestHub(t, Options{})
+	h, nc := newTestHub(t, Config{})
 	svc, svcCID := startSession(t, h, "svc")
 	cli, cliCID := startSession(t, h, "cli")
 	svc.in <- []byte("EREQ k")

@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/internal/httpx"
-	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
 
 // Sentinel errors. Command errors reach the client as a `PUB ERROR` frame
@@ -101,7 +101,7 @@ var errTable = []errInfo{
 	{err: ErrHandshakeTimeout, reason: "handshake_timeout", close: ClosePolicy},
 	{err: ErrSlowConsumer, reason: "slow_consumer", close: ClosePolicy},
 	{err: ErrOrigin, reason: "origin", status: http.StatusForbidden, code: "FORBIDDEN"},
-	{err: service.ErrShuttingDown, reason: "shutting_down", close: CloseGoingAway,
+	{err: protocol.ErrShuttingDown, reason: "shutting_down", close: CloseGoingAway,
 		status: http.StatusServiceUnavailable, code: httpx.CodeUnavailable},
 }
 

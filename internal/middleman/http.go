@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/labstack/echo/v4"
 
 	"github.com/switchboard/switchboard/internal/httpx"
 )
@@ -35,18 +34,17 @@ const Route = "/mm"
 // which http.Server.Shutdown would not do for a hijacked connection),
 // upgrades, and hands the connection to a goroutine of its own, so that
 // net/http's per-request buffers are released for the connection's life.
-func (s *Service) upgrade(c echo.Context) error {
-	r, w := c.Request(), c.Response()
+func (s *Service) upgrade(w http.ResponseWriter, r *http.Request) {
 	if !s.origins.allows(r) {
 		status, code := HTTPError(ErrOrigin)
 		httpx.WriteError(w, status, code, "Origin "+r.Header.Get("Origin")+" is not allowed")
-		return nil
+		return
 	}
 	ctx, done, err := s.deps.Streams.Begin(context.Background(), "websocket")
 	if err != nil {
 		status, code := HTTPError(err)
 		httpx.WriteError(w, status, code, "gateway is shutting down")
-		return nil
+		return
 	}
 	sb := &smallBuffers{ResponseWriter: w}
 	ws, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
@@ -55,14 +53,13 @@ func (s *Service) upgrade(c echo.Context) error {
 	})
 	if err != nil {
 		done()
-		return nil // Accept answered the client
+		return // Accept answered the client
 	}
 	go func() {
 		defer done()
 		err := s.hub.Serve(ctx, &wsConn{c: ws, out: sb.out})
 		s.log.Debug("middleman connection ended", "err", err)
 	}()
-	return nil
 }
 
 // wsConn adapts a coder/websocket connection to [Conn].

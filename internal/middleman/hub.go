@@ -53,7 +53,7 @@ func (r *route) pick() *Session {
 type Hub struct {
 	nc    *nats.Conn
 	gw    string
-	opts  Options
+	cfg   Config
 	keys  map[string]level
 	trust *Trust
 	m     *metrics
@@ -76,10 +76,11 @@ type Hub struct {
 }
 
 // NewHub subscribes the gateway's control subject and starts dispatching.
-func NewHub(nc *nats.Conn, trust *Trust, opts Options, reg prometheus.Registerer, log *slog.Logger) (*Hub, error) {
-	opts.defaults()
+// Zero fields of cfg mean their defaults.
+func NewHub(nc *nats.Conn, trust *Trust, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Hub, error) {
+	cfg = cfg.withDefaults()
 	h := &Hub{
-		nc: nc, gw: nuid.Next(), opts: opts, trust: trust, m: newMetrics(reg), log: log,
+		nc: nc, gw: nuid.Next(), cfg: cfg, trust: trust, m: newMetrics(reg), log: log,
 		keys:     map[string]level{},
 		msgs:     make(chan *nats.Msg, dispatchQueue),
 		quit:     make(chan struct{}),
@@ -89,7 +90,7 @@ func NewHub(nc *nats.Conn, trust *Trust, opts Options, reg prometheus.Registerer
 		pubs:     map[string]*route{},
 		reqs:     map[string]*route{},
 	}
-	if err := h.addKeys(opts); err != nil {
+	if err := h.addKeys(cfg); err != nil {
 		return nil, err
 	}
 	subj, err := subjects.MiddlemanGatewayAll(h.gw)
@@ -105,12 +106,12 @@ func NewHub(nc *nats.Conn, trust *Trust, opts Options, reg prometheus.Registerer
 }
 
 // addKeys records the handshake keys; each is at most MaxKeyLen bytes.
-func (h *Hub) addKeys(opts Options) error {
+func (h *Hub) addKeys(cfg Config) error {
 	for _, set := range []struct {
 		name string
 		keys []string
 		lvl  level
-	}{{"client", opts.ClientKeys, levelClient}, {"service", opts.ServiceKeys, levelService}, {"super", opts.SuperKeys, levelSuper}} {
+	}{{"client", cfg.ClientKeys, levelClient}, {"service", cfg.ServiceKeys, levelService}, {"super", cfg.SuperKeys, levelSuper}} {
 		for i, k := range set.keys {
 			if len(k) > MaxKeyLen {
 				return fmt.Errorf("%w: %s key %d is %d bytes, at most %d", ErrKeyTooLong, set.name, i+1, len(k), MaxKeyLen)

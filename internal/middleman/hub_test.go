@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard/switchboard/internal/natstest"
-	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
 
 // fakeConn is an in-memory Conn: frames pushed to in are read, frames
@@ -78,7 +78,7 @@ func (c *fakeConn) recv(t *testing.T) string {
 	}
 }
 
-func newTestHub(t *testing.T, opts Options) (*Hub, *nats.Conn) {
+func newTestHub(t *testing.T, cfg Config) (*Hub, *nats.Conn) {
 	t.Helper()
 	srv := natstest.RunServer(t, nil)
 	nc, err := nats.Connect(srv.URL())
@@ -98,9 +98,9 @@ func newTestHub(t *testing.T, opts Options) (*Hub, *nats.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(trust.Close)
-	opts.ServiceKeys = []string{"svc"}
-	opts.ClientKeys = []string{"cli"}
-	h, err := NewHub(nc, trust, opts, prometheus.NewRegistry(), log)
+	cfg.ServiceKeys = []string{"svc"}
+	cfg.ClientKeys = []string{"cli"}
+	h, err := NewHub(nc, trust, cfg, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func newTestHub(t *testing.T, opts Options) (*Hub, *nats.Conn) {
 }
 
 func TestHandshakeTimeout(t *testing.T) {
-	h, _ := newTestHub(t, Options{HandshakeTimeout: 100 * time.Millisecond})
+	h, _ := newTestHub(t, Config{HandshakeTimeout: 100 * time.Millisecond})
 	c := newFakeConn()
 	start := time.Now()
 	if err := h.Serve(context.Background(), c); !errors.Is(err, ErrHandshakeTimeout) {
@@ -123,7 +123,7 @@ func TestHandshakeTimeout(t *testing.T) {
 // TestSessionReleasesEverything checks that a session's subscriptions,
 // responder registrations, pending requests and goroutines end with it.
 func TestSessionReleasesEverything(t *testing.T) {
-	h, nc := newTestHub(t, Options{})
+	h, nc := newTestHub(t, Config{})
 	baseSubs := nc.NumSubscriptions()
 	c := newFakeConn()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -160,7 +160,7 @@ func TestSessionReleasesEverything(t *testing.T) {
 }
 
 func TestPingInterval(t *testing.T) {
-	h, _ := newTestHub(t, Options{PingInterval: 20 * time.Millisecond})
+	h, _ := newTestHub(t, Config{PingInterval: 20 * time.Millisecond})
 	c := newFakeConn()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -177,7 +177,7 @@ func TestPingInterval(t *testing.T) {
 }
 
 func TestHandshakeEndsOnShutdown(t *testing.T) {
-	h, _ := newTestHub(t, Options{})
+	h, _ := newTestHub(t, Config{})
 	c := newFakeConn()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -185,7 +185,7 @@ func TestHandshakeEndsOnShutdown(t *testing.T) {
 	cancel()
 	select {
 	case err := <-done:
-		if !errors.Is(err, service.ErrShuttingDown) || c.code != CloseGoingAway {
+		if !errors.Is(err, protocol.ErrShuttingDown) || c.code != CloseGoingAway {
 			t.Fatalf("Serve = %v, close code %d; want shutting down, 1001", err, c.code)
 		}
 	case <-time.After(5 * time.Second):

@@ -20,15 +20,15 @@ func TestNewHubRefusesLongKeys(t *testing.T) {
 	}
 	defer nc.Close()
 	long := strings.Repeat("k", MaxKeyLen+1)
-	for _, opts := range []Options{{ServiceKeys: []string{"a", long}}, {ClientKeys: []string{long}}, {SuperKeys: []string{long}}} {
-		if h, err := NewHub(nc, nil, opts, nil, slog.New(slog.DiscardHandler)); !errors.Is(err, ErrKeyTooLong) || strings.Contains(err.Error(), long) {
+	for _, cfg := range []Config{{ServiceKeys: []string{"a", long}}, {ClientKeys: []string{long}}, {SuperKeys: []string{long}}} {
+		if h, err := NewHub(nc, nil, cfg, nil, slog.New(slog.DiscardHandler)); !errors.Is(err, ErrKeyTooLong) || strings.Contains(err.Error(), long) {
 			if h != nil {
 				h.Close()
 			}
 			t.Fatalf("NewHub with a key of %d bytes: %v, want ErrKeyTooLong without the key", len(long), err)
 		}
 	}
-	h, err := NewHub(nc, nil, Options{ServiceKeys: []string{strings.Repeat("k", MaxKeyLen)}}, nil, slog.New(slog.DiscardHandler))
+	h, err := NewHub(nc, nil, Config{ServiceKeys: []string{strings.Repeat("k", MaxKeyLen)}}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("key of MaxKeyLen bytes: %v", err)
 	}

@@ -50,7 +50,7 @@ func (s *Session) await(cmd, key string) (subjects.MiddlemanRequest, error) {
 		s.pending = map[uint64]*pending{}
 	}
 	s.pending[r.Seq] = p
-	p.timer = time.AfterFunc(s.hub.opts.RequestTimeout, func() {
+	p.timer = time.AfterFunc(s.hub.cfg.RequestTimeout, func() {
 		if s.take(r.Seq) != nil {
 			s.refuse(&CommandError{Cmd: cmd, Key: key, Err: ErrTimeout})
 		}
@@ -126,7 +126,7 @@ func (s *Session) serve(r subjects.MiddlemanRequest, data []byte) bool {
 	}
 	sv := &served{req: r}
 	s.served[rid] = sv
-	sv.timer = time.AfterFunc(s.hub.opts.RequestTimeout, func() { s.forget(rid) })
+	sv.timer = time.AfterFunc(s.hub.cfg.RequestTimeout, func() { s.forget(rid) })
 	s.mu.Unlock()
 	if !s.send(data, "REQ") {
 		s.forget(rid)

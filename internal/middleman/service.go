@@ -4,48 +4,46 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 
-	"github.com/labstack/echo/v4"
-
-	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
 
-// Service mounts the middleman protocol on a gateway.
+// Service is the middleman protocol as a gateway hosts it: the trust
+// bucket, the [Hub] and the GET /mm WebSocket upgrade.
 type Service struct {
-	deps    service.Deps
+	cfg     Config
+	deps    protocol.Deps
 	log     *slog.Logger
-	opts    Options
 	origins originPolicy
 	trust   *Trust
 	hub     *Hub
 }
 
-var _ service.Service = (*Service)(nil)
+var _ interface {
+	Provision(context.Context) error
+	Routes() []protocol.Route
+	Close() error
+} = (*Service)(nil)
 
-// New returns the middleman service configured from deps.Config.Middleman.
-func New(deps service.Deps) *Service {
-	c := deps.Config.Middleman
+// New returns the middleman service. Zero fields of cfg mean their
+// defaults.
+func New(cfg Config, deps protocol.Deps) *Service {
 	return &Service{
-		deps: deps,
-		log:  deps.Logger.With("component", "middleman"),
-		opts: Options{
-			ServiceKeys:    c.ServiceKeys,
-			ClientKeys:     c.ClientKeys,
-			SuperKeys:      c.SuperKeys,
-			RequestTimeout: c.RequestTimeout,
-			MaxFrame:       int(c.MaxFrame),
-		},
-		origins: newOriginPolicy(c.AllowedOrigins),
+		cfg:     cfg.withDefaults(),
+		deps:    deps,
+		log:     deps.Logger.With("component", "middleman"),
+		origins: newOriginPolicy(cfg.AllowedOrigins),
 	}
 }
 
 // Provision opens the trust bucket and starts the hub.
 func (s *Service) Provision(ctx context.Context) error {
-	trust, err := OpenTrust(ctx, s.deps.JS, s.deps.Config.JetStream.Replicas, s.log)
+	trust, err := OpenTrust(ctx, s.deps.JS, s.deps.Replicas, s.log)
 	if err != nil {
 		return err
 	}
-	hub, err := NewHub(s.deps.NC, trust, s.opts, s.deps.Registry, s.log)
+	hub, err := NewHub(s.deps.NC, trust, s.cfg, s.deps.Registry, s.log)
 	if err != nil {
 		trust.Close()
 		return fmt.Errorf("middleman: %w", err)
@@ -54,8 +52,10 @@ func (s *Service) Provision(ctx context.Context) error {
 	return nil
 }
 
-// Mount registers GET /mm.
-func (s *Service) Mount(e *echo.Echo) { e.GET(Route, s.upgrade) }
+// Routes is GET /mm, the WebSocket upgrade.
+func (s *Service) Routes() []protocol.Route {
+	return []protocol.Route{{Method: http.MethodGet, Path: Route, Handler: http.HandlerFunc(s.upgrade)}}
+}
 
 // Close stops the hub and the trust watcher; sessions ended before.
 func (s *Service) Close() error {

@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/protocol"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
@@ -115,11 +115,11 @@ func (h *Hub) handshake(ctx context.Context, conn Conn) (level, error) {
 			close(aborted)
 		})
 	}
-	t := time.AfterFunc(h.opts.HandshakeTimeout, func() {
+	t := time.AfterFunc(h.cfg.HandshakeTimeout, func() {
 		abort(ClosePolicy, "handshake timeout", ErrHandshakeTimeout)
 	})
 	stop := context.AfterFunc(ctx, func() {
-		abort(CloseGoingAway, "gateway shutting down", service.ErrShuttingDown)
+		abort(CloseGoingAway, "gateway shutting down", protocol.ErrShuttingDown)
 	})
 	text, key, err := readKey(conn)
 	if timerStopped, ctxStopped := t.Stop(), stop(); !timerStopped || !ctxStopped {
@@ -135,7 +135,7 @@ func (h *Hub) handshake(ctx context.Context, conn Conn) (level, error) {
 		_ = conn.Close(CloseCode(err), "key refused")
 		return levelNone, err
 	}
-	conn.SetReadLimit(int64(h.opts.MaxFrame))
+	conn.SetReadLimit(int64(h.cfg.MaxFrame))
 	return lvl, nil
 }
 
@@ -315,7 +315,7 @@ func (s *Session) send(data []byte, kind string) bool {
 		s.mu.Unlock()
 		return false
 	}
-	o := &s.hub.opts
+	o := &s.hub.cfg
 	if len(s.queue) > 0 && (len(s.queue) >= o.SendQueue || s.queued+len(data) > o.SendQueueBytes) {
 		s.mu.Unlock()
 		s.hub.m.slow.Inc()
@@ -333,7 +333,7 @@ func (s *Session) send(data []byte, kind string) bool {
 
 // writeLoop writes queued messages in batches and pings the peer.
 func (s *Session) writeLoop() {
-	ping := time.NewTimer(s.hub.opts.PingInterval)
+	ping := time.NewTimer(s.hub.cfg.PingInterval)
 	defer ping.Stop()
 	for {
 		select {
@@ -341,7 +341,7 @@ func (s *Session) writeLoop() {
 		case <-ping.C:
 			s.closers.Add(1)
 			go s.ping()
-			ping.Reset(s.hub.opts.PingInterval)
+			ping.Reset(s.hub.cfg.PingInterval)
 			continue
 		}
 		s.mu.Lock()
@@ -369,16 +369,36 @@ func (s *Session) writeBatch(batch [][]byte) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.hub.opts.WriteTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.WriteTimeout)
 	defer cancel()
 	return s.conn.WriteBatch(ctx, batch)
 }
 
 func (s *Session) ping() {
 	defer s.closers.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), s.hub.opts.WriteTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.WriteTimeout)
 	defer cancel()
 	if err := s.conn.Ping(ctx); err != nil {
 		s.close(ClosePolicy, "ping timeout")
 	}
+}
+
+// Trust levels of a handshake key.
+type level int
+
+const (
+	levelNone level = iota
+	levelClient
+	levelService
+	levelSuper
+)
+
+func (l level) label() string {
+	switch l {
+	case levelSuper:
+		return "super"
+	case levelService:
+		return "trusted"
+	}
+	return "untrusted"
 }

@@ -3,7 +3,6 @@ package natsio
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,11 +56,11 @@ type Options struct {
 	// PeerTimeout is how long silence from the peer is tolerated.
 	// Default 10 s.
 	PeerTimeout time.Duration
-	// InboxPrefix, when set, is the prefix of the subjects this side
-	// subscribes to (prefix + "." + a unique token) instead of the
-	// connection's inbox, so NATS permissions can confine a stream to a
-	// subject space. Default: nc.NewInbox().
-	InboxPrefix string
+	// Inbox, when set, returns a fresh subject for this side to subscribe
+	// to instead of the connection's inbox, so NATS permissions can confine
+	// a stream to a subject space (the relay builds its subjects with
+	// internal/subjects). Default: nc.NewInbox().
+	Inbox func() string
 	// CheckPeer vets every subject the other side hands over before this
 	// side publishes to it: the receiver subject given to [NewSender], and
 	// the control and reply subjects of a sender's hello. It returns an
@@ -85,10 +84,10 @@ func (o Options) checkPeer(subject string) error {
 
 // inbox returns a fresh subject for this side to subscribe to.
 func (o Options) inbox(nc *nats.Conn) string {
-	if o.InboxPrefix == "" {
+	if o.Inbox == nil {
 		return nc.NewInbox()
 	}
-	return o.InboxPrefix + "." + strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix)
+	return o.Inbox()
 }
 
 func (o Options) withDefaults(maxPayload int64) Options {

@@ -270,12 +270,12 @@ func BenchmarkStream(b *testing.B) {
 	})
 }
 
-// TestInboxPrefix proves both sides subscribe under InboxPrefix when set,
+// TestInboxPrefix proves both sides subscribe where Inbox says when set,
 // so permissions can confine a stream to one subject space.
 func TestInboxPrefix(t *testing.T) {
 	snc, rnc := conns(t)
 	ctx := context.Background()
-	opts := natsio.Options{CheckPeer: literal, InboxPrefix: "sb.test.in"}
+	opts := natsio.Options{CheckPeer: literal, Inbox: func() string { return "sb.test.in." + nats.NewInbox()[len(nats.InboxPrefix):] }}
 	r, err := natsio.NewReceiver(ctx, rnc, opts)
 	if err != nil {
 		t.Fatal(err)

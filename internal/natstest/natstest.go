@@ -187,15 +187,17 @@ func (c *Cluster) Stop(i int) {
 	c.Servers[i].stop()
 }
 
-// Restart starts server i again on its old ports and store, routed to the
+// Restart starts the servers idx again on their old ports and stores, routed to the
 // other servers, and waits for the cluster to be ready.
-func (c *Cluster) Restart(i int) {
+func (c *Cluster) Restart(idx ...int) {
 	c.t.Helper()
-	old := c.Servers[i]
-	opts := *old.opts
-	opts.Port = old.port
-	opts.Cluster.Port = old.clusterPort
-	c.Servers[i] = start(c.t, &opts)
+	for _, i := range idx {
+		old := c.Servers[i]
+		opts := *old.opts
+		opts.Port = old.port
+		opts.Cluster.Port = old.clusterPort
+		c.Servers[i] = start(c.t, &opts)
+	}
 	c.WaitReady()
 }
 

@@ -46,6 +46,11 @@
 //
 // # Transfer
 //
+// [Hub.Send] and [Hub.Receive] run a producer and a consumer for any
+// transport (an [Input] body in, an [Output] response out): the wait, the
+// copy loop, the prefetch and the outcome metrics. http.go only turns a
+// request into one of these calls and the outcome into a status.
+//
 // When both parties are held by the same gateway the body is handed over
 // in-process through an io.Pipe. Otherwise it streams over core NATS with
 // [natsio]: the consumer's side owns a Receiver and gives its subject to

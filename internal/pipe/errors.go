@@ -5,10 +5,12 @@ import (
 	"net/http"
 
 	"github.com/switchboard/switchboard/internal/httpx"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
 
 // Errors of the pipe core. Operations wrap them with %w; [httpError] maps
-// them to a status and the {"code","message"} envelope.
+// them, and protocol.ErrShuttingDown (the gateway is stopping), to a
+// status and the {"code","message"} envelope.
 var (
 	// ErrBadName means a namespace or channel name is empty, not valid
 	// percent-encoding, or too long.
@@ -23,8 +25,6 @@ var (
 	ErrPartnerLost = errors.New("pipe: partner lost during the transfer")
 	// ErrClientGone means this request's own client went away.
 	ErrClientGone = errors.New("pipe: client went away")
-	// ErrShuttingDown means the gateway is stopping.
-	ErrShuttingDown = errors.New("pipe: gateway is shutting down")
 	// ErrUnavailable means NATS or JetStream failed.
 	ErrUnavailable = errors.New("pipe: nats unavailable")
 )
@@ -46,7 +46,7 @@ var errorTable = httpx.ErrorMap{
 	{Err: ErrNotFound, Status: http.StatusNotFound, Code: httpx.CodeNotFound},
 	{Err: ErrPartnerLost, Status: http.StatusBadGateway, Code: codePartnerLost},
 	{Err: ErrClientGone, Status: statusClientClosed, Code: codeClientGone},
-	{Err: ErrShuttingDown, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
+	{Err: protocol.ErrShuttingDown, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
 	{Err: ErrUnavailable, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
 }
 

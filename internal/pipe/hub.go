@@ -15,57 +15,23 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/switchboard/switchboard/internal/natsio"
+	"github.com/switchboard/switchboard/internal/protocol"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
-
-// Options configure a [Hub]. Zero values mean the documented defaults.
-type Options struct {
-	// Timeout bounds the wait for a partner; 0 = wait forever.
-	Timeout time.Duration
-	// Replicas of the queue stream. Default 1.
-	Replicas int
-	// ClaimTimeout bounds a claim sent to another gateway; a holder that
-	// does not answer in time is treated as gone. Default 3 s.
-	ClaimTimeout time.Duration
-	// MarkerTTL is how long a matcher marker lives if its gateway dies
-	// mid-match. Default 15 s.
-	MarkerTTL time.Duration
-	// SweepInterval is how often queue entries of vanished gateways are
-	// removed. Default 30 s.
-	SweepInterval time.Duration
-	// Stream tunes body streams between gateways.
-	Stream natsio.Options
-	// Stopping is closed when the gateway shuts down; it tells a shutdown
-	// from a client that went away. Nil = never.
-	Stopping <-chan struct{}
-}
-
-func (o Options) withDefaults() Options {
-	if o.ClaimTimeout <= 0 {
-		o.ClaimTimeout = 3 * time.Second
-	}
-	if o.MarkerTTL < time.Second {
-		o.MarkerTTL = 15 * time.Second
-	}
-	if o.SweepInterval <= 0 {
-		o.SweepInterval = 30 * time.Second
-	}
-	return o
-}
 
 // Hub pairs this gateway's pipe producers and consumers with those of the
 // whole cluster (see the package doc for the design). Create it with
 // [NewHub], then [Hub.Start]; it is safe for concurrent use.
 type Hub struct {
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	opts Options
-	log  *slog.Logger
-	m    *metrics
-	id   string // this gateway's id in subjects
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	cfg      Config
+	replicas int             // of the queue stream
+	shutdown <-chan struct{} // closed when the gateway shuts down; nil = never
+	log      *slog.Logger
+	m        *metrics
+	id       string // this gateway's id in subjects
 	// checkPeer vets reply and stream subjects from other gateways.
 	checkPeer func(string) error
 
@@ -83,23 +49,35 @@ type Hub struct {
 	releases map[string]*releaseWatch // by channel filter
 }
 
-// NewHub returns a Hub using nc and js; metrics go to reg (may be nil).
-func NewHub(nc *nats.Conn, js jetstream.JetStream, opts Options, log *slog.Logger, reg prometheus.Registerer) *Hub {
+// NewHub returns a Hub on deps.NC and deps.JS whose queue stream has
+// deps.Replicas replicas; it logs to deps.Logger (nil = nowhere), registers
+// its metrics on deps.Registry (nil = nowhere) and tells a shutdown from a
+// client that went away by deps.Streams (nil = never shutting down).
+func NewHub(cfg Config, deps protocol.Deps) *Hub {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	// Claims, answers and streams come from other gateways, whose reply
 	// and stream subjects lie in the same inbox space as this one's.
-	inbox := nc.NewInbox()
+	inbox := deps.NC.NewInbox()
 	peers := inbox[:strings.LastIndexByte(inbox, '.')]
 	check := func(s string) error { return subjects.CheckPeer(s, peers) }
-	if opts.Stream.CheckPeer == nil {
-		opts.Stream.CheckPeer = check
+	cfg = cfg.withDefaults()
+	if cfg.Stream.CheckPeer == nil {
+		cfg.Stream.CheckPeer = check
 	}
-	return &Hub{
-		nc: nc, js: js, opts: opts.withDefaults(), log: log, m: newMetrics(reg), checkPeer: check,
-		id: hex.EncodeToString(b[:]), stop: make(chan struct{}), waiters: map[string]*waiter{},
-		releases: map[string]*releaseWatch{},
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
+	h := &Hub{
+		nc: deps.NC, js: deps.JS, cfg: cfg, replicas: deps.Replicas, log: log.With("component", "pipe"),
+		m: newMetrics(deps.Registry), checkPeer: check, id: hex.EncodeToString(b[:]),
+		stop: make(chan struct{}), waiters: map[string]*waiter{}, releases: map[string]*releaseWatch{},
+	}
+	if deps.Streams != nil {
+		h.shutdown = deps.Streams.Stopping()
+	}
+	return h
 }
 
 // onAlive answers another gateway's liveness ping, if it came from one.
@@ -115,7 +93,7 @@ func (h *Hub) ID() string { return h.id }
 // Start creates the queue stream if needed and subscribes to claims,
 // deletions and liveness pings.
 func (h *Hub) Start(ctx context.Context) error {
-	q, err := openQueue(ctx, h.nc, h.js, h.opts.Replicas)
+	q, err := openQueue(ctx, h.nc, h.js, h.replicas)
 	if err != nil {
 		return err
 	}
@@ -255,9 +233,9 @@ func (h *Hub) rendezvous(ctx context.Context, ch Channel, role, contentType stri
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if h.opts.Timeout > 0 {
+	if h.cfg.Timeout > 0 {
 		var c2 context.CancelFunc
-		wctx, c2 = context.WithTimeoutCause(wctx, h.opts.Timeout, ErrTimeout)
+		wctx, c2 = context.WithTimeoutCause(wctx, h.cfg.Timeout, ErrTimeout)
 		defer c2()
 	}
 	h.register(w)
@@ -290,7 +268,7 @@ func (h *Hub) reason(wctx context.Context, err error) error {
 		return ErrTimeout
 	case h.stopping():
 		h.m.ended.WithLabelValues("shutdown").Inc()
-		return ErrShuttingDown
+		return protocol.ErrShuttingDown
 	case errors.Is(cause, context.Canceled) || errors.Is(cause, ErrClientGone):
 		h.m.ended.WithLabelValues("disconnect").Inc()
 		return fmt.Errorf("%w: %v", ErrClientGone, cause)
@@ -299,11 +277,11 @@ func (h *Hub) reason(wctx context.Context, err error) error {
 }
 
 func (h *Hub) stopping() bool {
-	if h.opts.Stopping == nil {
+	if h.shutdown == nil {
 		return false
 	}
 	select {
-	case <-h.opts.Stopping:
+	case <-h.shutdown:
 		return true
 	default:
 		return false

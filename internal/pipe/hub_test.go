@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard/switchboard/internal/natstest"
+	"github.com/switchboard/switchboard/internal/protocol"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
@@ -23,7 +24,8 @@ func TestSweepVanishedGateway(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	h := NewHub(nc, js, Options{SweepInterval: 50 * time.Millisecond, ClaimTimeout: time.Second}, slog.New(slog.DiscardHandler), nil)
+	h := NewHub(Config{SweepInterval: 50 * time.Millisecond, ClaimTimeout: time.Second},
+		protocol.Deps{NC: nc, JS: js, Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := h.Start(ctx); err != nil {

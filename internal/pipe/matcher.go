@@ -86,7 +86,7 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			head, err := h.q.first(ctx, w.oppFilter)
 			early <- read{head, err}
 		}()
-		mseq, err := h.q.appendIf(ctx, w.markerSubj, w.chFilter, last.seq, w.id, h.opts.MarkerTTL)
+		mseq, err := h.q.appendIf(ctx, w.markerSubj, w.chFilter, last.seq, w.id, h.cfg.MarkerTTL)
 		first := <-early
 		if errors.Is(err, errConflict) {
 			continue
@@ -120,7 +120,7 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 // when w was appended instead, or neither when it held the marker too
 // long and must start over.
 func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *entry, err error) (*pairing, uint64, bool, error) {
-	deadline := time.Now().Add(h.opts.MarkerTTL / 3)
+	deadline := time.Now().Add(h.cfg.MarkerTTL / 3)
 	for i := 0; time.Now().Before(deadline); i++ {
 		if i > 0 {
 			head, err = h.q.first(ctx, w.oppFilter)
@@ -219,14 +219,14 @@ func (h *Hub) claimRemote(ctx context.Context, w *waiter, head *entry) (*pairing
 	msg := nats.NewMsg(subj)
 	var r *natsio.Receiver
 	if w.role == subjects.PipeConsumer {
-		if r, err = natsio.NewReceiver(w.ctx, h.nc, h.opts.Stream); err != nil {
+		if r, err = natsio.NewReceiver(w.ctx, h.nc, h.cfg.Stream); err != nil {
 			return nil, fmt.Errorf("%w: receiver: %v", ErrUnavailable, err)
 		}
 		msg.Header.Set(hdrReceiver, r.Subject())
 	} else {
 		msg.Header.Set(hdrContentType, w.contentType)
 	}
-	cctx, cancel := context.WithTimeout(ctx, h.opts.ClaimTimeout)
+	cctx, cancel := context.WithTimeout(ctx, h.cfg.ClaimTimeout)
 	resp, err := h.nc.RequestMsgWithContext(cctx, msg)
 	cancel()
 	if err != nil || resp.Header.Get(hdrOK) != "1" {
@@ -245,7 +245,7 @@ func (h *Hub) claimRemote(ctx context.Context, w *waiter, head *entry) (*pairing
 	if r != nil {
 		return &pairing{source: r, contentType: resp.Header.Get(hdrContentType)}, nil
 	}
-	s, err := natsio.NewSender(w.ctx, h.nc, resp.Header.Get(hdrReceiver), h.opts.Stream)
+	s, err := natsio.NewSender(w.ctx, h.nc, resp.Header.Get(hdrReceiver), h.cfg.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open stream: %v", ErrPartnerLost, err)
 	}
@@ -290,7 +290,7 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 	if w.role == subjects.PipeProducer {
 		// Open the stream first: a "yes" reaches the consumer only when
 		// its receiver already knows its sender.
-		s, err := natsio.NewSender(w.ctx, h.nc, c.receiver, h.opts.Stream)
+		s, err := natsio.NewSender(w.ctx, h.nc, c.receiver, h.cfg.Stream)
 		if err != nil {
 			h.refuse(c)
 			return nil, fmt.Errorf("%w: open stream: %v", ErrPartnerLost, err)
@@ -302,7 +302,7 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 		}
 		return &pairing{sink: s}, nil
 	}
-	r, err := natsio.NewReceiver(w.ctx, h.nc, h.opts.Stream)
+	r, err := natsio.NewReceiver(w.ctx, h.nc, h.cfg.Stream)
 	if err != nil {
 		h.refuse(c)
 		return nil, fmt.Errorf("%w: receiver: %v", ErrUnavailable, err)

@@ -2,35 +2,30 @@ package pipe
 
 import (
 	"context"
-	"log/slog"
+	"time"
 
-	"github.com/switchboard/switchboard/internal/service"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
 
-// Service serves rendezvous pipes (httpipe) on the gateway: the echo
+// Service serves rendezvous pipes (httpipe) on the gateway: the net/http
 // handlers of http.go in front of a [Hub].
 type Service struct {
-	deps service.Deps
-	hub  *Hub
-	log  *slog.Logger
+	hub         *Hub
+	streams     *protocol.Tracker
+	bodyTimeout time.Duration
 }
 
-var _ service.Service = (*Service)(nil)
+var _ interface {
+	Provision(context.Context) error
+	Routes() []protocol.Route
+	Close() error
+} = (*Service)(nil)
 
 // New returns the pipe service. Its metrics are registered on
-// deps.Registry; nothing touches NATS before Provision.
-func New(deps service.Deps) *Service {
-	log := deps.Logger.With("component", "pipe")
-	var stopping <-chan struct{}
-	if deps.Streams != nil {
-		stopping = deps.Streams.Stopping()
-	}
-	hub := NewHub(deps.NC, deps.JS, Options{
-		Timeout:  deps.Config.Pipe.Timeout,
-		Replicas: deps.Config.JetStream.Replicas,
-		Stopping: stopping,
-	}, log, deps.Registry)
-	return &Service{deps: deps, hub: hub, log: log}
+// deps.Registry; nothing touches NATS before Provision. The handlers
+// track their requests on deps.Streams, which must be set.
+func New(cfg Config, deps protocol.Deps) *Service {
+	return &Service{hub: NewHub(cfg, deps), streams: deps.Streams, bodyTimeout: deps.HTTP.BodyTimeout}
 }
 
 // Provision creates the queue stream and subscribes to claims.

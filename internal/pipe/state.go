@@ -112,7 +112,7 @@ func (h *Hub) Delete(ctx context.Context, ns, name string) error {
 // its liveness ping with "no responders" on two sweeps in a row.
 func (h *Hub) sweepLoop() {
 	defer h.bg.Done()
-	t := time.NewTicker(h.opts.SweepInterval)
+	t := time.NewTicker(h.cfg.SweepInterval)
 	defer t.Stop()
 	strikes := map[string]int{}
 	for {
@@ -121,7 +121,7 @@ func (h *Hub) sweepLoop() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), h.opts.SweepInterval)
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.SweepInterval)
 		strikes = h.sweep(ctx, strikes)
 		cancel()
 	}
@@ -162,18 +162,18 @@ func (h *Hub) gatewayGone(ctx context.Context, gateway string) bool {
 	if err != nil {
 		return false
 	}
-	pctx, cancel := context.WithTimeout(ctx, h.opts.ClaimTimeout)
+	pctx, cancel := context.WithTimeout(ctx, h.cfg.ClaimTimeout)
 	defer cancel()
 	_, err = h.nc.RequestWithContext(pctx, subj, nil)
 	return errors.Is(err, nats.ErrNoResponders)
 }
 
-// defaultTimeout bounds a short operation whose caller gave no deadline.
-const defaultTimeout = 10 * time.Second
+// opTimeout bounds a short operation whose caller gave no deadline.
+const opTimeout = 10 * time.Second
 
 func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, defaultTimeout)
+	return context.WithTimeout(ctx, opTimeout)
 }

@@ -8,7 +8,187 @@ import (
 	"sync"
 
 	"github.com/switchboard/switchboard/internal/natsio"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
+
+// copyBufSize is the buffer of a transfer's copy loop.
+const copyBufSize = 256 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// Input is a producer's body as its transport hands it over.
+type Input struct {
+	// Body is the producer's body.
+	Body io.Reader
+	// Length is the length of Body in bytes; -1 = unknown.
+	Length int64
+	// ContentType is what the consumer is told, already normalised.
+	ContentType string
+	// Interrupt makes a Body.Read in progress, and every later one, fail
+	// at once (HTTP: a read deadline of now). Send calls it when ctx ends
+	// and when it returns without having read the body to its end.
+	// Required.
+	Interrupt func()
+}
+
+// Output is a consumer's response as its transport offers it.
+type Output interface {
+	// Start sends the response head with the producer's content type.
+	// Receive calls it once, when paired, before anything else.
+	Start(contentType string)
+	// Write passes body bytes on; Flush sends them to the client now.
+	io.Writer
+	Flush() error
+	// Interrupt makes a Write in progress, and every later one, fail at
+	// once (HTTP: a write deadline of now). Receive calls it when ctx
+	// ends during the transfer.
+	Interrupt()
+}
+
+// Send runs a producer on ch: it waits for a consumer, streams in.Body
+// to it and returns nil once the consumer got all of it. A producer whose
+// client goes away while waiting is noticed at once (see [prefetch]).
+// ctx is the producer's request; it ends at gateway shutdown too.
+func (h *Hub) Send(ctx context.Context, ch Channel, in Input) error {
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	body := startPrefetch(in.Body, in.Length, func(err error) {
+		cancel(fmt.Errorf("%w: %v", ErrClientGone, err))
+	})
+	defer body.stop(in.Interrupt)
+	// A read blocked on a client that sends nothing must end when the
+	// request does (gateway shutdown).
+	defer whileRunning(ctx, in.Interrupt)()
+	sink, err := h.Produce(wctx, ch, in.ContentType)
+	if err != nil {
+		return err
+	}
+	if err := h.send(sink, body.reader()); err != nil {
+		return err
+	}
+	h.m.transfers.WithLabelValues("ok").Inc()
+	return nil
+}
+
+// send streams the producer's body into sink and waits for the consumer.
+func (h *Hub) send(sink Sink, src io.Reader) error {
+	_, readErr, writeErr := copyFlush(sink, nil, src)
+	switch {
+	case writeErr != nil:
+		_ = sink.CloseWithError("producer side failed")
+		h.m.transfers.WithLabelValues("consumer_lost").Inc()
+		return h.transferError(writeErr)
+	case readErr != nil && h.stopping():
+		// The read was unblocked by the gateway's own shutdown, not by
+		// the producer leaving.
+		_ = sink.CloseWithError("gateway shutting down")
+		h.m.transfers.WithLabelValues("shutdown").Inc()
+		return fmt.Errorf("%w: %v", protocol.ErrShuttingDown, readErr)
+	case readErr != nil:
+		_ = sink.CloseWithError("producer went away")
+		h.m.transfers.WithLabelValues("producer_lost").Inc()
+		return fmt.Errorf("%w: %v", ErrClientGone, readErr)
+	}
+	if err := sink.Close(); err != nil {
+		h.m.transfers.WithLabelValues("consumer_lost").Inc()
+		return h.transferError(err)
+	}
+	return nil
+}
+
+// transferError classifies a failed write to the consumer's side.
+func (h *Hub) transferError(err error) error {
+	if h.stopping() {
+		return fmt.Errorf("%w: %v", protocol.ErrShuttingDown, err)
+	}
+	if errors.Is(err, ErrPartnerLost) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrPartnerLost, err)
+}
+
+// Receive runs a consumer on ch: it waits for a producer, then streams
+// its body into out, flushing every write. An error before out.Start is
+// the reason no producer came. After it, an error wrapping
+// [ErrClientGone] means the consumer's client went away; any other means
+// the producer's side failed mid-body, and the transport must cut the
+// response (no clean end), so the client sees an error instead of a
+// short body that looks complete. ctx is the consumer's request; it ends
+// at gateway shutdown too.
+func (h *Hub) Receive(ctx context.Context, ch Channel, out Output) error {
+	d, err := h.Consume(ctx, ch)
+	if err != nil {
+		return err
+	}
+	out.Start(d.ContentType)
+	// A write blocked on a client that stopped reading must end when the
+	// request does (gateway shutdown).
+	defer whileRunning(ctx, out.Interrupt)()
+	_ = out.Flush()
+	n, readErr, writeErr := copyFlush(out, out.Flush, d.Body)
+	h.m.bytes.Add(float64(n))
+	switch {
+	case writeErr != nil:
+		_ = d.Body.CloseWithError("consumer went away")
+		return fmt.Errorf("%w: %v", ErrClientGone, writeErr)
+	case readErr != nil:
+		_ = d.Body.CloseWithError("consumer failed")
+		h.log.Debug("pipe transfer cut", "bytes", n, "err", readErr)
+		return fmt.Errorf("%w: %v", ErrPartnerLost, readErr)
+	}
+	_ = d.Body.Close()
+	return nil
+}
+
+// copyFlush copies src to w, calling flush (unless nil) after every write
+// so a slow stream reaches the client as it is produced. n counts the
+// bytes written.
+func copyFlush(w io.Writer, flush func() error, src io.Reader) (n int64, readErr, writeErr error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		k, err := src.Read(buf)
+		if k > 0 {
+			if _, werr := w.Write(buf[:k]); werr != nil {
+				return n, nil, werr
+			}
+			n += int64(k)
+			if flush != nil {
+				if werr := flush(); werr != nil {
+					return n, nil, werr
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil, nil
+		}
+		if err != nil {
+			return n, err, nil
+		}
+	}
+}
+
+// whileRunning runs f if ctx ends before the returned stop is called;
+// stop waits for a running f, so f never touches the transport after the
+// transfer returned (the request is over then).
+func whileRunning(ctx context.Context, f func()) (stop func()) {
+	var mu sync.Mutex
+	returned := false
+	cancel := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !returned {
+			f()
+		}
+	})
+	return func() {
+		cancel()
+		mu.Lock()
+		returned = true
+		mu.Unlock()
+	}
+}
 
 // Sink is the producer's end of a transfer: the body is written to it,
 // then Close waits until the consumer has read all of it.

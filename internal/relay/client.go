@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,14 +24,20 @@ import (
 // NATS connection. It is safe for concurrent use.
 type Client struct {
 	nc      *nats.Conn
-	opts    Options
+	cfg     Config
+	log     *slog.Logger
 	metrics *Metrics
 	muxes   *muxes
 }
 
-// NewClient returns a Client on nc. metrics may be nil.
-func NewClient(nc *nats.Conn, opts Options, metrics *Metrics) *Client {
-	return &Client{nc: nc, opts: opts.withDefaults(), metrics: metrics, muxes: newMuxes(nc)}
+// NewClient returns a Client on nc. Zero fields of cfg mean their
+// defaults; metrics may be nil; log receives debug and warning logs, nil
+// discards them.
+func NewClient(nc *nats.Conn, cfg Config, metrics *Metrics, log *slog.Logger) *Client {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{nc: nc, cfg: cfg.withDefaults(), log: log, metrics: metrics, muxes: newMuxes(nc)}
 }
 
 // Close releases the client's idle reply subscriptions; requests still in
@@ -123,7 +130,7 @@ func (c *Client) newCall(ctx context.Context, upstream string, req *Request) (*c
 		return nil, err
 	}
 	x.ctx, x.cancel = context.WithCancelCause(ctx)
-	if x.reply, x.release, err = c.muxes.register(upstream, x.msgs); err != nil {
+	if x.reply, x.release, err = c.muxes.register(upstream, prefix, x.msgs); err != nil {
 		x.cancel(err)
 		return nil, fmt.Errorf("%w: subscribe: %v", ErrNoAgent, err)
 	}
@@ -139,7 +146,7 @@ func (x *call) buildOpen(subject string) error {
 	switch {
 	case req.Body == nil || req.ContentLength == 0:
 		head.Length = 0
-	case req.ContentLength > 0 && req.ContentLength <= int64(x.c.opts.InlineMax):
+	case req.ContentLength > 0 && req.ContentLength <= int64(x.c.cfg.InlineMax):
 		inline = make([]byte, req.ContentLength)
 		if _, err := io.ReadFull(req.Body, inline); err != nil {
 			return fmt.Errorf("%w: reading request body: %v", ErrBadRequest, err)
@@ -149,7 +156,7 @@ func (x *call) buildOpen(subject string) error {
 		x.streamed = true
 	}
 	m := newMsg(subject, opOpen)
-	m.Header.Set(hdrAck, strconv.FormatInt(x.c.opts.AckTimeout.Milliseconds(), 10))
+	m.Header.Set(hdrAck, strconv.FormatInt(x.c.cfg.AckTimeout.Milliseconds(), 10))
 	data, err := head.encode(inline)
 	if err != nil {
 		return err
@@ -201,7 +208,7 @@ const (
 // openExchange publishes the open request until an agent accepts it,
 // polling while no agent is there, within AgentWait.
 func (x *call) openExchange() error {
-	o := x.c.opts
+	o := x.c.cfg
 	deadline := time.Now().Add(o.AgentWait)
 	backoff := 20 * time.Millisecond
 	timeouts := 0
@@ -242,7 +249,7 @@ func (x *call) openExchange() error {
 }
 
 func (x *call) awaitAck(try int) (ackResult, error) {
-	timer := time.NewTimer(x.c.opts.AckTimeout)
+	timer := time.NewTimer(x.c.cfg.AckTimeout)
 	defer timer.Stop()
 	want := fmt.Sprint(try)
 	for {
@@ -297,7 +304,7 @@ func (x *call) awaitAck(try int) (ackResult, error) {
 // awaitResponse waits for the response head (and, for a streamed body,
 // for the agent's stream to connect) while keeping the exchange alive.
 func (x *call) awaitResponse() (*Response, error) {
-	o := x.c.opts
+	o := x.c.cfg
 	hb := time.NewTicker(o.Heartbeat)
 	defer hb.Stop()
 	lastHeard := time.Now()
@@ -424,7 +431,7 @@ func agentError(m *nats.Msg) error {
 func (x *call) peerSubject(field, subj string) error {
 	if err := subjects.CheckPeer(subj, x.prefix); err != nil {
 		x.c.metrics.violation(field)
-		x.c.opts.Logger.Warn("relay: agent handed over a foreign subject", "upstream", x.upstream, "field", field, "err", err)
+		x.c.log.Warn("relay: agent handed over a foreign subject", "upstream", x.upstream, "field", field, "err", err)
 		return fmt.Errorf("%w: agent broke the protocol (%s subject)", ErrAgentLost, field)
 	}
 	return nil
@@ -433,7 +440,7 @@ func (x *call) peerSubject(field, subj string) error {
 // stream returns the natsio options of this exchange's body streams: the
 // agent's subjects must lie in the upstream's inbox space.
 func (x *call) stream() natsio.Options {
-	return x.c.opts.stream(x.prefix, func(s string) error { return subjects.CheckPeer(s, x.prefix) })
+	return x.c.cfg.stream(x.prefix, func(s string) error { return subjects.CheckPeer(s, x.prefix) })
 }
 
 // sendTo publishes a control message to the agent's control subject.

@@ -1,16 +1,22 @@
 // Package relay is the HTTP relay's wire protocol over NATS, shared by the
 // gateway's /relay ingress, `agent client` (both callers, [Client]) and
-// `agent upstream` (the serving side, [Server]). It does not import echo,
-// the gateway or the agent.
+// `agent upstream` (the serving side, [Server]). The ingress is [Service]
+// (ingress.go): plain net/http routes ANY /relay/{name}/{path...} that
+// check the upstream's API key and hand the request to a Client. [Config]
+// holds the relay.* keys and the protocol's timing. The package does not
+// import echo, the gateway or the agent.
 //
 // # Roles and subjects
 //
 // The agents of upstream NAME run a nats micro service named
 // subjects.RelayService(NAME) whose one endpoint listens on
-// subjects.RelayRequest(NAME) in a queue group, so NATS picks one live
-// agent per request and $SRV.PING/INFO/STATS discover them. Every other
-// subject of an exchange lies under subjects.RelayInbox(NAME), which lets
-// NATS permissions confine an agent to its upstreams.
+// subjects.RelayRequest(NAME) in the queue group subjects.RelayQueue, so
+// NATS picks one live agent per request and $SRV.PING/INFO/STATS discover
+// them. Every other subject of an exchange lies under
+// subjects.RelayInbox(NAME), which lets NATS permissions confine an agent
+// to its upstreams: the caller's reply subject R and the agent's control
+// subject C are subjects.RelayExchange subjects of a space each side holds
+// one subscription to (subjects.RelayExchangeSpace).
 //
 // # One exchange
 //

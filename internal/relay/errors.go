@@ -6,30 +6,30 @@ import (
 	"net/http"
 
 	"github.com/switchboard/switchboard/internal/httpx"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
 
 // Errors of the relay. They are wrapped with detail; [HTTPError] maps them
-// to the status and envelope code a client sees.
+// to the status and envelope code a client sees. A client or ingress that
+// is stopping fails with [protocol.ErrShuttingDown] (503 UNAVAILABLE).
 var (
 	// ErrNoAgent means no agent of the upstream appeared within AgentWait,
 	// or none accepted the request.
-	ErrNoAgent = errors.New("no agent available")
+	ErrNoAgent = errors.New("relay: no agent available")
 	// ErrTimeout means the response head did not arrive in time.
-	ErrTimeout = errors.New("upstream response timeout")
+	ErrTimeout = errors.New("relay: upstream response timeout")
 	// ErrUpstreamUnreachable means the agent could not reach its target.
-	ErrUpstreamUnreachable = errors.New("upstream unreachable")
+	ErrUpstreamUnreachable = errors.New("relay: upstream unreachable")
 	// ErrAgentLost means the agent serving the request went silent.
-	ErrAgentLost = errors.New("agent lost")
+	ErrAgentLost = errors.New("relay: agent lost")
 	// ErrUpstreamBroken means the target's response body failed midway.
-	ErrUpstreamBroken = errors.New("upstream response broken")
+	ErrUpstreamBroken = errors.New("relay: upstream response broken")
 	// ErrUnauthorized means the API key of the upstream was missing or wrong.
-	ErrUnauthorized = errors.New("unauthorized")
+	ErrUnauthorized = errors.New("relay: unauthorized")
 	// ErrBadRequest means the request cannot be relayed as it is.
-	ErrBadRequest = errors.New("bad request")
-	// ErrShuttingDown means the gateway or agent is stopping.
-	ErrShuttingDown = errors.New("shutting down")
+	ErrBadRequest = errors.New("relay: bad request")
 	// errCallerLost ends an agent-side exchange whose caller went silent.
-	errCallerLost = errors.New("caller lost")
+	errCallerLost = errors.New("relay: caller lost")
 )
 
 // errorTable maps each sentinel to its status and envelope code.
@@ -41,7 +41,7 @@ var errorTable = httpx.ErrorMap{
 	{Err: ErrUpstreamBroken, Status: http.StatusBadGateway, Code: httpx.CodeUpstreamUnreachable},
 	{Err: ErrUnauthorized, Status: http.StatusUnauthorized, Code: httpx.CodeUnauthorized},
 	{Err: ErrBadRequest, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
-	{Err: ErrShuttingDown, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
+	{Err: protocol.ErrShuttingDown, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
 	{Err: context.Canceled, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/httpx"
 	"github.com/switchboard/switchboard/internal/natsio"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 // exchange is the agent's side of one relayed request.
@@ -38,7 +39,7 @@ type exchange struct {
 
 func (s *Server) newExchange(id, reply, try string, head reqHead, inline []byte, streamed bool) *exchange {
 	x := &exchange{
-		s: s, id: id, ctl: s.ctlPrefix + "." + id, reply: reply, try: try,
+		s: s, id: id, ctl: subjects.RelayExchange(s.ctlSpace, id), reply: reply, try: try,
 		head: head, inline: inline, streamed: streamed, pull: make(chan string, 1),
 	}
 	x.ctx, x.cancel = context.WithCancelCause(s.hardCtx)
@@ -170,7 +171,7 @@ func (x *exchange) respond(resp *http.Response) {
 	head := respHead{Status: resp.StatusCode, Header: resp.Header, Length: resp.ContentLength}
 	noBody := x.head.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	var body io.Reader = resp.Body
-	if noBody || (resp.ContentLength >= 0 && resp.ContentLength <= int64(x.s.opts.InlineMax)) {
+	if noBody || (resp.ContentLength >= 0 && resp.ContentLength <= int64(x.s.cfg.InlineMax)) {
 		var data []byte
 		if !noBody && resp.ContentLength > 0 {
 			data = make([]byte, resp.ContentLength)

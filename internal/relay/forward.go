@@ -41,7 +41,7 @@ func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	resp, err := c.Do(ctx, upstream, req)
 	if err != nil {
 		c.metrics.Result(resultOf(err))
-		c.opts.Logger.Debug("relay failed", "upstream", upstream, "err", err)
+		c.log.Debug("relay failed", "upstream", upstream, "err", err)
 		// The server discards what is left of the request body before it
 		// answers; an interrupted read left a deadline in the past.
 		_ = rc.SetReadDeadline(time.Now().Add(time.Second))
@@ -76,7 +76,7 @@ func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 			return ctx.Err()
 		}
 		c.metrics.Result(ResultAborted)
-		c.opts.Logger.Warn("relay stream broke", "upstream", upstream, "err", err)
+		c.log.Warn("relay stream broke", "upstream", upstream, "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	c.metrics.Result(ResultOK)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/switchboard/switchboard/internal/protocol"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
@@ -23,10 +24,10 @@ const (
 // of all the client's exchanges with it, so a request costs no SUB/UNSUB
 // (which a cluster would propagate to every server).
 type mux struct {
-	prefix string // <RelayInbox(upstream)>.<client id>
-	sub    *nats.Subscription
-	calls  map[string]chan *nats.Msg
-	idle   *time.Timer
+	space string // subjects.RelayExchangeSpace(<RelayInbox(upstream)>, <client id>)
+	sub   *nats.Subscription
+	calls map[string]chan *nats.Msg
+	idle  *time.Timer
 }
 
 // muxes is a Client's set of reply subscriptions.
@@ -43,22 +44,20 @@ func newMuxes(nc *nats.Conn) *muxes {
 	return &muxes{nc: nc, id: strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix), by: map[string]*mux{}}
 }
 
-// register returns a fresh reply subject for upstream whose messages go to
-// ch, and the function that releases it.
-func (ms *muxes) register(upstream string, ch chan *nats.Msg) (string, func(), error) {
+// register returns a fresh reply subject for upstream, whose inbox prefix
+// (subjects.RelayInbox) is prefix, whose messages go to ch, and the
+// function that releases it.
+func (ms *muxes) register(upstream, prefix string, ch chan *nats.Msg) (string, func(), error) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if ms.closed {
-		return "", nil, ErrShuttingDown
+		return "", nil, protocol.ErrShuttingDown
 	}
 	m := ms.by[upstream]
 	if m == nil {
-		in, err := subjects.RelayInbox(upstream)
-		if err != nil {
-			return "", nil, err
-		}
-		m = &mux{prefix: in + "." + ms.id, calls: map[string]chan *nats.Msg{}}
-		if m.sub, err = ms.nc.Subscribe(m.prefix+".*", m.dispatch(&ms.mu)); err != nil {
+		m = &mux{space: subjects.RelayExchangeSpace(prefix, ms.id), calls: map[string]chan *nats.Msg{}}
+		var err error
+		if m.sub, err = ms.nc.Subscribe(subjects.RelayExchangeAll(m.space), m.dispatch(&ms.mu)); err != nil {
 			return "", nil, err
 		}
 		_ = m.sub.SetPendingLimits(-1, 64<<20)
@@ -71,7 +70,7 @@ func (ms *muxes) register(upstream string, ch chan *nats.Msg) (string, func(), e
 	ms.next++
 	tok := strconv.FormatUint(ms.next, 36)
 	m.calls[tok] = ch
-	return m.prefix + "." + tok, func() { ms.release(upstream, m, tok) }, nil
+	return subjects.RelayExchange(m.space, tok), func() { ms.release(upstream, m, tok) }, nil
 }
 
 // dispatch hands a message to its exchange; a full channel drops it (the

@@ -28,8 +28,8 @@ type env struct {
 }
 
 // setup starts a NATS server, an agent-side Server for upstream "u" on
-// target, and a Client with opts on its own connection.
-func setup(t *testing.T, target string, scfg relay.ServerConfig, opts relay.Options) *env {
+// target, and a Client with ccfg on its own connection.
+func setup(t *testing.T, target string, scfg relay.ServerConfig, ccfg relay.Config) *env {
 	t.Helper()
 	srv := natstest.RunServer(t, nil)
 	prefix, _ := subjects.RelayInbox("u")
@@ -53,7 +53,7 @@ func setup(t *testing.T, target string, scfg relay.ServerConfig, opts relay.Opti
 		anc.Close()
 		cnc.Close()
 	})
-	return &env{url: srv.URL(), client: relay.NewClient(cnc, opts, nil), caller: cnc}
+	return &env{url: srv.URL(), client: relay.NewClient(cnc, ccfg, nil, nil), caller: cnc}
 }
 
 func get(t *testing.T, e *env, path string) (*relay.Response, error) {
@@ -66,7 +66,7 @@ func get(t *testing.T, e *env, path string) (*relay.Response, error) {
 func TestMalformedOpenRequests(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "fine") }))
 	defer up.Close()
-	e := setup(t, up.URL, relay.ServerConfig{}, relay.Options{})
+	e := setup(t, up.URL, relay.ServerConfig{}, relay.Config{})
 	open, _ := subjects.RelayRequest("u")
 	bad := []*nats.Msg{
 		{Subject: open, Data: []byte("not a head")},
@@ -104,7 +104,7 @@ func TestMalformedOpenRequests(t *testing.T) {
 }
 
 func TestBadClientRequests(t *testing.T) {
-	e := setup(t, "http://127.0.0.1:1", relay.ServerConfig{}, relay.Options{})
+	e := setup(t, "http://127.0.0.1:1", relay.ServerConfig{}, relay.Config{})
 	for _, r := range []*relay.Request{{Method: "", Path: "/"}, {Method: "GET", Path: "x"}} {
 		if _, err := e.client.Do(context.Background(), "u", r); !errors.Is(err, relay.ErrBadRequest) {
 			t.Fatalf("%+v: %v", r, err)
@@ -129,7 +129,7 @@ func TestBusyAgent(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	defer up.Close()
-	e := setup(t, up.URL, relay.ServerConfig{MaxConcurrent: 1}, relay.Options{AgentWait: 300 * time.Millisecond})
+	e := setup(t, up.URL, relay.ServerConfig{MaxConcurrent: 1}, relay.Config{AgentWait: 300 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() {
 		resp, err := get(t, e, "/slow")
@@ -160,7 +160,7 @@ func TestBusyAgent(t *testing.T) {
 func TestAckTimeoutAsksAnother(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer up.Close()
-	e := setup(t, up.URL, relay.ServerConfig{}, relay.Options{AckTimeout: 200 * time.Millisecond, AgentWait: 5 * time.Second})
+	e := setup(t, up.URL, relay.ServerConfig{}, relay.Config{AckTimeout: 200 * time.Millisecond, AgentWait: 5 * time.Second})
 	open, _ := subjects.RelayRequest("u")
 	hole, err := e.caller.QueueSubscribe(open, "sb-relay", func(*nats.Msg) {})
 	if err != nil {
@@ -195,7 +195,7 @@ func TestUpstreamBreaksMidStream(t *testing.T) {
 		conn.Close()
 	}))
 	defer up.Close()
-	e := setup(t, up.URL, relay.ServerConfig{}, relay.Options{})
+	e := setup(t, up.URL, relay.ServerConfig{}, relay.Config{})
 	resp, err := get(t, e, "/")
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +226,7 @@ func TestForwardSetsForwardedHeaders(t *testing.T) {
 		fmt.Fprintf(w, "%s|%s|%s|%q", r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"), r.Header.Values("User-Agent"))
 	}))
 	defer up.Close()
-	e := setup(t, up.URL, relay.ServerConfig{}, relay.Options{})
+	e := setup(t, up.URL, relay.ServerConfig{}, relay.Config{})
 	// The test client is a trusted proxy, so its X-Forwarded-* are kept
 	// (header_test.go checks that an untrusted peer's are replaced).
 	trusted, _ := relay.ParseTrustedProxies([]string{"127.0.0.1"})
@@ -295,7 +295,7 @@ func TestNewServerRejectsBadTargets(t *testing.T) {
 func TestTargetBasePath(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.RequestURI) }))
 	defer up.Close()
-	e := setup(t, up.URL+"/base/", relay.ServerConfig{}, relay.Options{})
+	e := setup(t, up.URL+"/base/", relay.ServerConfig{}, relay.Config{})
 	resp, err := e.client.Do(context.Background(), "u", &relay.Request{Method: "GET", Path: "/a%2Fb", RawQuery: "x=1"})
 	if err != nil {
 		t.Fatal(err)

@@ -31,14 +31,19 @@ type ServerConfig struct {
 	// to its path.
 	Target string
 	// MaxConcurrent bounds the requests served at once; more are answered
-	// "busy" and the caller asks another agent. Default 256.
+	// "busy" and the caller asks another agent. Default
+	// [DefaultMaxConcurrent]; 0 = the default.
 	MaxConcurrent int
 	// Transport calls the target. Default: a clone of
 	// http.DefaultTransport without transparent compression.
 	Transport http.RoundTripper
 	// Metadata is announced in the micro service info.
 	Metadata map[string]string
-	Options
+	// Logger receives debug, info and warning logs; nil discards them.
+	Logger *slog.Logger
+	// Config times the exchanges (Heartbeat, PeerTimeout, InlineMax,
+	// Window); its caller-only fields are ignored.
+	Config
 }
 
 // Server serves one upstream on a NATS connection: a micro service whose
@@ -48,12 +53,11 @@ type ServerConfig struct {
 type Server struct {
 	nc        *nats.Conn
 	cfg       ServerConfig
-	opts      Options
 	log       *slog.Logger
 	target    *url.URL
 	transport http.RoundTripper
 	prefix    string
-	ctlPrefix string
+	ctlSpace  string
 	svc       micro.Service
 	ctlSub    *nats.Subscription
 	cancelSub *nats.Subscription
@@ -83,14 +87,18 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	name, _ := subjects.RelayService(cfg.Upstream)
 	prefix, _ := subjects.RelayInbox(cfg.Upstream)
 	if cfg.MaxConcurrent <= 0 {
-		cfg.MaxConcurrent = 256
+		cfg.MaxConcurrent = DefaultMaxConcurrent
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Config = cfg.Config.withDefaults()
 	s := &Server{
-		nc: nc, cfg: cfg, opts: cfg.Options.withDefaults(), target: target, transport: cfg.Transport,
+		nc: nc, cfg: cfg, target: target, transport: cfg.Transport,
 		prefix: prefix, exchanges: map[string]*exchange{}, byReply: map[string]*exchange{},
 		stopSweep: make(chan struct{}), sweepDone: make(chan struct{}),
 	}
-	s.log = s.opts.Logger.With("upstream", cfg.Upstream)
+	s.log = cfg.Logger.With("upstream", cfg.Upstream)
 	if s.transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.DisableCompression = true
@@ -98,8 +106,8 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		s.transport = t
 	}
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
-	s.ctlPrefix = prefix + "." + strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix)
-	if s.ctlSub, err = nc.Subscribe(s.ctlPrefix+".*", s.control); err != nil {
+	s.ctlSpace = subjects.RelayExchangeSpace(prefix, strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix))
+	if s.ctlSub, err = nc.Subscribe(subjects.RelayExchangeAll(s.ctlSpace), s.control); err != nil {
 		s.hardStop()
 		return nil, fmt.Errorf("relay: subscribe control: %w", err)
 	}
@@ -121,7 +129,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		Endpoint: &micro.EndpointConfig{
 			Subject:    open,
 			Handler:    micro.HandlerFunc(s.handle),
-			QueueGroup: "sb-relay",
+			QueueGroup: subjects.RelayQueue,
 		},
 	})
 	if err != nil {
@@ -299,7 +307,7 @@ var errCanceledByCaller = errors.New("relay: canceled by caller")
 // cancels those whose caller went silent.
 func (s *Server) sweep() {
 	defer close(s.sweepDone)
-	t := time.NewTicker(s.opts.Heartbeat)
+	t := time.NewTicker(s.cfg.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
@@ -316,7 +324,7 @@ func (s *Server) sweep() {
 		}
 		s.mu.Unlock()
 		for _, x := range waiting {
-			if time.Since(x.lastHeard()) > s.opts.PeerTimeout {
+			if time.Since(x.lastHeard()) > s.cfg.PeerTimeout {
 				s.log.Info("caller lost, cancelling request", "path", x.head.Path)
 				x.cancel(errCallerLost)
 				continue
@@ -331,5 +339,5 @@ func (s *Server) sweep() {
 // hello replies come from its own connection's inbox, and what an agent
 // may publish to is confined by its NATS permissions, not by this check.
 func (s *Server) stream() natsio.Options {
-	return s.opts.stream(s.prefix, func(subj string) error { return subjects.CheckPeer(subj, "") })
+	return s.cfg.stream(s.prefix, func(subj string) error { return subjects.CheckPeer(subj, "") })
 }

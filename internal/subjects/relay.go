@@ -3,11 +3,15 @@ package subjects
 // Relay subjects. Everything that belongs to upstream NAME lives under
 // sb.relay.<Encode(NAME)>:
 //
-//	sb.relay.<T>          open requests; the agents of NAME serve it in a
-//	                      queue group (nats micro endpoint)
-//	sb.relay.<T>.in.<id>  private subjects of one side of one exchange
-//	                      (reply subjects, stream receivers, control)
-//	sb.relay.<T>.in.cancel  a caller gives up before an agent accepted
+//	sb.relay.<T>               open requests; the agents of NAME serve it in
+//	                           the queue group [RelayQueue] (nats micro
+//	                           endpoint)
+//	sb.relay.<T>.in.<id>.<n>   private subject of one side of exchange n:
+//	                           the caller's reply subject or the agent's
+//	                           control subject ([RelayExchange]); <id> is
+//	                           unique to the caller's or agent's side
+//	sb.relay.<T>.in.<id>       a body stream's receiver (natsio)
+//	sb.relay.<T>.in.cancel     a caller gives up before an agent accepted
 //
 // so NATS permissions can confine an agent to its upstreams: see
 // [AgentPermissions].
@@ -16,6 +20,11 @@ const (
 	relayInbox   = "in"
 	relaySvcPref = "sb-relay-"
 )
+
+// RelayQueue is the queue group in which the agents of an upstream serve
+// its open requests ([RelayRequest]), so NATS hands each one to a single
+// agent.
+const RelayQueue = "sb-relay"
 
 // RelayRequest is the subject agents of upstream serve (queue group).
 func RelayRequest(upstream string) (string, error) {
@@ -36,6 +45,23 @@ func RelayInbox(upstream string) (string, error) {
 	}
 	return join(Prefix, relayToken, tok, relayInbox), nil
 }
+
+// RelayExchangeSpace is the private subject space of one side of many
+// exchanges with an upstream: "<inbox>.<id>", where inbox is the
+// upstream's [RelayInbox] and id a valid token unique to that side (the
+// random part of a NATS inbox). A caller has one per upstream for its
+// reply subjects, an agent one for its control subjects; each exchange
+// gets [RelayExchange] in it, and the side subscribes to
+// [RelayExchangeAll] once.
+func RelayExchangeSpace(inbox, id string) string { return join(inbox, id) }
+
+// RelayExchange is the subject of exchange n (a valid token) in space, a
+// [RelayExchangeSpace]: "<space>.<n>".
+func RelayExchange(space, n string) string { return join(space, n) }
+
+// RelayExchangeAll matches the subject of every exchange in space, a
+// [RelayExchangeSpace]: "<space>.*".
+func RelayExchangeAll(space string) string { return join(space, "*") }
 
 // RelayCancel is where a caller that gives up before any agent accepted
 // its request broadcasts that to every agent of upstream. It lies in the

@@ -46,6 +46,31 @@ func TestRelaySubjects(t *testing.T) {
 	}
 }
 
+// TestRelayExchange: an exchange's subject lies in its side's space, which
+// lies in the upstream's inbox, so CheckPeer accepts it under both.
+func TestRelayExchange(t *testing.T) {
+	in, _ := RelayInbox("a.b")
+	space := RelayExchangeSpace(in, "Xy12")
+	if space != "sb.relay.a_2Eb.in.Xy12" {
+		t.Errorf("RelayExchangeSpace = %q", space)
+	}
+	subj := RelayExchange(space, "7")
+	if subj != "sb.relay.a_2Eb.in.Xy12.7" {
+		t.Errorf("RelayExchange = %q", subj)
+	}
+	if all := RelayExchangeAll(space); all != "sb.relay.a_2Eb.in.Xy12.*" {
+		t.Errorf("RelayExchangeAll = %q", all)
+	}
+	for _, prefix := range []string{in, space} {
+		if err := CheckPeer(subj, prefix); err != nil {
+			t.Errorf("CheckPeer(%q, %q): %v", subj, prefix, err)
+		}
+	}
+	if RelayQueue != "sb-relay" {
+		t.Errorf("RelayQueue = %q: agents of different versions would not share the queue group", RelayQueue)
+	}
+}
+
 // TestRelayNamesStayInTheirSpace proves one upstream's subjects never fall
 // under another's: the open subject has exactly three tokens and the inbox
 // prefix four, whatever the name.

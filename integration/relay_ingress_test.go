@@ -1,4 +1,4 @@
-package relayhttp_test
+package integration
 
 import (
 	"context"
@@ -10,15 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/agent"
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // forwardingHeaders are the headers a client may forge to pass for
 // someone else.
@@ -91,10 +87,10 @@ func forwarded(t *testing.T, url string) map[string]string {
 	return seen
 }
 
-// TestForwardedHeaders: through the gateway's /relay ingress, a client
+// TestRelayForwardedHeaders: through the gateway's /relay ingress, a client
 // that is not a trusted proxy cannot choose X-Forwarded-*; a trusted
 // proxy's are kept and extended.
-func TestForwardedHeaders(t *testing.T) {
+func TestRelayForwardedHeaders(t *testing.T) {
 	srv := natstest.RunServer(t, nil)
 	startUpstreamAgent(t, srv.URL(), "fwd", echoForwarding(t))
 	gws := map[string]*harness.Gateway{}
@@ -108,19 +104,19 @@ func TestForwardedHeaders(t *testing.T) {
 		gw := gws[label]
 		seen := forwarded(t, gw.URL()+"/relay/fwd/x")
 		want := map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Host": gw.Addr(), "X-Forwarded-Proto": "http"}
-		if !equal(seen, want) {
+		if !equalMaps(seen, want) {
 			t.Errorf("%s peer: upstream saw %v, want %v", label, seen, want)
 		}
 	}
 	seen := forwarded(t, gws["trusted"].URL()+"/relay/fwd/x")
 	want := map[string]string{"X-Forwarded-For": "10.9.9.9, 10.8.8.8, 127.0.0.1", "X-Forwarded-Host": "admin.internal", "X-Forwarded-Proto": "https",
 		"X-Forwarded-Prefix": "/admin", "Forwarded": "for=10.9.9.9;proto=https", "X-Real-Ip": "10.9.9.9"}
-	if !equal(seen, want) {
+	if !equalMaps(seen, want) {
 		t.Errorf("trusted proxy: upstream saw %v, want %v", seen, want)
 	}
 }
 
-func equal(a, b map[string]string) bool {
+func equalMaps(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -132,10 +128,10 @@ func equal(a, b map[string]string) bool {
 	return true
 }
 
-// TestLongUpstreamNames: an upstream name of any length is 400
+// TestRelayLongUpstreamNames: an upstream name of any length is 400
 // BAD_REQUEST (or net/http's own 431) before any NATS call, and the
 // gateway serves on.
-func TestLongUpstreamNames(t *testing.T) {
+func TestRelayLongUpstreamNames(t *testing.T) {
 	gw := harness.StartEmbedded(t, func(c *config.Gateway) { c.Relay.APIKeys = map[string]string{"locked": "k"} })
 	var names []string
 	for _, n := range []int{257, 1 << 10, 5 << 10, 70 << 10} {

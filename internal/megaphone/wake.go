@@ -11,15 +11,15 @@ import (
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
-// hubQueue is the capacity of the channel every wake-up subscription
+// wakeQueue is the capacity of the channel every wake-up subscription
 // shares. A full queue drops wake-ups; the dispatcher then notices the
 // subscription's drop count and wakes its reader anyway.
-const hubQueue = 8192
+const wakeQueue = 8192
 
-// hub routes wake-ups to open polls. Every poll's subscription feeds one
-// shared Go channel (ChanSubscribe spawns no goroutine), so an open reader
-// costs a subscription and a map entry, not a goroutine.
-type hub struct {
+// wakeups routes wake-ups to open polls. Every poll's subscription feeds
+// one shared Go channel (ChanSubscribe spawns no goroutine), so an open
+// reader costs a subscription and a map entry, not a goroutine.
+type wakeups struct {
 	nc    *nats.Conn
 	log   *slog.Logger
 	cache *existsCache
@@ -49,55 +49,58 @@ func (w *waiter) signal() {
 	}
 }
 
-func startHub(nc *nats.Conn, log *slog.Logger, cache *existsCache) (*hub, error) {
-	h := &hub{
+// startWakeups subscribes to the disposal announcements and starts the
+// dispatcher.
+func startWakeups(nc *nats.Conn, log *slog.Logger, cache *existsCache) (*wakeups, error) {
+	s := &wakeups{
 		nc: nc, log: log, cache: cache,
-		in:      make(chan *nats.Msg, hubQueue),
+		in:      make(chan *nats.Msg, wakeQueue),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		waiters: make(map[string]*waiter),
 		byID:    make(map[string]*waiter),
 	}
 	var err error
-	if h.gone, err = nc.ChanSubscribe(subjects.MegaphoneGone(), h.in); err != nil {
+	if s.gone, err = nc.ChanSubscribe(subjects.MegaphoneGone(), s.in); err != nil {
 		return nil, err
 	}
-	go h.run()
-	return h, nil
+	go s.run()
+	return s, nil
 }
 
-func (h *hub) run() {
-	defer close(h.done)
+// run dispatches every wake-up and disposal to its poll until close.
+func (s *wakeups) run() {
+	defer close(s.done)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	gone := subjects.MegaphoneGone()
 	for {
 		select {
-		case <-h.quit:
+		case <-s.quit:
 			return
-		case m := <-h.in:
+		case m := <-s.in:
 			if m.Subject == gone {
-				h.markGone(string(m.Data))
+				s.markGone(string(m.Data))
 				continue
 			}
-			h.mu.Lock()
-			w := h.waiters[m.Subject]
-			h.mu.Unlock()
+			s.mu.Lock()
+			w := s.waiters[m.Subject]
+			s.mu.Unlock()
 			if w != nil {
 				w.signal()
 			}
 		case <-tick.C:
-			h.recoverDrops()
+			s.recoverDrops()
 		}
 	}
 }
 
 // markGone ends the poll of a disposed channel and forgets its sighting.
-func (h *hub) markGone(id string) {
-	h.cache.forget(id)
-	h.mu.Lock()
-	w := h.byID[id]
-	h.mu.Unlock()
+func (s *wakeups) markGone(id string) {
+	s.cache.forget(id)
+	s.mu.Lock()
+	w := s.byID[id]
+	s.mu.Unlock()
 	if w != nil {
 		w.gone.Store(true)
 		w.signal()
@@ -105,10 +108,10 @@ func (h *hub) markGone(id string) {
 }
 
 // recoverDrops wakes every reader whose wake-ups were dropped.
-func (h *hub) recoverDrops() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, w := range h.waiters {
+func (s *wakeups) recoverDrops() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.waiters {
 		if n, err := w.sub.Dropped(); err == nil && n != w.dropped {
 			w.dropped = n
 			w.signal()
@@ -117,36 +120,38 @@ func (h *hub) recoverDrops() {
 }
 
 // register subscribes to the wake-ups of channel id.
-func (h *hub) register(id string) (*waiter, error) {
+func (s *wakeups) register(id string) (*waiter, error) {
 	subj, err := subjects.MegaphoneWake(id)
 	if err != nil {
 		return nil, err
 	}
 	w := &waiter{id: id, wake: make(chan struct{}, 1)}
-	sub, err := h.nc.ChanSubscribe(subj, h.in)
+	sub, err := s.nc.ChanSubscribe(subj, s.in)
 	if err != nil {
 		return nil, err
 	}
 	w.sub = sub
-	h.mu.Lock()
-	h.waiters[subj] = w
-	h.byID[id] = w
-	h.mu.Unlock()
+	s.mu.Lock()
+	s.waiters[subj] = w
+	s.byID[id] = w
+	s.mu.Unlock()
 	return w, nil
 }
 
-func (h *hub) unregister(w *waiter) {
-	h.mu.Lock()
-	delete(h.waiters, w.sub.Subject)
+// unregister ends the wake-ups of w.
+func (s *wakeups) unregister(w *waiter) {
+	s.mu.Lock()
+	delete(s.waiters, w.sub.Subject)
 	_ = w.sub.Unsubscribe()
-	if h.byID[w.id] == w {
-		delete(h.byID, w.id)
+	if s.byID[w.id] == w {
+		delete(s.byID, w.id)
 	}
-	h.mu.Unlock()
+	s.mu.Unlock()
 }
 
-func (h *hub) close() {
-	_ = h.gone.Unsubscribe()
-	close(h.quit)
-	<-h.done
+// close stops the dispatcher.
+func (s *wakeups) close() {
+	_ = s.gone.Unsubscribe()
+	close(s.quit)
+	<-s.done
 }

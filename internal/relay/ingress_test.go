@@ -1,11 +1,9 @@
-package relayhttp
+package relay
 
 import (
 	"errors"
 	"net/http/httptest"
 	"testing"
-
-	"github.com/switchboard/switchboard/internal/relay"
 )
 
 func TestSplitPath(t *testing.T) {
@@ -25,7 +23,7 @@ func TestSplitPath(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"/relay/", "/relay//x", "/relay/%zz/x", "/other/a"} {
-		if _, _, err := SplitPath(bad); !errors.Is(err, relay.ErrBadRequest) {
+		if _, _, err := SplitPath(bad); !errors.Is(err, ErrBadRequest) {
 			t.Errorf("SplitPath(%q) err = %v", bad, err)
 		}
 	}

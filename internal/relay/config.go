@@ -1,0 +1,134 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/natsio"
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// Defaults of [Config] and [ServerConfig], declared once: the key table
+// ([Keys]) and the constructors both read them.
+const (
+	DefaultAgentWait       = 5 * time.Second
+	DefaultAckTimeout      = 2 * time.Second
+	DefaultResponseTimeout = 30 * time.Second
+	DefaultHeartbeat       = time.Second
+	DefaultPeerTimeout     = 4 * time.Second
+	DefaultInlineMax       = 64 << 10
+	DefaultMaxConcurrent   = 256
+)
+
+// Config configures the relay: the relay.* keys of the gateway and the
+// timing of the wire protocol, which a [Client], a [Server] and the
+// gateway's ingress ([Service]) share. Zero values mean the documented
+// defaults.
+type Config struct {
+	// AgentWait bounds the wait for an agent of the upstream to appear
+	// before 503 NO_AGENT (relay.agent_wait). Default 5 s; 0 = the
+	// default. Caller only.
+	AgentWait time.Duration `mapstructure:"agent_wait"`
+	// AckTimeout bounds the wait for the chosen agent to accept a request
+	// before another is asked (relay.ack_timeout). Default 2 s; 0 = the
+	// default. Caller only.
+	AckTimeout time.Duration `mapstructure:"ack_timeout"`
+	// ResponseTimeout bounds the wait for the response head once the
+	// request body was delivered, before 504 TIMEOUT
+	// (relay.response_timeout). Default 30 s; 0 = the default. Caller only.
+	ResponseTimeout time.Duration `mapstructure:"response_timeout"`
+	// APIKeys maps upstream names to the key a client must send as
+	// Authorization: Bearer <key> (relay.api_keys). An upstream not listed
+	// needs no key. Default none. Gateway ingress only.
+	APIKeys map[string]string `mapstructure:"api_keys"`
+
+	// Heartbeat is the keep-alive interval of an exchange and its streams.
+	// Default 1 s; 0 = the default. Not a config key: tests and embedders
+	// tune it.
+	Heartbeat time.Duration `mapstructure:"-"`
+	// PeerTimeout is how long the other side may stay silent before it
+	// counts as lost. Default 4 s; 0 = the default. Not a config key:
+	// tests and embedders tune it.
+	PeerTimeout time.Duration `mapstructure:"-"`
+	// InlineMax is the largest body of known size, in bytes, sent inside
+	// the open or response message instead of as a stream. Default 64 KiB;
+	// 0 = the default. Not a config key: tests and embedders tune it.
+	InlineMax int `mapstructure:"-"`
+	// Window is the natsio flow-control window of body streams, in bytes;
+	// 0 = natsio's default. Not a config key: tests and embedders tune it.
+	Window int `mapstructure:"-"`
+}
+
+// Keys are the relay rows of the gateway's key table.
+func Keys() []config.Key {
+	return []config.Key{
+		{Name: "relay.agent_wait", Default: DefaultAgentWait, Usage: "wait for an agent of an upstream to appear before 503"},
+		{Name: "relay.ack_timeout", Default: DefaultAckTimeout, Usage: "wait for the chosen agent to accept a request"},
+		{Name: "relay.response_timeout", Default: DefaultResponseTimeout, Usage: "wait for the upstream's response headers before 504"},
+		{Name: "relay.api_keys", Default: map[string]string{}, Usage: "upstream=key pairs; a listed upstream requires Authorization: Bearer key"},
+	}
+}
+
+// withDefaults returns c with every zero (or negative) knob set to its
+// default.
+func (c Config) withDefaults() Config {
+	set := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	set(&c.AgentWait, DefaultAgentWait)
+	set(&c.AckTimeout, DefaultAckTimeout)
+	set(&c.ResponseTimeout, DefaultResponseTimeout)
+	set(&c.Heartbeat, DefaultHeartbeat)
+	set(&c.PeerTimeout, DefaultPeerTimeout)
+	if c.InlineMax <= 0 {
+		c.InlineMax = DefaultInlineMax
+	}
+	return c
+}
+
+// Validate checks values that decode but make no sense, naming the key.
+func (c Config) Validate() error {
+	var errs []error
+	names := make([]string, 0, len(c.APIKeys))
+	for name := range c.APIKeys {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if name == "" || c.APIKeys[name] == "" {
+			errs = append(errs, fmt.Errorf("invalid value for key %q: entry %q needs a non-empty upstream name and key", "relay.api_keys", name))
+		}
+	}
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{{"relay.agent_wait", c.AgentWait}, {"relay.ack_timeout", c.AckTimeout}, {"relay.response_timeout", c.ResponseTimeout}} {
+		if d.d <= 0 {
+			errs = append(errs, fmt.Errorf("invalid value for key %q: %s must be > 0", d.key, d.d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stream returns the natsio options of a body stream with upstream's
+// inbox prefix; check vets the subjects the other side hands over.
+func (c Config) stream(prefix string, check func(string) error) natsio.Options {
+	return natsio.Options{
+		CheckPeer:   check,
+		ChunkSize:   1 << 20, // natsio caps it below max_payload
+		Window:      c.Window,
+		Heartbeat:   c.Heartbeat,
+		PeerTimeout: c.PeerTimeout,
+		Inbox: func() string {
+			return subjects.RelayExchangeSpace(prefix, strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix))
+		},
+	}
+}
