@@ -7,17 +7,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/agent"
+	"github.com/switchboard/switchboard/internal/gateway"
 )
 
 // loadGateway loads a gateway YAML through the real loader and Validate,
 // ignoring the process environment.
-func loadGateway(t *testing.T, path string) *config.Gateway {
+func loadGateway(t *testing.T, path string) *gateway.Config {
 	t.Helper()
-	l := config.GatewayLoader()
+	l := gateway.Loader()
 	l.Output = io.Discard
 	l.Getenv = func(string) string { return "" }
-	var c config.Gateway
+	var c gateway.Config
 	if _, err := l.Load([]string{"--config", path}, &c); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -61,10 +62,10 @@ func TestAgentExamplesLoad(t *testing.T) {
 		t.Fatalf("no agent examples: %v", err)
 	}
 	for _, f := range files {
-		l := config.AgentUpstreamLoader()
+		l := agent.UpstreamLoader()
 		l.Output = io.Discard
 		l.Getenv = func(string) string { return "" }
-		var c config.AgentUpstream
+		var c agent.AgentUpstream
 		if _, err := l.Load([]string{"--config", f}, &c); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
@@ -33,7 +33,7 @@ func get(t *testing.T, url string) (int, string) {
 // the operational routes, and keeps its JetStream store across a restart.
 func TestEmbeddedRestartKeepsStore(t *testing.T) {
 	dir := t.TempDir()
-	mod := func(c *config.Gateway) { c.DataDir = dir }
+	mod := func(c *gateway.Config) { c.DataDir = dir }
 	gw := harness.StartEmbedded(t, mod)
 
 	if code, body := get(t, gw.URL()+"/healthz"); code != 200 || !strings.Contains(body, "ok") {

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
@@ -51,7 +51,7 @@ func TestLBStreamLatency(t *testing.T) {
 	}
 	bin := haproxyBinary(t)
 	up := newSSEUpstream(t)
-	gw := harness.StartEmbedded(t, func(c *config.Gateway) {
+	gw := harness.StartEmbedded(t, func(c *gateway.Config) {
 		relayConfig(c)
 		c.Megaphone.PollDuration = 2 * time.Minute // one poll carries every event of a case
 		c.Log.Level = "info"

@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
@@ -109,7 +108,7 @@ func freshClusterRound(t *testing.T) []time.Duration {
 		err  error
 	}
 	gws := make([]started, 3)
-	cfgs := make([]*config.Gateway, 3)
+	cfgs := make([]*gateway.Config, 3)
 	for i := range cfgs {
 		cfgs[i] = harness.Config(t)
 		cfgs[i].NATS.URL = c.URLs()

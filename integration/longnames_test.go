@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/middleman"
 )
 
@@ -35,7 +35,7 @@ func longNames() map[string]string {
 // PUB/SUB and a relayed request: no input closed its NATS connection.
 func TestLongNamesEverywhere(t *testing.T) {
 	up := echoUpstream(t)
-	gw := harness.StartEmbedded(t, func(c *config.Gateway) {
+	gw := harness.StartEmbedded(t, func(c *gateway.Config) {
 		relayConfig(c)
 		c.Middleman.ServiceKeys = []string{"svc"}
 		c.Middleman.ClientKeys = []string{"cli"}

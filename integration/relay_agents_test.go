@@ -16,7 +16,7 @@ import (
 
 	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/agent"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -178,7 +178,7 @@ func TestRelayAgentDrain(t *testing.T) {
 // connected to node 3 only.
 func TestRelayAcrossCluster(t *testing.T) {
 	c := natstest.NewCluster(t, 3)
-	gws := harness.StartN(t, 1, c.Servers[0].ClientURL(), func(cfg *config.Gateway) {
+	gws := harness.StartN(t, 1, c.Servers[0].ClientURL(), func(cfg *gateway.Config) {
 		relayConfig(cfg)
 		cfg.JetStream.Replicas = 3
 	})
@@ -209,9 +209,9 @@ func TestRelayAgentClient(t *testing.T) {
 	gw := harness.StartEmbedded(t, relayConfig)
 	startAgent(t, agentConfig(t, gw.EmbeddedURL(), map[string]string{"api": up.URL}))
 
-	l := config.AgentClientLoader()
+	l := agent.ClientLoader()
 	l.Getenv = func(string) string { return "" }
-	var cfg config.AgentClient
+	var cfg agent.AgentClient
 	if _, err := l.Load([]string{"--nats", gw.EmbeddedURL(), "--listen", "127.0.0.1:0", "--upstream", "api", "--agent-wait", "500ms"}, &cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestRelayAgentClient(t *testing.T) {
 	}
 
 	// Every agent of the upstream gone: 503 NO_AGENT from the client too.
-	var cfg2 config.AgentClient
+	var cfg2 agent.AgentClient
 	l.Load([]string{"--nats", gw.EmbeddedURL(), "--listen", "127.0.0.1:0", "--upstream", "missing", "--agent-wait", "300ms"}, &cfg2)
 	cl2, err := agent.StartClient(ctx, &cfg2, harness.Logger(t).With("agent", "client2"))
 	if err != nil {
@@ -251,10 +251,10 @@ func TestRelayAgentClient(t *testing.T) {
 // nor read b.
 func TestRelayAgentPermissions(t *testing.T) {
 	up := echoUpstream(t)
-	gw := harness.StartEmbedded(t, func(c *config.Gateway) {
+	gw := harness.StartEmbedded(t, func(c *gateway.Config) {
 		relayConfig(c)
 		c.Relay.AgentWait = 500 * time.Millisecond
-		c.Embedded.Agents = []config.AgentUser{{User: "ua", Password: "pa", Upstreams: []string{"a"}}}
+		c.Embedded.Agents = []gateway.AgentUser{{User: "ua", Password: "pa", Upstreams: []string{"a"}}}
 	})
 	cfg := agentConfig(t, gw.EmbeddedURL(), map[string]string{"a": up.URL})
 	cfg.NATS.User, cfg.NATS.Password = "ua", "pa"
@@ -338,9 +338,9 @@ func TestRelayAgentPermissions(t *testing.T) {
 	}
 
 	// The same credentials run `agent client` for a, streamed bodies included.
-	l := config.AgentClientLoader()
+	l := agent.ClientLoader()
 	l.Getenv = func(string) string { return "" }
-	var ccfg config.AgentClient
+	var ccfg agent.AgentClient
 	if _, err := l.Load([]string{"--nats", gw.EmbeddedURL(), "--nats-user", "ua", "--nats-password", "pa", "--listen", "127.0.0.1:0", "--upstream", "a"}, &ccfg); err != nil {
 		t.Fatal(err)
 	}

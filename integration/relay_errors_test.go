@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
@@ -38,7 +38,7 @@ func TestRelayUnreachableTarget(t *testing.T) {
 
 func TestRelayNoAgent(t *testing.T) {
 	wait := 400 * time.Millisecond
-	gw := harness.StartEmbedded(t, func(c *config.Gateway) { c.Relay.AgentWait = wait })
+	gw := harness.StartEmbedded(t, func(c *gateway.Config) { c.Relay.AgentWait = wait })
 	start := time.Now()
 	wantCode(t, do(t, "GET", gw.URL()+"/relay/nobody/x", nil, nil), 503, "NO_AGENT")
 	if d := time.Since(start); d < wait || d > wait+3*time.Second {
@@ -50,7 +50,7 @@ func TestRelayNoAgent(t *testing.T) {
 // that comes up within the agent wait.
 func TestRelayAgentAppearsWhileWaiting(t *testing.T) {
 	up := echoUpstream(t)
-	gw := harness.StartEmbedded(t, func(c *config.Gateway) { c.Relay.AgentWait = 20 * time.Second })
+	gw := harness.StartEmbedded(t, func(c *gateway.Config) { c.Relay.AgentWait = 20 * time.Second })
 	got := make(chan result, 1)
 	go func() { got <- do(t, "GET", gw.URL()+"/relay/late/x", nil, nil) }()
 	natstest.Eventually(t, 10*time.Second, func() error { // the request is waiting for an agent
@@ -82,7 +82,7 @@ func TestRelayResponseTimeout(t *testing.T) {
 		}
 	}))
 	defer up.Close()
-	gw := harness.StartEmbedded(t, func(c *config.Gateway) { c.Relay.ResponseTimeout = 500 * time.Millisecond })
+	gw := harness.StartEmbedded(t, func(c *gateway.Config) { c.Relay.ResponseTimeout = 500 * time.Millisecond })
 	startAgent(t, agentConfig(t, gw.EmbeddedURL(), map[string]string{"slow": up.URL}))
 	start := time.Now()
 	wantCode(t, do(t, "GET", gw.URL()+"/relay/slow/x", nil, nil), 504, "TIMEOUT")
@@ -125,7 +125,7 @@ func TestRelayBadInput(t *testing.T) {
 
 func TestRelayAPIKeys(t *testing.T) {
 	up := echoUpstream(t)
-	gw := harness.StartEmbedded(t, func(c *config.Gateway) {
+	gw := harness.StartEmbedded(t, func(c *gateway.Config) {
 		relayConfig(c)
 		c.Relay.APIKeys = map[string]string{"secured": "k3y"}
 	})

@@ -10,16 +10,16 @@ import (
 
 	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/agent"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 )
 
 // agentConfig returns the default `agent upstream` config for natsURL
 // serving upstreams (name → target URL).
-func agentConfig(t testing.TB, natsURL string, upstreams map[string]string) *config.AgentUpstream {
+func agentConfig(t testing.TB, natsURL string, upstreams map[string]string) *agent.AgentUpstream {
 	t.Helper()
-	l := config.AgentUpstreamLoader()
+	l := agent.UpstreamLoader()
 	l.Getenv = func(string) string { return "" }
-	var c config.AgentUpstream
+	var c agent.AgentUpstream
 	if _, err := l.Load(nil, &c); err != nil {
 		t.Fatalf("agent config: %v", err)
 	}
@@ -34,7 +34,7 @@ func agentConfig(t testing.TB, natsURL string, upstreams map[string]string) *con
 
 // startAgent starts an in-process `agent upstream` and shuts it down
 // gracefully at the end of the test.
-func startAgent(t testing.TB, cfg *config.AgentUpstream) *agent.Upstream {
+func startAgent(t testing.TB, cfg *agent.AgentUpstream) *agent.Upstream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -51,7 +51,7 @@ func startAgent(t testing.TB, cfg *config.AgentUpstream) *agent.Upstream {
 }
 
 // relayConfig shortens the relay's waits for tests.
-func relayConfig(c *config.Gateway) {
+func relayConfig(c *gateway.Config) {
 	c.Relay.AgentWait = 2 * time.Second
 	c.Relay.AckTimeout = 2 * time.Second
 	c.Relay.ResponseTimeout = 10 * time.Second

@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -224,7 +224,7 @@ func TestRelayMaliciousAgent(t *testing.T) {
 		{Username: "evil", Password: "evil", Permissions: perm(evilPerms)},
 		{Username: "good", Password: "good", Permissions: perm(goodPerms)},
 	})
-	gw := harness.StartN(t, 1, srv.URL(), func(c *config.Gateway) {
+	gw := harness.StartN(t, 1, srv.URL(), func(c *gateway.Config) {
 		relayConfig(c)
 		c.NATS.User, c.NATS.Password = "gw", "gw"
 		c.Relay.AckTimeout = 500 * time.Millisecond

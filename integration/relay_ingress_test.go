@@ -12,7 +12,7 @@ import (
 
 	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/agent"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
@@ -40,9 +40,9 @@ func echoForwarding(t *testing.T) string {
 // startUpstreamAgent starts `agent upstream` serving name → target.
 func startUpstreamAgent(t *testing.T, natsURL, name, target string) {
 	t.Helper()
-	l := config.AgentUpstreamLoader()
+	l := agent.UpstreamLoader()
 	l.Getenv = func(string) string { return "" }
-	var c config.AgentUpstream
+	var c agent.AgentUpstream
 	if _, err := l.Load([]string{"--nats-url", natsURL, "--name", name, "--target", target}, &c); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func equalMaps(a, b map[string]string) bool {
 // BAD_REQUEST (or net/http's own 431) before any NATS call, and the
 // gateway serves on.
 func TestRelayLongUpstreamNames(t *testing.T) {
-	gw := harness.StartEmbedded(t, func(c *config.Gateway) { c.Relay.APIKeys = map[string]string{"locked": "k"} })
+	gw := harness.StartEmbedded(t, func(c *gateway.Config) { c.Relay.APIKeys = map[string]string{"locked": "k"} })
 	var names []string
 	for _, n := range []int{257, 1 << 10, 5 << 10, 70 << 10} {
 		names = append(names, strings.Repeat("u", n))

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 )
 
 // echoUpstream answers with what it received, as JSON, and sets a few
@@ -140,7 +140,7 @@ func TestRelayMethodsAndStatuses(t *testing.T) {
 
 func TestRelayNames(t *testing.T) {
 	up := echoUpstream(t)
-	gw := harness.StartEmbedded(t, func(c *config.Gateway) { c.Relay.AgentWait = 300 * time.Millisecond })
+	gw := harness.StartEmbedded(t, func(c *gateway.Config) { c.Relay.AgentWait = 300 * time.Millisecond })
 	startAgent(t, agentConfig(t, gw.EmbeddedURL(), map[string]string{"a.b>*": up.URL, "my api/v1": up.URL}))
 	if e := decodeEcho(t, do(t, "GET", gw.URL()+"/relay/a.b%3E%2A/z", nil, nil)); e.Path != "/z" {
 		t.Fatalf("wildcard-ish name: %+v", e)

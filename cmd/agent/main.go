@@ -48,14 +48,14 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 0
 	case "upstream":
-		var cfg config.AgentUpstream
-		if code, ok := load(config.AgentUpstreamLoader(), args[1:], &cfg, cfg.Validate, stderr); !ok {
+		var cfg agent.AgentUpstream
+		if code, ok := load(agent.UpstreamLoader(), args[1:], &cfg, cfg.Validate, stderr); !ok {
 			return code
 		}
 		err = agent.RunUpstream(ctx, &cfg, logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format))
 	case "client":
-		var cfg config.AgentClient
-		if code, ok := load(config.AgentClientLoader(), args[1:], &cfg, cfg.Validate, stderr); !ok {
+		var cfg agent.AgentClient
+		if code, ok := load(agent.ClientLoader(), args[1:], &cfg, cfg.Validate, stderr); !ok {
 			return code
 		}
 		err = agent.RunClient(ctx, &cfg, logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format))

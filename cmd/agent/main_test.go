@@ -7,14 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/agent"
 )
 
-func loadUpstream(t *testing.T, args ...string) (*config.AgentUpstream, int, string) {
+func loadUpstream(t *testing.T, args ...string) (*agent.AgentUpstream, int, string) {
 	t.Helper()
-	var cfg config.AgentUpstream
+	var cfg agent.AgentUpstream
 	var out bytes.Buffer
-	l := config.AgentUpstreamLoader()
+	l := agent.UpstreamLoader()
 	l.Getenv = func(string) string { return "" }
 	code, ok := load(l, args, &cfg, cfg.Validate, &out)
 	if ok {

@@ -24,7 +24,7 @@ func run(args []string) int {
 		fmt.Println("switchboard gateway", buildinfo.Version())
 		return 0
 	}
-	cfg, rest, err := config.LoadGateway(args)
+	cfg, rest, err := gateway.LoadConfig(args)
 	if errors.Is(err, config.ErrHelp) {
 		return 0
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
@@ -19,11 +18,11 @@ import (
 // Config returns the default gateway configuration adjusted for tests:
 // loopback listener on a random port, embedded server on a random port,
 // store in a temp dir, debug logs.
-func Config(t testing.TB) *config.Gateway {
+func Config(t testing.TB) *gateway.Config {
 	t.Helper()
-	l := config.GatewayLoader()
+	l := gateway.Loader()
 	l.Getenv = func(string) string { return "" }
-	var c config.Gateway
+	var c gateway.Config
 	if _, err := l.Load(nil, &c); err != nil {
 		t.Fatalf("harness: default config: %v", err)
 	}
@@ -38,12 +37,12 @@ func Config(t testing.TB) *config.Gateway {
 // Gateway is a gateway started for a test.
 type Gateway struct {
 	*gateway.Gateway
-	Config *config.Gateway
+	Config *gateway.Config
 }
 
 // Start starts a gateway with cfg, waits until it is provisioned and
 // /readyz answers 200, and shuts it down at the end of the test.
-func Start(t testing.TB, cfg *config.Gateway) *Gateway {
+func Start(t testing.TB, cfg *gateway.Config) *Gateway {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("harness: %v", err)
@@ -71,7 +70,7 @@ func Start(t testing.TB, cfg *config.Gateway) *Gateway {
 
 // StartEmbedded starts one gateway in embedded mode. modify may change the
 // test config first.
-func StartEmbedded(t testing.TB, modify func(*config.Gateway)) *Gateway {
+func StartEmbedded(t testing.TB, modify func(*gateway.Config)) *Gateway {
 	t.Helper()
 	cfg := Config(t)
 	if modify != nil {
@@ -81,7 +80,7 @@ func StartEmbedded(t testing.TB, modify func(*config.Gateway)) *Gateway {
 }
 
 // StartN starts n gateways against natsURL (comma-separated).
-func StartN(t testing.TB, n int, natsURL string, modify func(*config.Gateway)) []*Gateway {
+func StartN(t testing.TB, n int, natsURL string, modify func(*gateway.Config)) []*Gateway {
 	t.Helper()
 	out := make([]*Gateway, n)
 	for i := range out {
@@ -97,10 +96,10 @@ func StartN(t testing.TB, n int, natsURL string, modify func(*config.Gateway)) [
 
 // StartOnCluster starts a 3-node JetStream cluster and n gateways with
 // jetstream.replicas 3, each gateway given every node's URL.
-func StartOnCluster(t testing.TB, n int, modify func(*config.Gateway)) (*natstest.Cluster, []*Gateway) {
+func StartOnCluster(t testing.TB, n int, modify func(*gateway.Config)) (*natstest.Cluster, []*Gateway) {
 	t.Helper()
 	c := natstest.NewCluster(t, 3)
-	gws := StartN(t, n, c.URLs(), func(cfg *config.Gateway) {
+	gws := StartN(t, n, c.URLs(), func(cfg *gateway.Config) {
 		cfg.JetStream.Replicas = 3
 		if modify != nil {
 			modify(cfg)

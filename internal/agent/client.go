@@ -11,14 +11,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/relay"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 // RunClient relays every request of a local HTTP listener to one upstream
 // until ctx ends, then shuts the listener down within cfg.Shutdown.Grace.
-func RunClient(ctx context.Context, cfg *config.AgentClient, logger *slog.Logger) error {
+func RunClient(ctx context.Context, cfg *AgentClient, logger *slog.Logger) error {
 	c, err := StartClient(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -44,7 +43,7 @@ type Client struct {
 }
 
 // StartClient connects to NATS and starts the local listener.
-func StartClient(ctx context.Context, cfg *config.AgentClient, logger *slog.Logger) (*Client, error) {
+func StartClient(ctx context.Context, cfg *AgentClient, logger *slog.Logger) (*Client, error) {
 	prefix, err := subjects.RelayInbox(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("agent: upstream %q: %w", cfg.Upstream, err)

@@ -71,8 +71,8 @@ func TestClientForwardedHeaders(t *testing.T) {
 
 func startUpstream(t *testing.T, natsURL, target string) {
 	t.Helper()
-	var c config.AgentUpstream
-	load(t, config.AgentUpstreamLoader(), []string{"--nats-url", natsURL, "--name", "api", "--target", target}, &c, c.Validate)
+	var c agent.AgentUpstream
+	load(t, agent.UpstreamLoader(), []string{"--nats-url", natsURL, "--name", "api", "--target", target}, &c, c.Validate)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	u, err := agent.StartUpstream(ctx, &c, harness.Logger(t).With("agent", "upstream"))
@@ -90,8 +90,8 @@ func startUpstream(t *testing.T, natsURL, target string) {
 // address.
 func startClient(t *testing.T, natsURL, proxies string) string {
 	t.Helper()
-	var c config.AgentClient
-	load(t, config.AgentClientLoader(), []string{"--nats-url", natsURL, "--listen", "127.0.0.1:0", "--upstream", "api", "--trusted-proxies", proxies}, &c, c.Validate)
+	var c agent.AgentClient
+	load(t, agent.ClientLoader(), []string{"--nats-url", natsURL, "--listen", "127.0.0.1:0", "--upstream", "api", "--trusted-proxies", proxies}, &c, c.Validate)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl, err := agent.StartClient(ctx, &c, harness.Logger(t).With("agent", "client"))

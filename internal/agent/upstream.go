@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard/switchboard/internal/buildinfo"
-	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/relay"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -19,7 +18,7 @@ import (
 // RunUpstream serves the configured upstreams until ctx ends, then drains:
 // it stops taking requests and lets those in flight finish within
 // cfg.Shutdown.Grace.
-func RunUpstream(ctx context.Context, cfg *config.AgentUpstream, logger *slog.Logger) error {
+func RunUpstream(ctx context.Context, cfg *AgentUpstream, logger *slog.Logger) error {
 	u, err := StartUpstream(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -44,7 +43,7 @@ type Upstream struct {
 
 // StartUpstream connects and starts serving every configured upstream.
 // Connecting waits until ctx ends; reconnects are forever.
-func StartUpstream(ctx context.Context, cfg *config.AgentUpstream, logger *slog.Logger) (*Upstream, error) {
+func StartUpstream(ctx context.Context, cfg *AgentUpstream, logger *slog.Logger) (*Upstream, error) {
 	targets := cfg.Targets()
 	names := make([]string, 0, len(targets))
 	for n := range targets {
@@ -61,7 +60,7 @@ func StartUpstream(ctx context.Context, cfg *config.AgentUpstream, logger *slog.
 	return u, nil
 }
 
-func (u *Upstream) add(ctx context.Context, cfg *config.AgentUpstream, name, target string, logger *slog.Logger) error {
+func (u *Upstream) add(ctx context.Context, cfg *AgentUpstream, name, target string, logger *slog.Logger) error {
 	prefix, err := subjects.RelayInbox(name)
 	if err != nil {
 		return fmt.Errorf("agent: upstream %q: %w", name, err)

@@ -43,7 +43,9 @@ func (k Key) EnvName(prefix string) string {
 	return prefix + "_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(k.Name))
 }
 
-func (k Key) fileOnly() bool {
+// FileOnly reports whether the key can be set only in the config file (a
+// type no flag or environment variable can carry).
+func (k Key) FileOnly() bool {
 	switch k.Default.(type) {
 	case string, int, bool, time.Duration, ByteSize, []string, map[string]string:
 		return false
@@ -71,7 +73,7 @@ func (l *Loader) FlagSet() *pflag.FlagSet {
 	fs.SortFlags = true
 	fs.String("config", "", "path of a YAML config file")
 	for _, k := range l.Keys {
-		if k.fileOnly() {
+		if k.FileOnly() {
 			continue
 		}
 		addFlag(fs, k)
@@ -234,7 +236,7 @@ func (l *Loader) readEnv(v *viper.Viper) error {
 		getenv = os.Getenv
 	}
 	for _, k := range l.Keys {
-		if k.fileOnly() {
+		if k.FileOnly() {
 			continue
 		}
 		s := getenv(k.EnvName(l.EnvPrefix))
@@ -272,7 +274,7 @@ func parsePairs(s string) (map[string]string, error) {
 
 func (l *Loader) readFlags(fs *pflag.FlagSet, v *viper.Viper) error {
 	for _, k := range l.Keys {
-		if k.fileOnly() {
+		if k.FileOnly() {
 			continue
 		}
 		name := k.FlagName()

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/embedded"
 	"github.com/switchboard/switchboard/internal/jsutil"
 	"github.com/switchboard/switchboard/internal/protocol"
@@ -25,7 +24,7 @@ import (
 
 // Gateway is a running gateway. Create it with [Start].
 type Gateway struct {
-	cfg      *config.Gateway
+	cfg      *Config
 	log      *slog.Logger
 	registry *prometheus.Registry
 	tracker  *protocol.Tracker
@@ -81,7 +80,7 @@ const provisionTimeout = 60 * time.Second
 // server stopped), then shuts down gracefully within cfg.Shutdown.Grace. It
 // returns nil only for a clean stop after ctx ended, so a failure becomes a
 // non-zero exit and the supervisor restarts the process.
-func Run(ctx context.Context, cfg *config.Gateway, logger *slog.Logger) error {
+func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	g, err := Start(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -107,7 +106,7 @@ func Run(ctx context.Context, cfg *config.Gateway, logger *slog.Logger) error {
 // is closed when the gateway is ready, [Gateway.Failed] if start-up fails
 // for good. ctx's values reach start-up, its end does not: Shutdown stops
 // a start-up still under way.
-func Start(ctx context.Context, cfg *config.Gateway, logger *slog.Logger) (*Gateway, error) {
+func Start(ctx context.Context, cfg *Config, logger *slog.Logger) (*Gateway, error) {
 	g := &Gateway{
 		cfg:       cfg,
 		log:       logger,

@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
-	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -28,16 +27,20 @@ func TestMain(m *testing.M) {
 		// registered right after the last one unregistered can leave the
 		// old ticker running (its done channel is consumed by the new one).
 		// Tests here start and stop many servers in quick succession.
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server/ats.Register.func1"))
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server/ats.Register.func1"),
+		// A stream created while its server shuts down (these tests stop
+		// gateways and servers mid-provisioning) can leave nats-server's
+		// state flusher behind.
+		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*fileStore).flushStreamStateLoop"))
 }
 
 // testConfig is the default configuration against natsURL with a random
 // loopback listener.
-func testConfig(t *testing.T, natsURL string) *config.Gateway {
+func testConfig(t *testing.T, natsURL string) *Config {
 	t.Helper()
-	l := config.GatewayLoader()
+	l := Loader()
 	l.Getenv = func(string) string { return "" }
-	var c config.Gateway
+	var c Config
 	if _, err := l.Load(nil, &c); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
@@ -71,7 +74,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 }
 
 // start starts a gateway and shuts it down at the end of the test.
-func start(t *testing.T, cfg *config.Gateway) *Gateway {
+func start(t *testing.T, cfg *Config) *Gateway {
 	t.Helper()
 	g, err := Start(context.Background(), cfg, testLogger(t))
 	if err != nil {

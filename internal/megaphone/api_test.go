@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
 // TestBadInput: every malformed request gets a clear error and changes
 // nothing.
 func TestBadInput(t *testing.T) {
-	gw := start(t, func(c *config.Gateway) { c.Megaphone.AdminToken = "secret"; c.HTTP.BodyLimit = 4096 })
+	gw := start(t, func(c *gateway.Config) { c.Megaphone.AdminToken = "secret"; c.HTTP.BodyLimit = 4096 })
 	c := create(t, gw.URL())
 	u := gw.URL()
 	unknown := "main." + strings.Repeat("a", 50) + ".1"
@@ -86,7 +86,7 @@ func TestBadInput(t *testing.T) {
 // TestWriteBatch: per channel in order, shared eid/ts, NOT_FOUND per index
 // for unknown channels, TIMEOUT then SKIPPED on a full buffer.
 func TestWriteBatch(t *testing.T) {
-	gw := start(t, func(c *config.Gateway) {
+	gw := start(t, func(c *gateway.Config) {
 		c.Megaphone.BufferSize = 2
 		c.Megaphone.WriteWait = 500 * time.Millisecond
 	})
@@ -146,7 +146,7 @@ func TestChannelsExists(t *testing.T) {
 // fires the webhook), bearer token required, off without a token.
 func TestAdmin(t *testing.T) {
 	hook := newHookSink(t)
-	gw := start(t, fast(10*time.Second, 60*time.Second), func(c *config.Gateway) {
+	gw := start(t, fast(10*time.Second, 60*time.Second), func(c *gateway.Config) {
 		c.Megaphone.AdminToken = "secret"
 		c.Megaphone.WebhookURL = hook.srv.URL
 	})
@@ -205,7 +205,7 @@ func TestAdmin(t *testing.T) {
 
 // TestCORS: configured origins get CORS headers and preflight answers.
 func TestCORS(t *testing.T) {
-	gw := start(t, func(c *config.Gateway) { c.HTTP.CORSOrigins = []string{"https://app.example"} })
+	gw := start(t, func(c *gateway.Config) { c.HTTP.CORSOrigins = []string{"https://app.example"} })
 	u := gw.URL()
 	r := do(t, "OPTIONS", u+"/create", "", "", "Origin", "https://app.example", "Access-Control-Request-Method", "POST",
 		"Access-Control-Request-Headers", "content-type")

@@ -27,7 +27,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
@@ -68,7 +67,7 @@ func parallel(n, workers int, fn func(worker, i int)) {
 // b.N is.
 func BenchmarkWrite(b *testing.B) {
 	srv := natstest.RunServer(b, nil)
-	gw := harness.StartN(b, 1, srv.URL(), func(c *config.Gateway) {
+	gw := harness.StartN(b, 1, srv.URL(), func(c *gateway.Config) {
 		c.Log.Level = "error"
 		c.Megaphone.BufferSize = 10_000_000
 	})[0]
@@ -180,7 +179,7 @@ func rateFor(b *testing.B, d time.Duration, fn func(worker int) error) float64 {
 
 // BenchmarkCreate measures POST /create with 16 concurrent clients.
 func BenchmarkCreate(b *testing.B) {
-	gw := harness.StartEmbedded(b, func(c *config.Gateway) { c.Log.Level = "error" })
+	gw := harness.StartEmbedded(b, func(c *gateway.Config) { c.Log.Level = "error" })
 	hc := benchClient(16)
 	defer hc.CloseIdleConnections()
 	b.ResetTimer()
@@ -204,9 +203,9 @@ const benchGatewayEnv = "MEGAPHONE_BENCH_GATEWAY_NATS"
 // runBenchGateway is the child process of BenchmarkReaders: a gateway on
 // natsURL that prints its URL and runs until stdin closes.
 func runBenchGateway(natsURL string) int {
-	l := config.GatewayLoader()
+	l := gateway.Loader()
 	l.Getenv = func(string) string { return "" }
-	var c config.Gateway
+	var c gateway.Config
 	if _, err := l.Load(nil, &c); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

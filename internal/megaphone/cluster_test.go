@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
@@ -40,7 +40,7 @@ func TestCluster(t *testing.T) {
 		t.Skip("3-node cluster")
 	}
 	hook := newHookSink(t)
-	_, gws := harness.StartOnCluster(t, 3, func(c *config.Gateway) {
+	_, gws := harness.StartOnCluster(t, 3, func(c *gateway.Config) {
 		fast(2*time.Second, 3*time.Second)(c)
 		c.Megaphone.WebhookURL = hook.srv.URL
 	})

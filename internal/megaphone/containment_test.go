@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 )
 
 // drip opens a connection to addr, sends a request head announcing a body
@@ -60,7 +60,7 @@ func drip(t *testing.T, addr, method, path string, hdr []string, size int, inter
 // body answer within it too. /read and a write waiting for room long after
 // its body arrived are not cut.
 func TestBodyTimeout(t *testing.T) {
-	gw := start(t, func(c *config.Gateway) {
+	gw := start(t, func(c *gateway.Config) {
 		c.HTTP.BodyTimeout = 300 * time.Millisecond
 		c.Megaphone.AdminToken = "secret"
 		c.Megaphone.BufferSize = 1
@@ -118,7 +118,7 @@ func TestBodyTimeout(t *testing.T) {
 
 // TestErrorMessages: 413 says what exceeded what; no message spans lines.
 func TestErrorMessages(t *testing.T) {
-	gw := start(t, func(c *config.Gateway) { c.HTTP.BodyLimit = 4096 })
+	gw := start(t, func(c *gateway.Config) { c.HTTP.BodyLimit = 4096 })
 	u := gw.URL()
 	ch := create(t, u)
 	big := `"` + strings.Repeat("x", 5000) + `"`
@@ -152,7 +152,7 @@ func TestErrorMessages(t *testing.T) {
 // TestEventTooLarge: a body within http.body_limit whose event does not
 // fit in a NATS message is 413 saying so.
 func TestEventTooLarge(t *testing.T) {
-	gw := start(t, func(c *config.Gateway) { c.HTTP.BodyLimit = 2 << 20 })
+	gw := start(t, func(c *gateway.Config) { c.HTTP.BodyLimit = 2 << 20 })
 	ch := create(t, gw.URL())
 	r := write(t, gw.URL(), ch.ProducerAddress, "s", `"`+strings.Repeat("x", 3<<19)+`"`)
 	var e struct{ Code, Message string }
@@ -232,7 +232,7 @@ func rawStatus(t *testing.T, addr, req string) int {
 // TestLongNames: names of any length on every Megaphone route are 400
 // BAD_REQUEST (or net/http's own 431), and the gateway serves on.
 func TestLongNames(t *testing.T) {
-	gw := start(t, func(c *config.Gateway) { c.Megaphone.AdminToken = "secret" })
+	gw := start(t, func(c *gateway.Config) { c.Megaphone.AdminToken = "secret" })
 	u := gw.URL()
 	ch := create(t, u)
 	auth := []string{"Authorization", "Bearer secret"}

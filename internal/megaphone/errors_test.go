@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/httpx"
 	"github.com/switchboard/switchboard/internal/megaphone"
 	"github.com/switchboard/switchboard/internal/natstest"
@@ -100,7 +100,7 @@ func TestWriteWithoutLeader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("3-node cluster, stops nodes")
 	}
-	cluster, gws := harness.StartOnCluster(t, 1, func(c *config.Gateway) {
+	cluster, gws := harness.StartOnCluster(t, 1, func(c *gateway.Config) {
 		fast(5*time.Second, time.Minute)(c)
 		c.Megaphone.BufferSize = 100000 // no reader: never full
 	})

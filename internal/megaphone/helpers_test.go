@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 )
 
 // fast shortens every Megaphone timing so the suite stays quick.
-func fast(poll, ttl time.Duration) func(*config.Gateway) {
-	return func(c *config.Gateway) {
+func fast(poll, ttl time.Duration) func(*gateway.Config) {
+	return func(c *gateway.Config) {
 		c.Log.Level = "info"
 		c.Megaphone.PollDuration = poll
 		c.Megaphone.ChannelTTL = ttl
@@ -25,9 +25,9 @@ func fast(poll, ttl time.Duration) func(*config.Gateway) {
 	}
 }
 
-func start(t *testing.T, mods ...func(*config.Gateway)) *harness.Gateway {
+func start(t *testing.T, mods ...func(*gateway.Config)) *harness.Gateway {
 	t.Helper()
-	return harness.StartEmbedded(t, func(c *config.Gateway) {
+	return harness.StartEmbedded(t, func(c *gateway.Config) {
 		fast(2*time.Second, 30*time.Second)(c)
 		for _, m := range mods {
 			m(c)

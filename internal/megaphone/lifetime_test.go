@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
@@ -83,7 +83,7 @@ func buffered(t *testing.T, natsURL, consumer string) uint64 {
 // buffered events, within 10 s; the webhook reports it once; metrics count.
 func TestExpiry(t *testing.T) {
 	hook := newHookSink(t)
-	gw := start(t, fast(time.Second, 2*time.Second), func(c *config.Gateway) { c.Megaphone.WebhookURL = hook.srv.URL })
+	gw := start(t, fast(time.Second, 2*time.Second), func(c *gateway.Config) { c.Megaphone.WebhookURL = hook.srv.URL })
 	c := create(t, gw.URL())
 	keep := create(t, gw.URL())
 	mustWrite(t, gw.URL(), c.ProducerAddress, "s", `1`)
@@ -201,7 +201,7 @@ func TestWebhookRetries(t *testing.T) {
 				got.Store(string(raw))
 			}))
 			defer hook.Close()
-			gw := start(t, func(c *config.Gateway) {
+			gw := start(t, func(c *gateway.Config) {
 				c.Megaphone.AdminToken = "secret"
 				c.Megaphone.WebhookURL = hook.URL
 			})

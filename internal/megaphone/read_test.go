@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
@@ -73,7 +73,7 @@ func TestDisconnectLosesNothing(t *testing.T) {
 // TestFullBuffer: 100 writes fit; the 101st waits and gets 503 TIMEOUT
 // after write_wait with no reader, or succeeds as soon as a reader drains.
 func TestFullBuffer(t *testing.T) {
-	gw := start(t, fast(3*time.Second, 60*time.Second), func(c *config.Gateway) { c.Megaphone.WriteWait = 1500 * time.Millisecond })
+	gw := start(t, fast(3*time.Second, 60*time.Second), func(c *gateway.Config) { c.Megaphone.WriteWait = 1500 * time.Millisecond })
 	c := create(t, gw.URL())
 	var wg sync.WaitGroup
 	for w := range 4 {

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/middleman"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
@@ -27,7 +27,7 @@ const (
 	fanoutWindow      = 256 // most messages in flight to the slowest subscriber
 )
 
-func benchConfig(c *config.Gateway) { c.Log.Level = "error" }
+func benchConfig(c *gateway.Config) { c.Log.Level = "error" }
 
 // latencies collects delivery latencies of one run.
 type latencies struct {

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/middleman"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
@@ -35,8 +35,8 @@ const (
 
 const ioTimeout = 15 * time.Second
 
-func mmConfig(modify func(*config.Gateway)) func(*config.Gateway) {
-	return func(c *config.Gateway) {
+func mmConfig(modify func(*gateway.Config)) func(*gateway.Config) {
+	return func(c *gateway.Config) {
 		c.Log.Level = "info"
 		c.Middleman.ServiceKeys = []string{svcKey, svc2Key}
 		c.Middleman.ClientKeys = []string{cliKey}
@@ -48,7 +48,7 @@ func mmConfig(modify func(*config.Gateway)) func(*config.Gateway) {
 }
 
 // twoGateways starts one nats-server and two gateways on it.
-func twoGateways(t testing.TB, modify func(*config.Gateway)) (*harness.Gateway, *harness.Gateway) {
+func twoGateways(t testing.TB, modify func(*gateway.Config)) (*harness.Gateway, *harness.Gateway) {
 	t.Helper()
 	srv := natstest.RunServer(t, nil)
 	gws := harness.StartN(t, 2, srv.URL(), mmConfig(modify))

@@ -11,7 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -54,7 +54,7 @@ func TestHandshake(t *testing.T) {
 
 func TestOrigin(t *testing.T) {
 	srv := natstest.RunServer(t, nil)
-	gw := harness.StartN(t, 1, srv.URL(), mmConfig(func(c *config.Gateway) {
+	gw := harness.StartN(t, 1, srv.URL(), mmConfig(func(c *gateway.Config) {
 		c.Middleman.AllowedOrigins = []string{"https://app.example", "*.trusted.example"}
 	}))[0]
 	host := strings.TrimPrefix(gw.URL(), "http://")
@@ -83,7 +83,7 @@ func TestOrigin(t *testing.T) {
 			t.Errorf("origin %q: response %v, want 403", origin, resp)
 		}
 	}
-	any := harness.StartN(t, 1, srv.URL(), mmConfig(func(c *config.Gateway) {
+	any := harness.StartN(t, 1, srv.URL(), mmConfig(func(c *gateway.Config) {
 		c.Middleman.AllowedOrigins = []string{"*"}
 	}))[0]
 	ws := rawDial(t, any.URL(), http.Header{"Origin": []string{"https://anywhere.example"}})

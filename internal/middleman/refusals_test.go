@@ -13,13 +13,13 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/middleman"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
 func TestRequestTimeoutAndResponderLoss(t *testing.T) {
-	a, b := twoGateways(t, func(c *config.Gateway) { c.Middleman.RequestTimeout = 700 * time.Millisecond })
+	a, b := twoGateways(t, func(c *gateway.Config) { c.Middleman.RequestTimeout = 700 * time.Millisecond })
 	svc := dial(t, a, svcKey)
 	cli := dial(t, b, cliKey)
 	svc.send("EREQ", "slow", "")
@@ -128,7 +128,7 @@ func TestUntrustedRefusals(t *testing.T) {
 }
 
 func TestMalformedFrames(t *testing.T) {
-	gw := harness.StartEmbedded(t, mmConfig(func(c *config.Gateway) { c.Middleman.MaxFrame = 4 << 10 }))
+	gw := harness.StartEmbedded(t, mmConfig(func(c *gateway.Config) { c.Middleman.MaxFrame = 4 << 10 }))
 	c := dial(t, gw, svcKey)
 	for raw, want := range map[string]string{
 		"PUB":                               "Malformed frame: missing key after command",
@@ -195,7 +195,7 @@ func TestPythonServiceBytes(t *testing.T) {
 func TestTrustSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	start := func() *harness.Gateway {
-		return harness.StartEmbedded(t, mmConfig(func(c *config.Gateway) { c.DataDir = dir }))
+		return harness.StartEmbedded(t, mmConfig(func(c *gateway.Config) { c.DataDir = dir }))
 	}
 	gw := start()
 	svc := dial(t, gw, svcKey)
@@ -230,7 +230,7 @@ func TestTrustSurvivesRestart(t *testing.T) {
 }
 
 func TestSlowConsumer(t *testing.T) {
-	gw := harness.StartEmbedded(t, mmConfig(func(c *config.Gateway) { c.Middleman.MaxFrame = 16 << 10 }))
+	gw := harness.StartEmbedded(t, mmConfig(func(c *gateway.Config) { c.Middleman.MaxFrame = 16 << 10 }))
 	slow := dial(t, gw, svcKey)
 	slow.send("SUB", "flood", "")
 	slow.sync()

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
@@ -56,7 +55,7 @@ var benchClient = &http.Client{Transport: &http.Transport{
 
 // quietGateway starts a gateway without the test logger (per-request
 // debug logs would dominate a benchmark).
-func quietGateway(b *testing.B, modify func(*config.Gateway)) *gateway.Gateway {
+func quietGateway(b *testing.B, modify func(*gateway.Config)) *gateway.Gateway {
 	b.Helper()
 	cfg := harness.Config(b)
 	cfg.Log.Level = "error"
@@ -95,7 +94,7 @@ var targets = []struct {
 	}},
 	{"switchboard-2gw", func(b *testing.B) target {
 		srv := natstest.RunServer(b, nil)
-		set := func(c *config.Gateway) { c.NATS.URL = srv.URL() }
+		set := func(c *gateway.Config) { c.NATS.URL = srv.URL() }
 		g1, g2 := quietGateway(b, set), quietGateway(b, set)
 		return target{[]string{g1.URL(), g2.URL()}, switchboardPath}
 	}},

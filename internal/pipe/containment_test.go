@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 )
 
 // TestLongNames: namespaces and channel names of any length, plain or
@@ -63,7 +63,7 @@ func TestLongNames(t *testing.T) {
 // client trickling one does not hold them past http.body_timeout.
 // Transfers are not bound by it.
 func TestBodyTimeoutOnListings(t *testing.T) {
-	e := embedded(t, func(c *config.Gateway) { c.HTTP.BodyTimeout = 300 * time.Millisecond })
+	e := embedded(t, func(c *gateway.Config) { c.HTTP.BodyTimeout = 300 * time.Millisecond })
 	for _, req := range []string{"GET /state", "GET /channels/namespaces", "GET /channels/ns", "DELETE /channels/ns", "DELETE /channels/ns/x"} {
 		conn, err := net.Dial("tcp", e.gws[0].Addr())
 		if err != nil {

@@ -16,7 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -47,21 +47,21 @@ func newEnv(t testing.TB, gws []*harness.Gateway, natsURL string) *env {
 }
 
 // embedded starts one gateway in embedded mode.
-func embedded(t testing.TB, modify func(*config.Gateway)) *env {
+func embedded(t testing.TB, modify func(*gateway.Config)) *env {
 	t.Helper()
 	g := harness.StartEmbedded(t, modify)
 	return newEnv(t, []*harness.Gateway{g}, g.EmbeddedURL())
 }
 
 // twoOnOneServer starts two gateways on one nats-server.
-func twoOnOneServer(t testing.TB, modify func(*config.Gateway)) *env {
+func twoOnOneServer(t testing.TB, modify func(*gateway.Config)) *env {
 	t.Helper()
 	srv := natstest.RunServer(t, nil)
 	return newEnv(t, harness.StartN(t, 2, srv.URL(), modify), srv.URL())
 }
 
 // twoOnCluster starts two gateways on a 3-node cluster, replicas 3.
-func twoOnCluster(t testing.TB, modify func(*config.Gateway)) *env {
+func twoOnCluster(t testing.TB, modify func(*gateway.Config)) *env {
 	t.Helper()
 	c, gws := harness.StartOnCluster(t, 2, modify)
 	return newEnv(t, gws, c.URLs())

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -170,7 +170,7 @@ func TestNamespacesLiteralRoute(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
-	e := twoOnOneServer(t, func(c *config.Gateway) { c.Pipe.Timeout = 300 * time.Millisecond })
+	e := twoOnOneServer(t, func(c *gateway.Config) { c.Pipe.Timeout = 300 * time.Millisecond })
 	ctx := context.Background()
 	for _, ch := range []<-chan result{
 		consume(ctx, e.url(0), "ns", "c"),

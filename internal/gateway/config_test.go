@@ -1,4 +1,4 @@
-package config
+package gateway
 
 import (
 	"os"
@@ -7,13 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/config"
 )
 
-func load(t *testing.T, env map[string]string, args ...string) (*Gateway, error) {
+func load(t *testing.T, env map[string]string, args ...string) (*Config, error) {
 	t.Helper()
-	l := GatewayLoader()
+	l := Loader()
 	l.Getenv = func(k string) string { return env[k] }
-	var c Gateway
+	var c Config
 	if _, err := l.Load(args, &c); err != nil {
 		return nil, err
 	}
@@ -123,7 +125,7 @@ func TestBadConfigNamesKey(t *testing.T) {
 			if strings.Contains(msg, "\n") {
 				t.Errorf("message is not one line: %q", msg)
 			}
-			if !strings.Contains(msg, tc.key) && !strings.Contains(msg, (Key{Name: tc.key}).FlagName()) {
+			if !strings.Contains(msg, tc.key) && !strings.Contains(msg, (config.Key{Name: tc.key}).FlagName()) {
 				t.Errorf("message %q does not name %q", msg, tc.key)
 			}
 		})
@@ -131,33 +133,19 @@ func TestBadConfigNamesKey(t *testing.T) {
 }
 
 func TestEveryKeyHasFlagEnvAndUsage(t *testing.T) {
-	fs := GatewayLoader().FlagSet()
-	for _, k := range GatewayKeys() {
+	fs := Loader().FlagSet()
+	for _, k := range Keys() {
 		if k.Usage == "" {
 			t.Errorf("key %q has no usage", k.Name)
 		}
-		if k.fileOnly() {
+		if k.FileOnly() {
 			continue
 		}
 		if fs.Lookup(k.FlagName()) == nil {
 			t.Errorf("key %q has no flag --%s", k.Name, k.FlagName())
 		}
 	}
-	if got := (Key{Name: "middleman.service_keys"}).EnvName(GatewayEnvPrefix); got != "SWITCHBOARD_MIDDLEMAN_SERVICE_KEYS" {
+	if got := (config.Key{Name: "middleman.service_keys"}).EnvName(EnvPrefix); got != "SWITCHBOARD_MIDDLEMAN_SERVICE_KEYS" {
 		t.Errorf("env name %q", got)
-	}
-}
-
-func TestByteSize(t *testing.T) {
-	for in, want := range map[string]ByteSize{"1MiB": 1 << 20, "512KiB": 512 << 10, "100": 100, "2GiB": 2 << 30, "3 MB": 3 << 20} {
-		got, err := ParseByteSize(in)
-		if err != nil || got != want {
-			t.Errorf("ParseByteSize(%q) = %d, %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"", "x", "-1", "1TiB"} {
-		if _, err := ParseByteSize(bad); err == nil {
-			t.Errorf("ParseByteSize(%q) accepted", bad)
-		}
 	}
 }

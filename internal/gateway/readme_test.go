@@ -1,4 +1,4 @@
-package config
+package gateway
 
 import (
 	"os"
@@ -33,14 +33,14 @@ func TestREADMEListsEveryKey(t *testing.T) {
 		rows[strings.Trim(strings.TrimSpace(cells[1]), "`")] = cells[2]
 	}
 	keys := map[string]bool{}
-	for _, k := range GatewayKeys() {
+	for _, k := range Keys() {
 		keys[k.Name] = true
 		row, ok := rows[k.Name]
 		if !ok {
 			t.Errorf("README has no row for key %q", k.Name)
 			continue
 		}
-		if !k.fileOnly() && !strings.Contains(row, "`--"+k.FlagName()+"`") {
+		if !k.FileOnly() && !strings.Contains(row, "`--"+k.FlagName()+"`") {
 			t.Errorf("README row of %q does not show --%s", k.Name, k.FlagName())
 		}
 		for _, a := range k.Aliases {

@@ -1,9 +1,11 @@
-package config
+package gateway
 
 import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/megaphone"
 )
 
 func TestContainmentDefaults(t *testing.T) {
@@ -79,7 +81,7 @@ func TestContainmentBadValues(t *testing.T) {
 		{[]string{"--http-body-timeout", "-1s"}, "http.body_timeout"},
 		{[]string{"--http-trusted-proxies", "10.0.0.0/8,not-an-ip"}, "http.trusted_proxies"},
 		{[]string{"--http-trusted-proxies", "10.0.0.0/33"}, "http.trusted_proxies"},
-		{[]string{"--megaphone-agent", strings.Repeat("a", MaxMegaphoneAgentLen+1)}, "megaphone.agent"},
+		{[]string{"--megaphone-agent", strings.Repeat("a", megaphone.MaxAgentLen+1)}, "megaphone.agent"},
 	}
 	for _, tc := range cases {
 		_, err := load(t, nil, tc.args...)
@@ -87,26 +89,7 @@ func TestContainmentBadValues(t *testing.T) {
 			t.Errorf("%v: %v, want one line naming %s", tc.args, err, tc.key)
 		}
 	}
-	if _, err := load(t, nil, "--megaphone-agent", strings.Repeat("a", MaxMegaphoneAgentLen)); err != nil {
-		t.Errorf("agent of %d bytes: %v", MaxMegaphoneAgentLen, err)
-	}
-}
-
-func TestAgentClientTrustedProxies(t *testing.T) {
-	l := AgentClientLoader()
-	l.Getenv = func(string) string { return "" }
-	var c AgentClient
-	if _, err := l.Load([]string{"--upstream", "api", "--trusted-proxies", "127.0.0.1,10.0.0.0/8"}, &c); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(); err != nil || len(c.TrustedProxies) != 2 {
-		t.Fatalf("%v %q", err, c.TrustedProxies)
-	}
-	var bad AgentClient
-	if _, err := l.Load([]string{"--upstream", "api", "--trusted-proxies", "proxy.local"}, &bad); err != nil {
-		t.Fatal(err)
-	}
-	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "trusted_proxies") {
-		t.Fatalf("bad proxy: %v", err)
+	if _, err := load(t, nil, "--megaphone-agent", strings.Repeat("a", megaphone.MaxAgentLen)); err != nil {
+		t.Errorf("agent of %d bytes: %v", megaphone.MaxAgentLen, err)
 	}
 }
