@@ -10,21 +10,18 @@ import (
 	"strings"
 )
 
-// Error codes of the {"code","message"} envelope.
+// Error codes of the {"code","message"} envelope that the gateway and
+// several protocols share; a protocol's own codes live next to its error
+// table (relay.CodeNoAgent, megaphone.CodeBusy, pipe.CodeGone).
 const (
 	CodeBadRequest           = "BAD_REQUEST"
 	CodeUnauthorized         = "UNAUTHORIZED"
 	CodeNotFound             = "NOT_FOUND"
-	CodeBusy                 = "BUSY"
-	CodeGone                 = "GONE"
 	CodeTimeout              = "TIMEOUT"
 	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
 	CodeTooLarge             = "PAYLOAD_TOO_LARGE"
 	CodeInternal             = "INTERNAL_SERVER_ERROR"
 	CodeUnavailable          = "SERVICE_UNAVAILABLE"
-	CodeNoAgent              = "NO_AGENT"
-	CodeUpstreamUnreachable  = "UPSTREAM_UNREACHABLE"
-	CodeAgentLost            = "AGENT_LOST"
 )
 
 // ErrorBody is the JSON error envelope.

@@ -12,8 +12,8 @@ import (
 
 func TestErrorMap(t *testing.T) {
 	errA, errB := errors.New("a"), errors.New("b")
-	m := ErrorMap{{Err: errA, Status: http.StatusNotFound, Code: CodeNotFound}, {Err: errB, Status: http.StatusConflict, Code: CodeBusy}}
-	if e := m.HTTPError(fmt.Errorf("op: %w", errB), 500, CodeInternal); e.Status != 409 || e.Code != CodeBusy || e.Message != "op: b" {
+	m := ErrorMap{{Err: errA, Status: http.StatusNotFound, Code: CodeNotFound}, {Err: errB, Status: http.StatusConflict, Code: "BUSY"}}
+	if e := m.HTTPError(fmt.Errorf("op: %w", errB), 500, CodeInternal); e.Status != 409 || e.Code != "BUSY" || e.Message != "op: b" {
 		t.Fatalf("wrapped sentinel: %+v", e)
 	}
 	if e := m.HTTPError(errors.New("other"), 500, CodeInternal); e.Status != 500 || e.Code != CodeInternal {
@@ -26,7 +26,7 @@ func TestErrorMap(t *testing.T) {
 
 func TestWriteError(t *testing.T) {
 	rec := httptest.NewRecorder()
-	WriteError(rec, http.StatusGone, CodeGone, "gone")
+	WriteError(rec, http.StatusGone, "GONE", "gone")
 	if rec.Code != 410 || rec.Header().Get("Content-Type") != "application/json" ||
 		strings.TrimSpace(rec.Body.String()) != `{"code":"GONE","message":"gone"}` {
 		t.Fatalf("got %d %q %q", rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())

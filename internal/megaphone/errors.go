@@ -89,13 +89,17 @@ func noLeader(err error) error {
 	return fmt.Errorf("%w: %w", ErrNoLeader, err)
 }
 
+// CodeBusy is Megaphone's own envelope code: a second reader of a channel
+// (the shared codes are in httpx).
+const CodeBusy = "BUSY"
+
 // errorTable maps each sentinel to its HTTP status and envelope code.
 var errorTable = httpx.ErrorMap{
 	{Err: ErrBadAddress, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
 	{Err: ErrBadRequest, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
 	{Err: ErrProtocol, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
 	{Err: ErrNotFound, Status: http.StatusNotFound, Code: httpx.CodeNotFound},
-	{Err: ErrBusy, Status: http.StatusConflict, Code: httpx.CodeBusy},
+	{Err: ErrBusy, Status: http.StatusConflict, Code: CodeBusy},
 	{Err: ErrTimeout, Status: http.StatusServiceUnavailable, Code: httpx.CodeTimeout},
 	{Err: ErrMediaType, Status: http.StatusUnsupportedMediaType, Code: httpx.CodeUnsupportedMediaType},
 	{Err: ErrTooLarge, Status: http.StatusRequestEntityTooLarge, Code: httpx.CodeTooLarge},

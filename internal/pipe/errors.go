@@ -39,10 +39,14 @@ const (
 // one reads the response).
 const statusClientClosed = 499
 
+// CodeGone is the pipes' own envelope code: the channel was deleted while
+// the request waited (the shared codes are in httpx).
+const CodeGone = "GONE"
+
 var errorTable = httpx.ErrorMap{
 	{Err: ErrBadName, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
 	{Err: ErrTimeout, Status: http.StatusRequestTimeout, Code: httpx.CodeTimeout},
-	{Err: ErrGone, Status: http.StatusGone, Code: httpx.CodeGone},
+	{Err: ErrGone, Status: http.StatusGone, Code: CodeGone},
 	{Err: ErrNotFound, Status: http.StatusNotFound, Code: httpx.CodeNotFound},
 	{Err: ErrPartnerLost, Status: http.StatusBadGateway, Code: codePartnerLost},
 	{Err: ErrClientGone, Status: statusClientClosed, Code: codeClientGone},

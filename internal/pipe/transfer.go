@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/switchboard/switchboard/internal/httpx"
 	"github.com/switchboard/switchboard/internal/natsio"
 	"github.com/switchboard/switchboard/internal/protocol"
 )
@@ -14,7 +15,7 @@ import (
 // copyBufSize is the buffer of a transfer's copy loop.
 const copyBufSize = 256 << 10
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+var copyBufs = httpx.NewBuffers(copyBufSize)
 
 // Input is a producer's body as its transport hands it over.
 type Input struct {
@@ -140,33 +141,10 @@ func (h *Hub) Receive(ctx context.Context, ch Channel, out Output) error {
 	return nil
 }
 
-// copyFlush copies src to w, calling flush (unless nil) after every write
-// so a slow stream reaches the client as it is produced. n counts the
-// bytes written.
 func copyFlush(w io.Writer, flush func() error, src io.Reader) (n int64, readErr, writeErr error) {
-	bp := copyBufs.Get().(*[]byte)
+	bp := copyBufs.Get()
 	defer copyBufs.Put(bp)
-	buf := *bp
-	for {
-		k, err := src.Read(buf)
-		if k > 0 {
-			if _, werr := w.Write(buf[:k]); werr != nil {
-				return n, nil, werr
-			}
-			n += int64(k)
-			if flush != nil {
-				if werr := flush(); werr != nil {
-					return n, nil, werr
-				}
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			return n, nil, nil
-		}
-		if err != nil {
-			return n, err, nil
-		}
-	}
+	return httpx.CopyFlush(w, flush, src, *bp)
 }
 
 // whileRunning runs f if ctx ends before the returned stop is called;

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/switchboard/switchboard/internal/httpx"
 	"github.com/switchboard/switchboard/internal/natsio"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -610,7 +611,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+// bufPool holds the buffers of body copies: 1 MiB, natsio's largest chunk.
+var bufPool = httpx.NewBuffers(1 << 20)
 
-func getBuf() []byte  { return *bufPool.Get().(*[]byte) }
+func getBuf() []byte  { return *bufPool.Get() }
 func putBuf(b []byte) { bufPool.Put(&b) }

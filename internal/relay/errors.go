@@ -32,13 +32,20 @@ var (
 	errCallerLost = errors.New("relay: caller lost")
 )
 
+// The relay's own envelope codes (the shared ones are in httpx).
+const (
+	CodeNoAgent             = "NO_AGENT"
+	CodeUpstreamUnreachable = "UPSTREAM_UNREACHABLE"
+	CodeAgentLost           = "AGENT_LOST"
+)
+
 // errorTable maps each sentinel to its status and envelope code.
 var errorTable = httpx.ErrorMap{
-	{Err: ErrNoAgent, Status: http.StatusServiceUnavailable, Code: httpx.CodeNoAgent},
+	{Err: ErrNoAgent, Status: http.StatusServiceUnavailable, Code: CodeNoAgent},
 	{Err: ErrTimeout, Status: http.StatusGatewayTimeout, Code: httpx.CodeTimeout},
-	{Err: ErrUpstreamUnreachable, Status: http.StatusBadGateway, Code: httpx.CodeUpstreamUnreachable},
-	{Err: ErrAgentLost, Status: http.StatusBadGateway, Code: httpx.CodeAgentLost},
-	{Err: ErrUpstreamBroken, Status: http.StatusBadGateway, Code: httpx.CodeUpstreamUnreachable},
+	{Err: ErrUpstreamUnreachable, Status: http.StatusBadGateway, Code: CodeUpstreamUnreachable},
+	{Err: ErrAgentLost, Status: http.StatusBadGateway, Code: CodeAgentLost},
+	{Err: ErrUpstreamBroken, Status: http.StatusBadGateway, Code: CodeUpstreamUnreachable},
 	{Err: ErrUnauthorized, Status: http.StatusUnauthorized, Code: httpx.CodeUnauthorized},
 	{Err: ErrBadRequest, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
 	{Err: protocol.ErrShuttingDown, Status: http.StatusServiceUnavailable, Code: httpx.CodeUnavailable},
@@ -49,7 +56,7 @@ var errorTable = httpx.ErrorMap{
 // Unknown errors are 502 UPSTREAM_UNREACHABLE: the relay could not get a
 // response.
 func HTTPError(err error) *httpx.Error {
-	return errorTable.HTTPError(err, http.StatusBadGateway, httpx.CodeUpstreamUnreachable)
+	return errorTable.HTTPError(err, http.StatusBadGateway, CodeUpstreamUnreachable)
 }
 
 // WriteError renders err with [HTTPError].

@@ -88,7 +88,7 @@ func (x *exchange) run() {
 	if x.streamed {
 		rcv, err := natsio.NewReceiver(x.ctx, x.s.nc, x.s.stream())
 		if err != nil {
-			x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("agent: %w", err))
+			x.sendErr(CodeUpstreamUnreachable, fmt.Errorf("agent: %w", err))
 			return
 		}
 		defer rcv.Close()
@@ -112,7 +112,7 @@ func (x *exchange) run() {
 	if err != nil {
 		if x.ctx.Err() == nil {
 			x.s.log.Info("upstream unreachable", "err", err)
-			x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("%s %s: %w", x.head.Method, x.s.target.Redacted(), unwrapURLError(err)))
+			x.sendErr(CodeUpstreamUnreachable, fmt.Errorf("%s %s: %w", x.head.Method, x.s.target.Redacted(), unwrapURLError(err)))
 		}
 		return
 	}
@@ -176,14 +176,14 @@ func (x *exchange) respond(resp *http.Response) {
 		if !noBody && resp.ContentLength > 0 {
 			data = make([]byte, resp.ContentLength)
 			if _, err := io.ReadFull(resp.Body, data); err != nil {
-				x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("reading response: %w", err))
+				x.sendErr(CodeUpstreamUnreachable, fmt.Errorf("reading response: %w", err))
 				return
 			}
 		}
 		m := x.msg(opResp)
 		var err error
 		if m.Data, err = head.encode(data); err != nil {
-			x.sendErr(httpx.CodeUpstreamUnreachable, err)
+			x.sendErr(CodeUpstreamUnreachable, err)
 			return
 		}
 		if len(m.Data) <= int(x.s.nc.MaxPayload())-4096 {
@@ -203,7 +203,7 @@ func (x *exchange) stream(head respHead, body io.Reader) {
 	m.Header.Set(hdrBody, bodyStream)
 	var err error
 	if m.Data, err = head.encode(nil); err != nil || len(m.Data) > int(x.s.nc.MaxPayload())-4096 {
-		x.sendErr(httpx.CodeUpstreamUnreachable, fmt.Errorf("response head unusable (too large or malformed)"))
+		x.sendErr(CodeUpstreamUnreachable, fmt.Errorf("response head unusable (too large or malformed)"))
 		return
 	}
 	x.send(m)

@@ -2,11 +2,14 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/httpx"
 )
 
 // Forward relays the HTTP request r to upstream with the escaped path and
@@ -92,23 +95,8 @@ func copyBody(w io.Writer, rc *http.ResponseController, body io.Reader) error {
 	}
 	buf := getBuf()
 	defer putBuf(buf)
-	for {
-		n, err := body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
-			}
-			if ferr := rc.Flush(); ferr != nil {
-				return ferr
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
+	_, rerr, werr := httpx.CopyFlush(w, rc.Flush, body, buf)
+	return errors.Join(werr, rerr)
 }
 
 // eofReader records that its reader returned an error (io.EOF included):
