@@ -14,6 +14,10 @@ const (
 	ReasonTimeout  = "TIMEOUT"
 	ReasonSkipped  = "SKIPPED"
 	ReasonInternal = "INTERNAL_SERVER_ERROR"
+	// ReasonTooLarge is a message whose event exceeds
+	// megaphone.max_event_bytes: it is stored on no channel, and the
+	// channel's later messages are SKIPPED, as after a TIMEOUT.
+	ReasonTooLarge = "PAYLOAD_TOO_LARGE"
 )
 
 // batchParallel bounds how many channels of one batch are written at once.
@@ -35,10 +39,13 @@ type Failure struct {
 // WriteBatch writes every message to every channel, per channel in order.
 // Each message gets one eid and ts shared by all channels. An unknown
 // channel fails every index with NOT_FOUND; after a TIMEOUT the rest of
-// that channel's messages are SKIPPED. A malformed message fails the
-// whole batch with ErrBadRequest before anything is written.
+// that channel's messages are SKIPPED. A message over
+// megaphone.max_event_bytes fails with PAYLOAD_TOO_LARGE on every live
+// channel, the rest of each SKIPPED. A malformed message, or one a NATS
+// message cannot carry, fails the whole batch (ErrBadRequest,
+// ErrTooLarge) before anything is written.
 func (b *Broker) WriteBatch(ctx context.Context, channels []string, msgs []BatchMessage) ([]Failure, error) {
-	lines := make([][]byte, len(msgs))
+	lines := make([][]byte, len(msgs)) // nil: refused by checkMaxEvent
 	for i, m := range msgs {
 		if err := checkStreamID(m.StreamID); err != nil {
 			return nil, fmt.Errorf("messages[%d].streamId: %w", i, err)
@@ -46,6 +53,9 @@ func (b *Broker) WriteBatch(ctx context.Context, channels []string, msgs []Batch
 		line, err := encodeEvent(m.StreamID, m.Body, newStamp())
 		if err != nil {
 			return nil, fmt.Errorf("messages[%d]: %w", i, err)
+		}
+		if b.checkMaxEvent(line) != nil {
+			continue
 		}
 		if err := b.checkSize(line); err != nil {
 			return nil, fmt.Errorf("messages[%d]: %w", i, err)
@@ -100,6 +110,10 @@ func (b *Broker) writeChannel(ctx context.Context, ch string, lines [][]byte) []
 		return out
 	}
 	for i, line := range lines {
+		if line == nil {
+			fail(i, ReasonTooLarge)
+			return out
+		}
 		err := b.store(ctx, a, line, time.Now().Add(b.cfg.WriteWait))
 		switch {
 		case err == nil:

@@ -81,6 +81,10 @@ func (b *Broker) Provision(ctx context.Context) error {
 	if b.codec, err = newTokenCodec(key); err != nil {
 		return err
 	}
+	if limit := int64(b.cfg.MaxEventBytes); limit > b.nc.MaxPayload()-511 {
+		b.log.Warn("megaphone.max_event_bytes is above what a NATS message carries; the NATS limit applies",
+			"max_event_bytes", limit, "max_payload", b.nc.MaxPayload())
+	}
 	if b.wakeups, err = startWakeups(b.nc, b.log, b.cache); err != nil {
 		return err
 	}

@@ -18,6 +18,12 @@ const (
 	defaultPollDuration = 20 * time.Second
 	defaultChannelTTL   = 60 * time.Second
 	defaultMarkerTTL    = time.Hour
+	// defaultMaxEventBytes 0 = the NATS payload limit only, the limit
+	// events always had.
+	defaultMaxEventBytes config.ByteSize = 0
+	// minMaxEventBytes is the smallest max_event_bytes that is not 0: an
+	// event's envelope alone is about 80 bytes.
+	minMaxEventBytes config.ByteSize = 1 << 10
 )
 
 // MaxAgentLen bounds megaphone.agent, so that every address the gateway
@@ -50,6 +56,16 @@ type Config struct {
 	// WebhookURL receives a POST for every deleted channel. Default "":
 	// no webhook.
 	WebhookURL string `mapstructure:"webhook_url"`
+	// MaxEventBytes is the largest event a write may store, in bytes of
+	// the NDJSON line a reader receives: the stored
+	// {"sid","eid","ts","body"} object as encoded (body compacted) plus
+	// its '\n'. A larger event is stored nowhere: 413 on /write,
+	// PAYLOAD_TOO_LARGE in /write-batch. Default 0 = the NATS payload
+	// limit only (max_payload less 512 bytes for headers), which every
+	// value is held to as well; otherwise at least 1KiB. 65535 keeps
+	// events readable by megaphone-js 0.10.3, which breaks on lines of
+	// 64 KiB or more.
+	MaxEventBytes config.ByteSize `mapstructure:"max_event_bytes"`
 	// MarkerTTL is how long expiry markers stay in the buckets, which
 	// bounds how long every gateway may be down without missing an
 	// expiry; at least 1s. Default 1h; 0 = the default. Not a config key:
@@ -67,6 +83,7 @@ func Keys() []config.Key {
 		{Name: "megaphone.channel_ttl", Default: defaultChannelTTL, Usage: "channel life after its last completed read"},
 		{Name: "megaphone.admin_token", Default: "", Usage: "bearer token for /admin routes; empty = admin routes off"},
 		{Name: "megaphone.webhook_url", Default: "", Usage: "on-channel-deleted webhook target; empty = off"},
+		{Name: "megaphone.max_event_bytes", Default: defaultMaxEventBytes, Usage: "largest event a write may store, as the NDJSON line a reader gets (object + newline); larger = 413; 0 = only the NATS payload limit"},
 	}
 }
 
@@ -87,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ChannelTTL < time.Second {
 		c.ChannelTTL = defaultChannelTTL
+	}
+	if c.MaxEventBytes < 0 {
+		c.MaxEventBytes = defaultMaxEventBytes
 	}
 	if c.MarkerTTL < time.Second {
 		c.MarkerTTL = defaultMarkerTTL
@@ -110,5 +130,7 @@ func (c Config) Validate() error {
 	check(c.PollDuration > 0, "megaphone.poll_duration", "%s must be > 0", c.PollDuration)
 	check(c.ChannelTTL > 0, "megaphone.channel_ttl", "%s must be > 0", c.ChannelTTL)
 	check(c.ChannelTTL >= time.Second, "megaphone.channel_ttl", "%s must be >= 1s", c.ChannelTTL)
+	check(c.MaxEventBytes == 0 || c.MaxEventBytes >= minMaxEventBytes, "megaphone.max_event_bytes",
+		"%d must be 0 (the NATS payload limit only) or >= %d", c.MaxEventBytes, minMaxEventBytes)
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package megaphone
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ func TestConfigDefaults(t *testing.T) {
 		"megaphone.agent": d.Agent, "megaphone.buffer_size": d.BufferSize,
 		"megaphone.write_wait": d.WriteWait, "megaphone.poll_duration": d.PollDuration,
 		"megaphone.channel_ttl": d.ChannelTTL, "megaphone.admin_token": d.AdminToken,
-		"megaphone.webhook_url": d.WebhookURL,
+		"megaphone.webhook_url": d.WebhookURL, "megaphone.max_event_bytes": d.MaxEventBytes,
 	}
 	keys := Keys()
 	if len(keys) != len(want) {
@@ -47,6 +48,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.WriteWait = 0 }, "megaphone.write_wait"},
 		{func(c *Config) { c.PollDuration = -time.Second }, "megaphone.poll_duration"},
 		{func(c *Config) { c.ChannelTTL = 500 * time.Millisecond }, "megaphone.channel_ttl"},
+		{func(c *Config) { c.MaxEventBytes = 1023 }, "megaphone.max_event_bytes"},
+		{func(c *Config) { c.MaxEventBytes = -1 }, "megaphone.max_event_bytes"},
 	} {
 		c := ok
 		tc.mod(&c)
@@ -59,5 +62,27 @@ func TestConfigValidate(t *testing.T) {
 	c.Agent = strings.Repeat("a", MaxAgentLen)
 	if err := c.Validate(); err != nil {
 		t.Errorf("agent of %d bytes: %v", MaxAgentLen, err)
+	}
+	c = ok
+	c.MaxEventBytes = 1024
+	if err := c.Validate(); err != nil {
+		t.Errorf("max_event_bytes of 1KiB: %v", err)
+	}
+}
+
+// TestCheckMaxEvent: the limit counts the NDJSON line, newline included,
+// and is inclusive; 0 sets no limit of its own.
+func TestCheckMaxEvent(t *testing.T) {
+	b := &Broker{cfg: Config{MaxEventBytes: 65535}}
+	if err := b.checkMaxEvent(make([]byte, 65534)); err != nil {
+		t.Errorf("line of 65534 bytes + newline: %v", err)
+	}
+	err := b.checkMaxEvent(make([]byte, 65535))
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "event of 65536 bytes exceeds megaphone.max_event_bytes of 65535") {
+		t.Errorf("line of 65535 bytes + newline: %v", err)
+	}
+	b.cfg = Config{}.withDefaults()
+	if err := b.checkMaxEvent(make([]byte, 4<<20)); err != nil {
+		t.Errorf("default: %v", err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -152,13 +154,86 @@ func TestErrorMessages(t *testing.T) {
 // TestEventTooLarge: a body within http.body_limit whose event does not
 // fit in a NATS message is 413 saying so.
 func TestEventTooLarge(t *testing.T) {
-	gw := start(t, func(c *gateway.Config) { c.HTTP.BodyLimit = 2 << 20 })
+	gw := start(t, func(c *gateway.Config) { c.HTTP.BodyLimit = 2 << 20; c.Megaphone.AdminToken = "admin" })
 	ch := create(t, gw.URL())
 	r := write(t, gw.URL(), ch.ProducerAddress, "s", `"`+strings.Repeat("x", 3<<19)+`"`)
 	var e struct{ Code, Message string }
 	if r.Status != http.StatusRequestEntityTooLarge || json.Unmarshal([]byte(r.Body), &e) != nil ||
 		!strings.Contains(e.Message, "stored event of 1572") || !strings.Contains(e.Message, "max_payload 1048576") {
 		t.Fatalf("event over max_payload: %d %s", r.Status, r.Body)
+	}
+	// In a batch such a message fails the whole request, as it always did.
+	batch := fmt.Sprintf(`{"channels":[%q],"messages":[{"streamId":"s","body":1},{"streamId":"s","body":"%s"}]}`,
+		ch.ConsumerAddress, strings.Repeat("x", 3<<19))
+	r = do(t, "POST", gw.URL()+"/write-batch", "application/json", batch)
+	if r.Status != http.StatusRequestEntityTooLarge || !strings.Contains(r.Body, "messages[1]") || !strings.Contains(r.Body, "max_payload 1048576") {
+		t.Fatalf("batch with an event over max_payload: %d %s", r.Status, r.Body)
+	}
+	if got := adminBuffered(t, gw, ch.ConsumerAddress); got != 0 {
+		t.Fatalf("%d events stored by refused writes", got)
+	}
+}
+
+// maxEvent is a gateway refusing events the way an operator whose readers
+// run megaphone-js 0.10.3 (which breaks on lines of 64 KiB) would.
+func maxEvent(c *gateway.Config) {
+	c.Megaphone.MaxEventBytes = 65535
+	c.Megaphone.AdminToken = "admin"
+}
+
+// adminBuffered returns how many events the channel of consumer holds.
+func adminBuffered(t *testing.T, gw *harness.Gateway, consumer string) int {
+	t.Helper()
+	r := do(t, "GET", gw.URL()+"/admin/channels", "", "", "Authorization", "Bearer admin")
+	var list []struct {
+		ConsumerAddress string
+		Buffered        int
+	}
+	if r.Status != http.StatusOK || json.Unmarshal([]byte(r.Body), &list) != nil {
+		t.Fatalf("admin list = %d %s", r.Status, r.Body)
+	}
+	for _, c := range list {
+		if c.ConsumerAddress == consumer {
+			return c.Buffered
+		}
+	}
+	t.Fatalf("channel %s not listed: %s", consumer, r.Body)
+	return 0
+}
+
+var tooLargeMsg = regexp.MustCompile(`event of (\d+) bytes exceeds megaphone\.max_event_bytes of 65535`)
+
+// TestMaxEventBytes: with megaphone.max_event_bytes = 65535 an event of
+// 70 KiB is 413 naming the sizes and is not stored (a reader gets only
+// the 1 KiB event written after it).
+func TestMaxEventBytes(t *testing.T) {
+	gw := start(t, maxEvent)
+	u := gw.URL()
+	ch := create(t, u)
+	big := `"` + strings.Repeat("x", 70<<10) + `"`
+	r := write(t, u, ch.ProducerAddress, "s", big)
+	var e struct{ Code, Message string }
+	if r.Status != http.StatusRequestEntityTooLarge || json.Unmarshal([]byte(r.Body), &e) != nil || e.Code != "PAYLOAD_TOO_LARGE" {
+		t.Fatalf("70 KiB event = %d %s", r.Status, r.Body)
+	}
+	m := tooLargeMsg.FindStringSubmatch(e.Message)
+	if m == nil {
+		t.Fatalf("70 KiB event: message %q", e.Message)
+	}
+	if n, _ := strconv.Atoi(m[1]); n <= len(big) {
+		t.Fatalf("70 KiB event measured as %d bytes: %q", n, e.Message)
+	}
+	if got := adminBuffered(t, gw, ch.ConsumerAddress); got != 0 {
+		t.Fatalf("%d events stored by the refused write", got)
+	}
+	small := `"` + strings.Repeat("y", 1<<10) + `"`
+	mustWrite(t, u, ch.ProducerAddress, "s", small)
+	p := openPoll(t, u, ch.ConsumerAddress)
+	if ev := p.next(5 * time.Second); string(ev.Body) != small {
+		t.Fatalf("first event read has a body of %d bytes, want the 1 KiB one", len(ev.Body))
+	}
+	if rest, err := p.end(10 * time.Second); len(rest) != 0 || err != nil {
+		t.Fatalf("poll carried %d more events, err %v", len(rest), err)
 	}
 }
 
@@ -269,4 +344,56 @@ func TestLongNames(t *testing.T) {
 		}
 	}
 	harness.Smoke(t, u)
+}
+
+// TestMaxEventBytesBatch: in /write-batch a message over
+// megaphone.max_event_bytes is PAYLOAD_TOO_LARGE on each live channel,
+// the channel's later messages SKIPPED (as after a TIMEOUT, so what a
+// channel got stays a prefix of the batch); an unknown channel is still
+// NOT_FOUND for every index.
+func TestMaxEventBytesBatch(t *testing.T) {
+	gw := start(t, maxEvent)
+	u := gw.URL()
+	a := create(t, u)
+	unknown := "main." + strings.Repeat("b", 50) + ".1"
+	body := fmt.Sprintf(`{"channels":[%q,%q],"messages":[{"streamId":"s","body":0},{"streamId":"s","body":"%s"},{"streamId":"s","body":2}]}`,
+		a.ProducerAddress, unknown, strings.Repeat("x", 70<<10))
+	r := do(t, "POST", u+"/write-batch", "application/json", body)
+	var want strings.Builder
+	fmt.Fprintf(&want, `{"failures":[{"channel":%q,"index":1,"reason":"PAYLOAD_TOO_LARGE"},{"channel":%q,"index":2,"reason":"SKIPPED"}`,
+		a.ProducerAddress, a.ProducerAddress)
+	for i := range 3 {
+		fmt.Fprintf(&want, `,{"channel":%q,"index":%d,"reason":"NOT_FOUND"}`, unknown, i)
+	}
+	want.WriteString("]}\n")
+	if r.Status != http.StatusCreated || r.Body != want.String() {
+		t.Fatalf("batch = %d %s\nwant %s", r.Status, r.Body, want.String())
+	}
+	p := openPoll(t, u, a.ConsumerAddress)
+	if ev := p.next(5 * time.Second); string(ev.Body) != "0" {
+		t.Fatalf("first event %.40s, want 0", ev.Body)
+	}
+	if rest, err := p.end(10 * time.Second); len(rest) != 0 || err != nil {
+		t.Fatalf("poll carried %d more events, err %v", len(rest), err)
+	}
+}
+
+// TestMaxEventBytesDefault: without megaphone.max_event_bytes an event of
+// 70 KiB is stored and read whole, as before the key existed.
+func TestMaxEventBytesDefault(t *testing.T) {
+	gw := start(t)
+	u := gw.URL()
+	ch := create(t, u)
+	big := `"` + strings.Repeat("x", 70<<10) + `"`
+	mustWrite(t, u, ch.ProducerAddress, "s", big)
+	resp, err := client.Get(u + "/read/" + ch.ConsumerAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadBytes('\n')
+	var ev event
+	if err != nil || json.Unmarshal(line, &ev) != nil || string(ev.Body) != big {
+		t.Fatalf("read %d bytes, err %v", len(line), err)
+	}
 }

@@ -60,6 +60,9 @@ func (b *Broker) Write(ctx context.Context, addr, streamID string, body []byte) 
 	if err != nil {
 		return err
 	}
+	if err := b.checkMaxEvent(line); err != nil {
+		return err
+	}
 	if err := b.checkSize(line); err != nil {
 		return err
 	}
@@ -86,6 +89,19 @@ func checkStreamID(sid string) error {
 	return nil
 }
 
+// checkMaxEvent refuses an event whose NDJSON line (line plus the '\n' a
+// reader receives) is longer than megaphone.max_event_bytes, when set.
+func (b *Broker) checkMaxEvent(line []byte) error {
+	limit := int64(b.cfg.MaxEventBytes)
+	if n := int64(len(line)) + 1; limit > 0 && n > limit {
+		return fmt.Errorf("%w: event of %d bytes exceeds megaphone.max_event_bytes of %s (NDJSON line: stored object and newline)",
+			ErrTooLarge, n, b.cfg.MaxEventBytes)
+	}
+	return nil
+}
+
+// checkSize refuses a line that a NATS message cannot carry with room for
+// headers.
 func (b *Broker) checkSize(line []byte) error {
 	if max := b.nc.MaxPayload(); int64(len(line))+512 > max {
 		return fmt.Errorf("%w: stored event of %d bytes (body, stream id and envelope) exceeds the %d bytes a NATS message can carry (max_payload %d less 512 for headers)",
