@@ -42,9 +42,11 @@ type Config struct {
 
 // Server is a running embedded nats-server.
 type Server struct {
-	ns       *server.Server
-	user     string
-	password string
+	ns        *server.Server
+	user      string
+	password  string
+	relayUser string
+	relayPass string
 }
 
 // Start starts the server and waits until it accepts clients.
@@ -62,21 +64,36 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
 	}
-	s := &Server{}
-	if len(cfg.Agents) > 0 {
-		s.user, s.password = "switchboard-gateway", randomSecret()
-		opts.Users = []*server.User{{Username: s.user, Password: s.password}}
-		for _, a := range cfg.Agents {
-			p := subjects.AgentPermissions(a.Upstreams)
-			perms := &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: p.Publish},
-				Subscribe: &server.SubjectPermission{Allow: p.Subscribe},
-			}
-			if p.AllowResponses {
-				perms.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
-			}
-			opts.Users = append(opts.Users, &server.User{Username: a.User, Password: a.Password, Permissions: perms})
+	// The gateway connects as a full user, its relay as a user confined to
+	// the relay's subjects. Without agents, clients without credentials
+	// (agents in development) get full access, as before, through a
+	// no-auth user; with agents, every client must authenticate.
+	s := &Server{
+		user: "switchboard-gateway", password: randomSecret(),
+		relayUser: "switchboard-relay", relayPass: randomSecret(),
+	}
+	rp := subjects.RelayCallerPermissions()
+	opts.Users = []*server.User{
+		{Username: s.user, Password: s.password},
+		{Username: s.relayUser, Password: s.relayPass, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: rp.Publish},
+			Subscribe: &server.SubjectPermission{Allow: rp.Subscribe},
+		}},
+	}
+	if len(cfg.Agents) == 0 {
+		opts.Users = append(opts.Users, &server.User{Username: anonymousUser, Password: randomSecret()})
+		opts.NoAuthUser = anonymousUser
+	}
+	for _, a := range cfg.Agents {
+		p := subjects.AgentPermissions(a.Upstreams)
+		perms := &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: p.Publish},
+			Subscribe: &server.SubjectPermission{Allow: p.Subscribe},
 		}
+		if p.AllowResponses {
+			perms.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+		}
+		opts.Users = append(opts.Users, &server.User{Username: a.User, Password: a.Password, Permissions: perms})
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -96,13 +113,21 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 // ClientURL is the URL agents use to connect.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
-// ConnectOptions returns the options for an in-process client connection.
+// anonymousUser is the user clients without credentials are when no
+// agents are configured.
+const anonymousUser = "anonymous"
+
+// ConnectOptions returns the options for the gateway's in-process client
+// connection (full access).
 func (s *Server) ConnectOptions() []nats.Option {
-	opts := []nats.Option{nats.InProcessServer(s.ns)}
-	if s.user != "" {
-		opts = append(opts, nats.UserInfo(s.user, s.password))
-	}
-	return opts
+	return []nats.Option{nats.InProcessServer(s.ns), nats.UserInfo(s.user, s.password)}
+}
+
+// RelayConnectOptions returns the options for the gateway's in-process
+// relay connection, confined to the relay's subjects
+// (subjects.RelayCallerPermissions).
+func (s *Server) RelayConnectOptions() []nats.Option {
+	return []nats.Option{nats.InProcessServer(s.ns), nats.UserInfo(s.relayUser, s.relayPass)}
 }
 
 // Shutdown stops the server and waits for it.

@@ -9,6 +9,7 @@ import (
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/megaphone"
 	"github.com/switchboard/switchboard/internal/middleman"
+	"github.com/switchboard/switchboard/internal/natsconn"
 	"github.com/switchboard/switchboard/internal/pipe"
 	"github.com/switchboard/switchboard/internal/relay"
 )
@@ -24,7 +25,7 @@ type Config struct {
 	Listen string `mapstructure:"listen"`
 	// DataDir is the embedded JetStream store directory. Default "./data".
 	DataDir   string          `mapstructure:"data_dir"`
-	NATS      config.NATS     `mapstructure:"nats"`
+	NATS      NATS            `mapstructure:"nats"`
 	Embedded  Embedded        `mapstructure:"embedded"`
 	JetStream JetStream       `mapstructure:"jetstream"`
 	HTTP      HTTP            `mapstructure:"http"`
@@ -35,6 +36,29 @@ type Config struct {
 	Pipe      pipe.Config      `mapstructure:"pipe"`
 	Middleman middleman.Config `mapstructure:"middleman"`
 	Relay     relay.Config     `mapstructure:"relay"`
+}
+
+// NATS is the gateway's NATS client settings: the shared ones, and the
+// optional credentials of a second connection that carries only the relay
+// and whose NATS permissions allow only relay subjects
+// (subjects.RelayCallerPermissions). In embedded mode that connection and
+// its user are automatic; against an external cluster the relay uses the
+// gateway's own connection unless relay credentials are set.
+type NATS struct {
+	config.NATS `mapstructure:",squash"`
+	// RelayCreds is a credentials file for the relay connection. Default
+	// empty.
+	RelayCreds string `mapstructure:"relay_creds"`
+	// RelayUser and RelayPassword authenticate the relay connection.
+	// Default empty.
+	RelayUser     string `mapstructure:"relay_user"`
+	RelayPassword string `mapstructure:"relay_password"`
+}
+
+// relayAuth reports the relay connection's credentials, if any are set.
+func (n NATS) relayAuth() (natsconn.Auth, bool) {
+	a := natsconn.Auth{Creds: n.RelayCreds, User: n.RelayUser, Password: n.RelayPassword}
+	return a, a.Creds != "" || a.User != ""
 }
 
 // Embedded configures the in-process nats-server used when NATS.URL is
@@ -93,6 +117,9 @@ func Keys() []config.Key {
 		{Name: "nats.token", Default: "", Usage: "NATS auth token"},
 		{Name: "nats.user", Default: "", Usage: "NATS user"},
 		{Name: "nats.password", Default: "", Usage: "NATS password"},
+		{Name: "nats.relay_creds", Default: "", Usage: "external mode: credentials file of a second connection used only by the relay (permissions: subjects.RelayCallerPermissions); empty = the relay shares the gateway's connection"},
+		{Name: "nats.relay_user", Default: "", Usage: "external mode: user of the relay-only connection"},
+		{Name: "nats.relay_password", Default: "", Usage: "external mode: password of the relay-only connection"},
 		{Name: "embedded.listen", Default: "127.0.0.1:4222", Usage: "embedded server client address (agents connect here); -1 or :0 = random port on 127.0.0.1; a non-loopback address needs embedded.agents or embedded.allow_anonymous"},
 		{Name: "embedded.agents", Default: []AgentUser(nil), Usage: "file only: agent users {user, password, upstreams}; enables auth on the embedded server"},
 		{Name: "embedded.allow_anonymous", Default: false, Usage: "allow a non-loopback embedded.listen without embedded.agents (anyone reaching it gets full access)"},
@@ -151,6 +178,7 @@ func (c *Config) Validate() error {
 	for i, a := range c.Embedded.Agents {
 		check(a.User != "" && a.Password != "", "embedded.agents", "entry %d needs user and password", i)
 	}
+	check(c.NATS.RelayCreds == "" || c.NATS.RelayUser == "", "nats.relay_creds", "set either nats.relay_creds or nats.relay_user, not both")
 	check(c.JetStream.Replicas >= 1 && c.JetStream.Replicas <= 5, "jetstream.replicas", "%d is not in 1..5", c.JetStream.Replicas)
 	check(c.Shutdown.Grace > 0, "shutdown.grace", "%s must be > 0", c.Shutdown.Grace)
 	check(c.HTTP.BodyLimit >= 1024, "http.body_limit", "%s must be >= 1KiB", c.HTTP.BodyLimit)

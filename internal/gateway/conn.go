@@ -47,7 +47,51 @@ func (g *Gateway) connect(ctx context.Context) error {
 	if g.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	return g.connectRelay(cctx, url)
+}
+
+// connectRelay opens the relay's own connection, confined to relay
+// subjects: always in embedded mode, with nats.relay_* credentials against
+// an external cluster. Without it the relay shares the gateway's
+// connection. Either way subjects.CheckPeer is what keeps an agent from
+// steering the gateway; this connection's permissions are the second wall.
+func (g *Gateway) connectRelay(ctx context.Context, url string) error {
+	auth, set := g.cfg.NATS.relayAuth()
+	if !set && g.embeddedServer() == nil {
+		return nil
+	}
+	opts, err := natsconn.Options("switchboard-gateway-relay", auth, g.log.With("component", "nats-relay"))
+	if err != nil {
+		return err
+	}
+	opts = append(opts, nats.ClosedHandler(g.onClosed))
+	if es := g.embeddedServer(); es != nil {
+		opts = append(opts, es.RelayConnectOptions()...)
+	}
+	nc, err := natsconn.Connect(ctx, url, opts...)
+	if err != nil {
+		return fmt.Errorf("relay connection: %w", err)
+	}
+	g.relayNC.Store(nc)
+	if nc.IsClosed() {
+		g.onClosed(nc)
+	}
 	return nil
+}
+
+// embeddedServer is the embedded server, or nil in external mode.
+func (g *Gateway) embeddedServer() *embedded.Server {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.embedded
+}
+
+// relayConn is the connection the relay uses: its own, or the gateway's.
+func (g *Gateway) relayConn() *nats.Conn {
+	if nc := g.relayNC.Load(); nc != nil {
+		return nc
+	}
+	return g.nc.Load()
 }
 
 func (g *Gateway) startEmbedded() (*embedded.Server, error) {
@@ -81,7 +125,7 @@ func (g *Gateway) startEmbedded() (*embedded.Server, error) {
 // gateway that looks healthy but silently drops messages; a fresh process
 // rebuilds all of it through the one start-up path that is tested.
 func (g *Gateway) onClosed(nc *nats.Conn) {
-	if g.nc.Load() != nc {
+	if g.nc.Load() != nc && g.relayNC.Load() != nc {
 		return // closed while connecting: connect reports it
 	}
 	if g.stopping.Load() {
@@ -99,6 +143,7 @@ func (g *Gateway) onClosed(nc *nats.Conn) {
 // closeNATS drains the connection, then stops the embedded server.
 func (g *Gateway) closeNATS() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	natsconn.Drain(ctx, g.relayNC.Load())
 	natsconn.Drain(ctx, g.nc.Load())
 	cancel()
 	g.mu.Lock()

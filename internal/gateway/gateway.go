@@ -52,6 +52,7 @@ type Gateway struct {
 	embedded *embedded.Server
 
 	nc        atomic.Pointer[nats.Conn]
+	relayNC   atomic.Pointer[nats.Conn] // the relay's own connection, if any
 	lostOnce  sync.Once
 	lostTotal prometheus.Counter
 
@@ -170,7 +171,7 @@ func (g *Gateway) boot(ctx context.Context) {
 			BodyLimit: int64(g.cfg.HTTP.BodyLimit), BodyTimeout: g.cfg.HTTP.BodyTimeout,
 			TrustedProxies: g.cfg.HTTP.TrustedProxies, CORSOrigins: g.cfg.HTTP.CORSOrigins,
 		},
-	})
+	}, g.relayConn())
 	if err := g.provision(ctx); err != nil {
 		g.startFailed(fmt.Errorf("%w: %w", ErrStart, err))
 		return

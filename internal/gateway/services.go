@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/nats-io/nats.go"
+
 	"github.com/switchboard/switchboard/internal/megaphone"
 	"github.com/switchboard/switchboard/internal/middleman"
 	"github.com/switchboard/switchboard/internal/pipe"
@@ -9,11 +11,13 @@ import (
 )
 
 // newServices builds every protocol the gateway serves.
-func newServices(cfg *Config, pdeps protocol.Deps) []namedService {
+func newServices(cfg *Config, pdeps protocol.Deps, relayNC *nats.Conn) []namedService {
+	relayDeps := pdeps
+	relayDeps.NC = relayNC
 	return []namedService{
 		{"megaphone", megaphone.New(cfg.Megaphone, pdeps)},
 		{"pipe", pipe.New(cfg.Pipe, pdeps)},
 		{"middleman", middleman.New(cfg.Middleman, pdeps)},
-		{"relay", relay.New(cfg.Relay, pdeps)},
+		{"relay", relay.New(cfg.Relay, relayDeps)},
 	}
 }

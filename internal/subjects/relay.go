@@ -128,3 +128,16 @@ type Permissions struct {
 	// of each message it received, whatever the publish allow-list says.
 	AllowResponses bool
 }
+
+// RelayCallerPermissions are the NATS permissions of a gateway's relay
+// connection: publish and subscribe in the relay's subject space only, and
+// subscribe to its own inbox for replies (stream hellos). With them, even a
+// gateway bug that published where an agent pointed could reach nothing
+// but relay subjects (defence in depth behind [CheckPeer]).
+func RelayCallerPermissions() *Permissions {
+	all := join(Prefix, relayToken, ">")
+	return &Permissions{
+		Publish:   []string{all},
+		Subscribe: []string{all, "_INBOX.>"},
+	}
+}
