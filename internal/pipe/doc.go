@@ -58,4 +58,19 @@
 // side opens a Sender and copies the request body; Sender.Close returns
 // once the consumer read everything, and only then does the producer get
 // 200. Memory per transfer is bounded by natsio's window.
+//
+// # Headers
+//
+// A producer's [Meta] travels with the pairing: in the local claim or
+// its answer, and between gateways in the claim (a producer claims) or
+// the claim's answer (a producer answers) as Sb-Pipe-Content-Type,
+// Sb-Pipe-Length, Sb-Pipe-Disposition and Sb-Pipe-Piping (one per
+// X-Piping value). Gateways without the newer headers send only the type;
+// a missing length means unknown. [Hub.Send] refuses values longer than
+// [MaxHeaderValue], more than [MaxPipingValues] X-Piping values, and
+// control characters (CR, LF) with [ErrBadHeader]; values from another
+// gateway that break the bounds are dropped. A known length is checked on
+// both sides ([ErrLength]), and the last byte is held back until the
+// body's end is seen, so a consumer told Content-Length never gets a
+// complete-looking response from a body that turns out longer or shorter.
 package pipe

@@ -15,6 +15,13 @@ var (
 	// ErrBadName means a namespace or channel name is empty, not valid
 	// percent-encoding, or too long.
 	ErrBadName = errors.New("pipe: bad name")
+	// ErrBadHeader means a producer header that passes to the consumer
+	// is too long, holds a control character (CR, LF, ...) or comes too
+	// often (see [Meta]).
+	ErrBadHeader = errors.New("pipe: bad header")
+	// ErrLength means the producer's body is shorter or longer than the
+	// Content-Length it announced.
+	ErrLength = errors.New("pipe: body length differs from its Content-Length")
 	// ErrTimeout means no partner came within pipe.timeout.
 	ErrTimeout = errors.New("pipe: no partner within the timeout")
 	// ErrGone means the channel or namespace was deleted while waiting.
@@ -45,6 +52,8 @@ const CodeGone = "GONE"
 
 var errorTable = httpx.ErrorMap{
 	{Err: ErrBadName, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
+	{Err: ErrBadHeader, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
+	{Err: ErrLength, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
 	{Err: ErrTimeout, Status: http.StatusRequestTimeout, Code: httpx.CodeTimeout},
 	{Err: ErrGone, Status: http.StatusGone, Code: CodeGone},
 	{Err: ErrNotFound, Status: http.StatusNotFound, Code: httpx.CodeNotFound},

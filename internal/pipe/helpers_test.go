@@ -112,15 +112,29 @@ type result struct {
 	ct     string
 	body   []byte
 	err    error
+	// header, length and te are the response's header, Content-Length
+	// (-1 = none) and transfer encodings.
+	header http.Header
+	length int64
+	te     []string
 }
 
 func do(ctx context.Context, method, u string, body io.Reader, ct string) result {
+	var hdr http.Header
+	if ct != "" {
+		hdr = http.Header{"Content-Type": {ct}}
+	}
+	return doWith(ctx, method, u, body, hdr)
+}
+
+// doWith is do with any request headers.
+func doWith(ctx context.Context, method, u string, body io.Reader, hdr http.Header) result {
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return result{err: err}
 	}
-	if ct != "" {
-		req.Header.Set("Content-Type", ct)
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -128,13 +142,23 @@ func do(ctx context.Context, method, u string, body io.Reader, ct string) result
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return result{status: resp.StatusCode, ct: resp.Header.Get("Content-Type"), body: b, err: err}
+	return result{
+		status: resp.StatusCode, ct: resp.Header.Get("Content-Type"), body: b, err: err,
+		header: resp.Header, length: resp.ContentLength, te: resp.TransferEncoding,
+	}
 }
 
 // async runs do in a goroutine.
 func async(ctx context.Context, method, u string, body io.Reader, ct string) <-chan result {
 	ch := make(chan result, 1)
 	go func() { ch <- do(ctx, method, u, body, ct) }()
+	return ch
+}
+
+// asyncWith runs doWith in a goroutine.
+func asyncWith(ctx context.Context, method, u string, body io.Reader, hdr http.Header) <-chan result {
+	ch := make(chan result, 1)
+	go func() { ch <- doWith(ctx, method, u, body, hdr) }()
 	return ch
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/switchboard/switchboard/internal/httpx"
@@ -18,22 +19,27 @@ const maxNameLen = subjects.MaxNameLen
 
 // Routes are the pipe routes. The literal /channels/namespaces wins over
 // a namespace called "namespaces" (the router prefers static segments).
-// The listings and DELETEs read no body: a client may not hold them open
-// by trickling one (http.body_timeout). Transfers stream.
+// A trailing slash is ignored, as httpipe does: every route is also
+// declared with one (/channels/v1/x/ is channel x, /channels/v1/ the
+// listing of namespace v1). The listings and DELETEs read no body: a
+// client may not hold them open by trickling one (http.body_timeout).
+// Transfers stream.
 func (s *Service) Routes() []protocol.Route {
-	route := func(method, path string, h http.HandlerFunc) protocol.Route {
-		return protocol.Route{Method: method, Path: path, Handler: h}
+	var routes []protocol.Route
+	route := func(method, path string, h http.HandlerFunc) {
+		routes = append(routes,
+			protocol.Route{Method: method, Path: path, Handler: h},
+			protocol.Route{Method: method, Path: path + "/", Handler: h})
 	}
-	return []protocol.Route{
-		route(http.MethodGet, "/channels/namespaces", s.bodyDeadline(s.namespaces)),
-		route(http.MethodGet, "/channels/:ns", s.bodyDeadline(s.channels)),
-		route(http.MethodDelete, "/channels/:ns", s.bodyDeadline(s.deleteNamespace)),
-		route(http.MethodGet, "/channels/:ns/:name", s.consume),
-		route(http.MethodPost, "/channels/:ns/:name", s.produce),
-		route(http.MethodPut, "/channels/:ns/:name", s.produce),
-		route(http.MethodDelete, "/channels/:ns/:name", s.bodyDeadline(s.deleteChannel)),
-		route(http.MethodGet, "/state", s.bodyDeadline(s.state)),
-	}
+	route(http.MethodGet, "/channels/namespaces", s.bodyDeadline(s.namespaces))
+	route(http.MethodGet, "/channels/:ns", s.bodyDeadline(s.channels))
+	route(http.MethodDelete, "/channels/:ns", s.bodyDeadline(s.deleteNamespace))
+	route(http.MethodGet, "/channels/:ns/:name", s.consume)
+	route(http.MethodPost, "/channels/:ns/:name", s.produce)
+	route(http.MethodPut, "/channels/:ns/:name", s.produce)
+	route(http.MethodDelete, "/channels/:ns/:name", s.bodyDeadline(s.deleteChannel))
+	route(http.MethodGet, "/state", s.bodyDeadline(s.state))
+	return routes
 }
 
 // bodyDeadline bounds the time to send a request body (see
@@ -102,6 +108,19 @@ func normalizeContentType(ct string) string {
 		return "application/octet-stream"
 	}
 	return ct
+}
+
+// requestMeta is what a producer's request tells its consumer: the
+// normalised Content-Type, the Content-Length (-1 when the body is
+// chunked), the first Content-Disposition and every X-Piping value.
+// Other headers stay here. [Hub.Send] checks the bounds.
+func requestMeta(r *http.Request) Meta {
+	return Meta{
+		ContentType: normalizeContentType(r.Header.Get("Content-Type")),
+		Length:      r.ContentLength,
+		Disposition: r.Header.Get("Content-Disposition"),
+		Piping:      r.Header.Values("X-Piping"),
+	}
 }
 
 func (s *Service) namespaces(w http.ResponseWriter, r *http.Request) {
@@ -205,9 +224,9 @@ func (s *Service) produce(w http.ResponseWriter, r *http.Request) {
 	defer done()
 	rc := http.NewResponseController(w)
 	err = s.hub.Send(ctx, ch, Input{
-		Body: r.Body, Length: r.ContentLength,
-		ContentType: normalizeContentType(r.Header.Get("Content-Type")),
-		Interrupt:   func() { _ = rc.SetReadDeadline(time.Now()) },
+		Body:      r.Body,
+		Meta:      requestMeta(r),
+		Interrupt: func() { _ = rc.SetReadDeadline(time.Now()) },
 	})
 	if err != nil {
 		fail(w, err)
@@ -223,10 +242,20 @@ type response struct {
 	started bool
 }
 
-func (o *response) Start(contentType string) {
+func (o *response) Start(m Meta) {
 	o.started = true
-	o.w.Header().Set("Content-Type", contentType)
-	o.w.Header().Set("X-Content-Type-Options", "nosniff")
+	h := o.w.Header()
+	h.Set("Content-Type", m.ContentType)
+	if m.Length >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(m.Length, 10))
+	}
+	if m.Disposition != "" {
+		h.Set("Content-Disposition", m.Disposition)
+	}
+	for _, v := range m.Piping {
+		h.Add("X-Piping", v)
+	}
+	h.Set("X-Content-Type-Options", "nosniff")
 	o.w.WriteHeader(http.StatusOK)
 }
 

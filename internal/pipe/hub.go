@@ -194,40 +194,41 @@ func (h *Hub) onGone(m *nats.Msg) {
 }
 
 // Produce waits for a consumer on ch and returns the sink the producer's
-// body is written to. contentType is the producer's, already normalised.
-func (h *Hub) Produce(ctx context.Context, ch Channel, contentType string) (Sink, error) {
-	p, err := h.rendezvous(ctx, ch, subjects.PipeProducer, contentType)
+// body is written to. meta is what the consumer is told (see [Meta]);
+// the caller vetted it.
+func (h *Hub) Produce(ctx context.Context, ch Channel, meta Meta) (Sink, error) {
+	p, err := h.rendezvous(ctx, ch, subjects.PipeProducer, meta)
 	if err != nil {
 		return nil, err
 	}
 	return p.sink, nil
 }
 
-// Delivery is what a consumer receives: the producer's content type and
-// its body.
+// Delivery is what a consumer receives: the producer's headers and its
+// body.
 type Delivery struct {
-	ContentType string
-	Body        Source
+	Meta Meta
+	Body Source
 	// Local reports that the producer is held by this gateway too.
 	Local bool
 }
 
 // Consume waits for a producer on ch.
 func (h *Hub) Consume(ctx context.Context, ch Channel) (*Delivery, error) {
-	p, err := h.rendezvous(ctx, ch, subjects.PipeConsumer, "")
+	p, err := h.rendezvous(ctx, ch, subjects.PipeConsumer, Meta{Length: -1})
 	if err != nil {
 		return nil, err
 	}
-	return &Delivery{ContentType: p.contentType, Body: p.source, Local: p.local}, nil
+	return &Delivery{Meta: p.meta, Body: p.source, Local: p.local}, nil
 }
 
 // rendezvous runs one party from arrival to pairing: it matches with the
 // head of the opposite queue or waits in line until claimed, deleted,
-// timed out or gone.
-func (h *Hub) rendezvous(ctx context.Context, ch Channel, role, contentType string) (*pairing, error) {
+// timed out or gone. meta is the producer's own (unused for a consumer).
+func (h *Hub) rendezvous(ctx context.Context, ch Channel, role string, meta Meta) (*pairing, error) {
 	start := time.Now()
 	id := strconv.FormatUint(h.nextID.Add(1), 36)
-	w, err := newWaiter(ctx, h.id, id, ch, role, contentType)
+	w, err := newWaiter(ctx, h.id, id, ch, role, meta)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadName, err)
 	}

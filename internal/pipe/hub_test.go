@@ -60,7 +60,7 @@ func TestSweepVanishedGateway(t *testing.T) {
 	}
 	pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer pcancel()
-	if _, err := h.Produce(pctx, Channel{"ns", "skip"}, "text/plain"); err == nil {
+	if _, err := h.Produce(pctx, Channel{"ns", "skip"}, Meta{ContentType: "text/plain", Length: -1}); err == nil {
 		t.Fatal("producer paired with a ghost")
 	}
 }

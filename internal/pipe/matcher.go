@@ -14,9 +14,8 @@ import (
 
 // Claim headers between gateways.
 const (
-	hdrOK          = "Sb-Pipe-Ok"
-	hdrContentType = "Sb-Pipe-Content-Type"
-	hdrReceiver    = "Sb-Pipe-Receiver"
+	hdrOK       = "Sb-Pipe-Ok"
+	hdrReceiver = "Sb-Pipe-Receiver"
 )
 
 // arrive runs the channel's matcher step for w: pair with the head of
@@ -188,7 +187,7 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing,
 	if other == nil {
 		return nil, nil
 	}
-	c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1), contentType: w.contentType}
+	c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1), meta: w.meta}
 	if !other.offer(c) {
 		return nil, nil
 	}
@@ -200,7 +199,7 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing,
 		if w.role == subjects.PipeProducer {
 			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
 		}
-		return &pairing{source: newLocalSource(c.local, w.ctx), contentType: a.contentType, local: true}, nil
+		return &pairing{source: newLocalSource(c.local, w.ctx), meta: a.meta, local: true}, nil
 	case <-ctx.Done():
 		c.local.abort(fmt.Errorf("%w: partner left while pairing", ErrPartnerLost))
 		return nil, ctx.Err()
@@ -209,8 +208,8 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing,
 
 // claimRemote sends a claim to the gateway holding head. A consumer
 // offers a fresh natsio receiver (fresh per claim, so a late answer can
-// never attach a second sender); a producer offers its content type and
-// opens the stream once accepted.
+// never attach a second sender); a producer offers its headers (see
+// [Meta]) and opens the stream once accepted.
 func (h *Hub) claimRemote(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
 	subj, err := subjects.PipeClaim(head.info.Gateway, head.id)
 	if err != nil {
@@ -224,9 +223,17 @@ func (h *Hub) claimRemote(ctx context.Context, w *waiter, head *entry) (*pairing
 		}
 		msg.Header.Set(hdrReceiver, r.Subject())
 	} else {
-		msg.Header.Set(hdrContentType, w.contentType)
+		w.meta.setOn(msg.Header)
 	}
-	cctx, cancel := context.WithTimeout(ctx, h.cfg.ClaimTimeout)
+	// A producer's claim runs to its answer even if the producer leaves
+	// meanwhile: a consumer that said yes waits for the stream, and only
+	// the stream can tell it that the producer is gone (a consumer that
+	// leaves is fine: its receiver tells the producer's open stream).
+	base := ctx
+	if w.role == subjects.PipeProducer {
+		base = context.WithoutCancel(ctx)
+	}
+	cctx, cancel := context.WithTimeout(base, h.cfg.ClaimTimeout)
 	resp, err := h.nc.RequestMsgWithContext(cctx, msg)
 	cancel()
 	if err != nil || resp.Header.Get(hdrOK) != "1" {
@@ -243,18 +250,37 @@ func (h *Hub) claimRemote(ctx context.Context, w *waiter, head *entry) (*pairing
 		return nil, nil
 	}
 	if r != nil {
-		return &pairing{source: r, contentType: resp.Header.Get(hdrContentType)}, nil
+		return &pairing{source: r, meta: metaFrom(resp.Header)}, nil
 	}
-	s, err := natsio.NewSender(w.ctx, h.nc, resp.Header.Get(hdrReceiver), h.cfg.Stream)
+	s, err := openSender(w.ctx, h.nc, resp.Header.Get(hdrReceiver), h.cfg.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open stream: %v", ErrPartnerLost, err)
 	}
 	return &pairing{sink: s}, nil
 }
 
+// openSender opens the stream to a consumer that accepted this
+// gateway's producer. The consumer waits for it, and only an open stream
+// can tell it that the producer left, so the hello is not cut short when
+// ctx (the producer's request) ends; natsio's peer timeout bounds it.
+// The open stream then ends with ctx.
+func openSender(ctx context.Context, nc *nats.Conn, receiver string, opts natsio.Options) (*natsio.Sender, error) {
+	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	s, err := natsio.NewSender(sctx, nc, receiver, opts)
+	if err != nil {
+		cancel(nil)
+		return nil, err
+	}
+	context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	return s, nil
+}
+
 // onClaim hands a claim from another gateway to the waiting party.
 func (h *Hub) onClaim(m *nats.Msg) {
-	c := &claim{msg: m, contentType: m.Header.Get(hdrContentType), receiver: m.Header.Get(hdrReceiver)}
+	c := &claim{msg: m, receiver: m.Header.Get(hdrReceiver)}
+	if c.receiver == "" {
+		c.meta = metaFrom(m.Header) // a producer's claim
+	}
 	_, id, err := subjects.ParsePipeClaim(m.Subject)
 	if err != nil || m.Reply == "" {
 		return
@@ -279,11 +305,11 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 		return nil, wctx.Err()
 	}
 	if c.local != nil {
-		c.reply <- claimAnswer{ok: true, contentType: w.contentType}
+		c.reply <- claimAnswer{ok: true, meta: w.meta}
 		if w.role == subjects.PipeProducer {
 			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
 		}
-		return &pairing{source: newLocalSource(c.local, w.ctx), contentType: c.contentType, local: true}, nil
+		return &pairing{source: newLocalSource(c.local, w.ctx), meta: c.meta, local: true}, nil
 	}
 	reply := nats.NewMsg(c.msg.Reply)
 	reply.Header.Set(hdrOK, "1")
@@ -295,7 +321,7 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 			h.refuse(c)
 			return nil, fmt.Errorf("%w: open stream: %v", ErrPartnerLost, err)
 		}
-		reply.Header.Set(hdrContentType, w.contentType)
+		w.meta.setOn(reply.Header)
 		if err := h.nc.PublishMsg(reply); err != nil {
 			_ = s.CloseWithError("claim answer lost")
 			return nil, fmt.Errorf("%w: answer claim: %v", ErrUnavailable, err)
@@ -312,7 +338,7 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 		_ = r.CloseWithError("claim answer lost")
 		return nil, fmt.Errorf("%w: answer claim: %v", ErrUnavailable, err)
 	}
-	return &pairing{source: r, contentType: c.contentType}, nil
+	return &pairing{source: r, meta: c.meta}, nil
 }
 
 // refuse says no to a claim.

@@ -8,7 +8,7 @@ type metrics struct {
 	matches   *prometheus.CounterVec // path: local, remote
 	claims    *prometheus.CounterVec // result: accepted, refused, dead, foreign
 	ended     *prometheus.CounterVec // reason: timeout, gone, disconnect, shutdown
-	transfers *prometheus.CounterVec // result: ok, producer_lost, consumer_lost, error
+	transfers *prometheus.CounterVec // result: ok, producer_lost, consumer_lost, bad_length, shutdown
 	bytes     prometheus.Counter
 	wait      prometheus.Histogram
 	swept     prometheus.Counter

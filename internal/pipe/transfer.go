@@ -21,10 +21,11 @@ var copyBufs = httpx.NewBuffers(copyBufSize)
 type Input struct {
 	// Body is the producer's body.
 	Body io.Reader
-	// Length is the length of Body in bytes; -1 = unknown.
-	Length int64
-	// ContentType is what the consumer is told, already normalised.
-	ContentType string
+	// Meta is what the consumer is told: the content type, already
+	// normalised, Body's length (-1 = unknown) and the other headers that
+	// pass. Send refuses values beyond the bounds with [ErrBadHeader], and
+	// a Body that does not match the length with [ErrLength].
+	Meta Meta
 	// Interrupt makes a Body.Read in progress, and every later one, fail
 	// at once (HTTP: a read deadline of now). Send calls it when ctx ends
 	// and when it returns without having read the body to its end.
@@ -34,9 +35,11 @@ type Input struct {
 
 // Output is a consumer's response as its transport offers it.
 type Output interface {
-	// Start sends the response head with the producer's content type.
-	// Receive calls it once, when paired, before anything else.
-	Start(contentType string)
+	// Start sends the response head with the producer's headers; a
+	// known length is announced (Receive then writes exactly that many
+	// bytes or fails). Receive calls it once, when paired, before
+	// anything else.
+	Start(m Meta)
 	// Write passes body bytes on; Flush sends them to the client now.
 	io.Writer
 	Flush() error
@@ -51,16 +54,24 @@ type Output interface {
 // client goes away while waiting is noticed at once (see [prefetch]).
 // ctx is the producer's request; it ends at gateway shutdown too.
 func (h *Hub) Send(ctx context.Context, ch Channel, in Input) error {
+	if err := in.Meta.validate(); err != nil {
+		return err
+	}
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	body := startPrefetch(in.Body, in.Length, func(err error) {
+	src := newExactBody(in.Body, in.Meta.Length)
+	body := startPrefetch(src, in.Meta.Length, func(err error) {
+		if errors.Is(err, ErrLength) {
+			cancel(err)
+			return
+		}
 		cancel(fmt.Errorf("%w: %v", ErrClientGone, err))
 	})
 	defer body.stop(in.Interrupt)
 	// A read blocked on a client that sends nothing must end when the
 	// request does (gateway shutdown).
 	defer whileRunning(ctx, in.Interrupt)()
-	sink, err := h.Produce(wctx, ch, in.ContentType)
+	sink, err := h.Produce(wctx, ch, in.Meta)
 	if err != nil {
 		return err
 	}
@@ -79,6 +90,10 @@ func (h *Hub) send(sink Sink, src io.Reader) error {
 		_ = sink.CloseWithError("producer side failed")
 		h.m.transfers.WithLabelValues("consumer_lost").Inc()
 		return h.transferError(writeErr)
+	case errors.Is(readErr, ErrLength):
+		_ = sink.CloseWithError("producer's body does not match its Content-Length")
+		h.m.transfers.WithLabelValues("bad_length").Inc()
+		return readErr
 	case readErr != nil && h.stopping():
 		// The read was unblocked by the gateway's own shutdown, not by
 		// the producer leaving.
@@ -121,12 +136,14 @@ func (h *Hub) Receive(ctx context.Context, ch Channel, out Output) error {
 	if err != nil {
 		return err
 	}
-	out.Start(d.ContentType)
+	out.Start(d.Meta)
 	// A write blocked on a client that stopped reading must end when the
 	// request does (gateway shutdown).
 	defer whileRunning(ctx, out.Interrupt)()
 	_ = out.Flush()
-	n, readErr, writeErr := copyFlush(out, out.Flush, d.Body)
+	// The producer's side checks the length too; checking here as well
+	// keeps the announced length true whatever the source.
+	n, readErr, writeErr := copyFlush(out, out.Flush, newExactBody(d.Body, d.Meta.Length))
 	h.m.bytes.Add(float64(n))
 	switch {
 	case writeErr != nil:

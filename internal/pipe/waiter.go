@@ -29,11 +29,11 @@ const (
 // it waits for a partner. Claims for it arrive on its gateway's claim
 // subject (or in-process) and are handed to the request's goroutine.
 type waiter struct {
-	id          string
-	ch          Channel
-	role        string // subjects.PipeProducer or subjects.PipeConsumer
-	contentType string // the producer's, normalised
-	ctx         context.Context
+	id   string
+	ch   Channel
+	role string // subjects.PipeProducer or subjects.PipeConsumer
+	meta Meta   // the producer's
+	ctx  context.Context
 
 	// Subjects and filters, built once.
 	entrySubj, markerSubj, chFilter, oppFilter string
@@ -47,9 +47,9 @@ type waiter struct {
 	seq   uint64 // its queue entry, once appended
 }
 
-func newWaiter(ctx context.Context, gateway, id string, ch Channel, role, contentType string) (*waiter, error) {
+func newWaiter(ctx context.Context, gateway, id string, ch Channel, role string, meta Meta) (*waiter, error) {
 	w := &waiter{
-		id: id, ch: ch, role: role, contentType: contentType, ctx: ctx,
+		id: id, ch: ch, role: role, meta: meta, ctx: ctx,
 		claims: make(chan *claim, 1), gone: make(chan struct{}),
 	}
 	opp := subjects.PipeConsumer
@@ -122,8 +122,8 @@ type claim struct {
 
 	// msg is a claim from another gateway (or this one's NATS path).
 	msg *nats.Msg
-	// contentType is the producer's, when the claimer is the producer.
-	contentType string
+	// meta is the producer's, when the claimer is the producer.
+	meta Meta
 	// receiver is the consumer's natsio subject, when the claimer is the
 	// consumer.
 	receiver string
@@ -131,15 +131,15 @@ type claim struct {
 
 // claimAnswer is a holder's answer to a local claim.
 type claimAnswer struct {
-	ok          bool
-	contentType string // the holder producer's
+	ok   bool
+	meta Meta // the holder producer's
 }
 
 // pairing is what a party gets once matched: a producer a sink, a
-// consumer a source and the producer's content type.
+// consumer a source and the producer's headers.
 type pairing struct {
-	sink        Sink
-	source      Source
-	contentType string
-	local       bool
+	sink   Sink
+	source Source
+	meta   Meta
+	local  bool
 }
