@@ -32,6 +32,7 @@ type Broker struct {
 	m        *metrics
 
 	events   jetstream.Stream
+	batch    *batchGets // nil: the stream has replicas, read through its leader
 	channels jetstream.KeyValue
 	disposed jetstream.KeyValue
 	codec    *tokenCodec
@@ -85,6 +86,11 @@ func (b *Broker) Provision(ctx context.Context) error {
 		b.log.Warn("megaphone.max_event_bytes is above what a NATS message carries; the NATS limit applies",
 			"max_event_bytes", limit, "max_payload", b.nc.MaxPayload())
 	}
+	if b.replicas <= 1 {
+		if b.batch, err = newBatchGets(b.nc); err != nil {
+			return err
+		}
+	}
 	if b.wakeups, err = startWakeups(b.nc, b.log, b.cache); err != nil {
 		return err
 	}
@@ -114,6 +120,7 @@ func (b *Broker) ensureStore(ctx context.Context) (keysKV jetstream.KeyValue, er
 				Discard:              jetstream.DiscardNew,
 				DiscardNewPerSubject: true,
 				Duplicates:           time.Minute,
+				AllowDirect:          b.replicas <= 1,
 			})
 			return err
 		},
@@ -173,6 +180,7 @@ func (b *Broker) Close() error {
 		if b.wakeups != nil {
 			b.wakeups.close()
 		}
+		b.batch.close()
 		b.hooks.close()
 	})
 	return nil

@@ -142,42 +142,73 @@ func (p *Poll) Run(ctx context.Context, emit func(Event) error) error {
 	}
 }
 
-// drain delivers every buffered event after the cursor.
+// drain delivers every buffered event after the cursor, a batch at a
+// time: it reads a batch, delivers its events one by one, then removes
+// what it delivered with one purge and tells writers waiting for room.
 func (p *Poll) drain(ctx context.Context, emit func(Event) error) error {
-	removed := 0
-	defer func() {
-		if removed > 0 {
+	for time.Now().Before(p.deadline) {
+		batch, more, err := p.fetch(ctx)
+		if err != nil {
+			return err
+		}
+		var done uint64 // the newest event delivered (or skipped) so far
+		for _, ev := range batch {
+			if ev.seq > p.skip { // else delivered before, by the client's Last-Event-ID
+				if err = emit(Event{Cursor: ev.seq, Data: ev.data}); err != nil {
+					break
+				}
+				p.b.m.read.Inc()
+			}
+			done = ev.seq
+		}
+		if done > 0 {
+			p.cursor = done
+			p.remove(ctx, done)
 			_ = p.b.nc.Publish(p.room, nil)
 		}
-	}()
-	for time.Now().Before(p.deadline) {
-		m, err := p.b.events.GetMsg(ctx, p.cursor+1, jetstream.WithGetMsgSubject(p.evSubj))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil
+		if err != nil || !more {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("megaphone: read event: %w", err)
-		}
-		if m.Sequence > p.skip { // else delivered before, by the client's Last-Event-ID
-			if err := emit(Event{Cursor: m.Sequence, Data: m.Data}); err != nil {
-				return err
-			}
-			p.b.m.read.Inc()
-		}
-		p.cursor = m.Sequence
-		p.remove(ctx, m.Sequence)
-		removed++
 	}
 	return nil
 }
 
-// remove deletes a delivered event. It is not cut short by the end of the
-// poll: an event the client has must not be delivered again.
+// fetch reads the events after the cursor, oldest first, up to readBatch
+// events and about readBatchBytes, and says whether more are buffered.
+// With one replica it is one batch direct get; otherwise it reads event
+// by event through the stream leader, which knows every acknowledged
+// event.
+func (p *Poll) fetch(ctx context.Context) ([]stored, bool, error) {
+	if p.b.batch != nil {
+		return p.b.batch.read(ctx, subjects.MegaphoneDirectGet(), p.evSubj, p.cursor+1)
+	}
+	var out []stored
+	next, size := p.cursor+1, 0
+	for len(out) < readBatch && size < readBatchBytes {
+		m, err := p.b.events.GetMsg(ctx, next, jetstream.WithGetMsgSubject(p.evSubj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out, false, nil
+		}
+		if err != nil {
+			if len(out) > 0 { // deliver what was read; the next drain retries
+				return out, false, nil
+			}
+			return nil, false, fmt.Errorf("megaphone: read event: %w", err)
+		}
+		out = append(out, stored{seq: m.Sequence, data: m.Data})
+		next, size = m.Sequence+1, size+len(m.Data)
+	}
+	return out, true, nil
+}
+
+// remove deletes every event of the channel up to and including seq, all
+// delivered. It is not cut short by the end of the poll: an event the
+// client has must not be delivered again.
 func (p *Poll) remove(ctx context.Context, seq uint64) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
 	defer cancel()
-	if err := p.b.events.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		p.b.log.Warn("remove delivered event", "channel", p.a.id, "seq", seq, "err", err)
+	if err := p.b.events.Purge(ctx, jetstream.WithPurgeSubject(p.evSubj), jetstream.WithPurgeSequence(seq+1)); err != nil {
+		p.b.log.Warn("remove delivered events", "channel", p.a.id, "through", seq, "err", err)
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 
 // roomRetry bounds the wait between two attempts of a write that found the
 // buffer full, in case a room notification was missed.
-const roomRetry = 250 * time.Millisecond
+var roomRetry = 250 * time.Millisecond
 
 // event is the stored and delivered form of a write.
 type event struct {

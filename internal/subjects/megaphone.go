@@ -112,3 +112,15 @@ func JSMsgGet(stream string) string { return join("$JS", "API", "STREAM", "MSG",
 // JSStreamPurge is the JetStream API subject that purges a stream (a
 // filter in the request limits it to one subject).
 func JSStreamPurge(stream string) string { return join("$JS", "API", "STREAM", "PURGE", stream) }
+
+// MegaphoneDirectGet is the JetStream direct-get API subject of
+// [MegaphoneStream]: any replica answers, and a batch request returns
+// several events in one round trip.
+func MegaphoneDirectGet() string { return join("$JS", "API", "DIRECT", "GET", MegaphoneStream) }
+
+// ReplyAll is the filter of every reply subject under inbox (a NATS inbox
+// such as nats.NewInbox returns): "<inbox>.*".
+func ReplyAll(inbox string) string { return join(inbox, "*") }
+
+// Reply is reply subject n (a valid token) under inbox: "<inbox>.<n>".
+func Reply(inbox, n string) string { return join(inbox, n) }
