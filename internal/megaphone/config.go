@@ -66,6 +66,13 @@ type Config struct {
 	// events readable by megaphone-js 0.10.3, which breaks on lines of
 	// 64 KiB or more.
 	MaxEventBytes config.ByteSize `mapstructure:"max_event_bytes"`
+	// KeepAlivePolls serves every /read poll through net/http, which
+	// keeps the connection open for the next request after the poll, at
+	// about three times the memory per open poll. Default false: an
+	// HTTP/1.1 poll is parked (the gateway takes its connection over
+	// and closes it when the poll ends, "Connection: close"); HTTP/2
+	// polls are always served through net/http.
+	KeepAlivePolls bool `mapstructure:"keep_alive_polls"`
 	// MarkerTTL is how long expiry markers stay in the buckets, which
 	// bounds how long every gateway may be down without missing an
 	// expiry; at least 1s. Default 1h; 0 = the default. Not a config key:
@@ -83,6 +90,7 @@ func Keys() []config.Key {
 		{Name: "megaphone.channel_ttl", Default: defaultChannelTTL, Usage: "channel life after its last completed read"},
 		{Name: "megaphone.admin_token", Default: "", Usage: "bearer token for /admin routes; empty = admin routes off"},
 		{Name: "megaphone.webhook_url", Default: "", Usage: "on-channel-deleted webhook target; empty = off"},
+		{Name: "megaphone.keep_alive_polls", Default: false, Usage: "serve /read polls through net/http and keep the connection after a poll (more memory per poll); false = park HTTP/1.1 polls and close their connection at the end"},
 		{Name: "megaphone.max_event_bytes", Default: defaultMaxEventBytes, Usage: "largest event a write may store, as the NDJSON line a reader gets (object + newline); larger = 413; 0 = only the NATS payload limit"},
 	}
 }

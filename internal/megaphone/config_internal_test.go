@@ -16,6 +16,7 @@ func TestConfigDefaults(t *testing.T) {
 		"megaphone.write_wait": d.WriteWait, "megaphone.poll_duration": d.PollDuration,
 		"megaphone.channel_ttl": d.ChannelTTL, "megaphone.admin_token": d.AdminToken,
 		"megaphone.webhook_url": d.WebhookURL, "megaphone.max_event_bytes": d.MaxEventBytes,
+		"megaphone.keep_alive_polls": d.KeepAlivePolls,
 	}
 	keys := Keys()
 	if len(keys) != len(want) {

@@ -1,6 +1,7 @@
 package megaphone
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,8 @@ type api struct {
 	// bodyTimeout bounds the time to send a JSON body; 0 = none.
 	bodyTimeout time.Duration
 	adminToken  string
+	// parkPolls takes HTTP/1.1 polls over (see parked).
+	parkPolls bool
 }
 
 // handlerFunc handles one route; the error it returns is answered by
@@ -342,25 +345,38 @@ func (h *api) read(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ctx, done, err := h.streams.Begin(r.Context(), kind)
+	// The stream outlives the handler when the poll is parked: its
+	// context is cut from the request's, which ends when the handler
+	// returns, and follows it only while the handler serves the poll.
+	base, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	ctx, done, err := h.streams.Begin(base, kind)
 	if err != nil {
+		cancel()
 		return fmt.Errorf("megaphone: %w", err)
 	}
-	defer done()
+	release := func() { done(); cancel() }
 	p, err := h.b.Open(ctx, addr, after, arrival)
 	if err != nil {
+		release()
 		return err
 	}
-	defer p.Close()
-	_ = http.NewResponseController(w).SetWriteDeadline(p.Deadline().Add(writeSlack))
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
-	emit := ndjson(w)
 	if sse {
 		w.Header().Set("Content-Type", "text/event-stream")
-		emit = eventStream(w)
 	} else {
 		w.Header().Set("Content-Type", "application/x-ndjson")
+	}
+	if h.parkPolls && h.park(w, r, ctx, p, sse, release) {
+		return nil
+	}
+	defer release()
+	defer context.AfterFunc(r.Context(), cancel)()
+	defer p.Close()
+	_ = http.NewResponseController(w).SetWriteDeadline(p.Deadline().Add(writeSlack))
+	emit := ndjson(w)
+	if sse {
+		emit = eventStream(w)
 	}
 	w.WriteHeader(http.StatusOK)
 	if sse {

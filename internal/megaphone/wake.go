@@ -40,9 +40,16 @@ type waiter struct {
 	gone    atomic.Bool
 	sub     *nats.Subscription
 	dropped int
+	// notify, when set, is called instead of signalling wake: a parked
+	// poll has no goroutine waiting on the channel. It must not block.
+	notify atomic.Pointer[func()]
 }
 
 func (w *waiter) signal() {
+	if f := w.notify.Load(); f != nil {
+		(*f)()
+		return
+	}
 	select {
 	case w.wake <- struct{}{}:
 	default:

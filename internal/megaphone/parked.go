@@ -1,0 +1,217 @@
+package megaphone
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A poll over HTTP/1.1 spends nearly all its life waiting. Served the
+// usual way it holds net/http's whole per-connection machinery for that
+// time: the handler goroutine (its stack grown by opening the poll), the
+// background-read goroutine, 4 KiB + 4 KiB of bufio buffers and the parsed
+// request. A parked poll gives all of that back: the handler takes the
+// connection over (http.Hijacker), writes the response head and chunks
+// itself, and returns. What is left is this struct, a runtime timer for
+// the deadline and one goroutine blocked in a 1-byte read to see the
+// client go away. Events are delivered by a short-lived goroutine started
+// by the wake-up dispatcher. The connection closes when the poll ends
+// (the head says "Connection: close"; both Megaphone clients open a new
+// request for the next poll).
+type parked struct {
+	p       *Poll
+	conn    net.Conn
+	ctx     context.Context
+	cancel  context.CancelFunc // ends deliveries before finish waits for them
+	sse     bool
+	log     *slog.Logger
+	release func() // ends the tracked stream
+
+	// state is 0 (idle), 1 (a delivery runs) or 2 (a delivery runs and
+	// another wake-up came in meanwhile).
+	state atomic.Int32
+
+	mu     sync.Mutex // held by a delivery; finish takes it to end them
+	closed bool
+	frame  []byte // guarded by mu
+	chunk  []byte // guarded by mu
+
+	timer    *time.Timer
+	stopCtx  func() bool
+	watching bool // watch runs and closes the connection
+	once     sync.Once
+}
+
+// closeWait is how long a parked poll that ended waits for its client to
+// close the connection first (the last chunk and "Connection: close" ask
+// it to), so that TIME_WAIT stays with the client, not on the gateway.
+const closeWait = 2 * time.Second
+
+// park takes over w's connection for poll p and returns true; the caller
+// must then return without touching w again. It returns false, leaving w
+// untouched, when the connection cannot be taken over (HTTP/2, HTTP/1.0):
+// the caller serves the poll the usual way. release is called once the
+// parked poll ended.
+func (h *api) park(w http.ResponseWriter, r *http.Request, ctx context.Context, p *Poll, sse bool, release func()) bool {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
+		return false
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	_ = brw // its buffers are dropped; anything the client pipelined is ignored
+	x := &parked{p: p, conn: conn, sse: sse, log: h.log, release: release}
+	x.ctx, x.cancel = context.WithCancel(ctx)
+	head := responseHead(w.Header())
+	if sse {
+		head = appendChunk(head, []byte("retry: 500\n\n"))
+	}
+	_ = conn.SetWriteDeadline(p.Deadline().Add(writeSlack))
+	x.mu.Lock() // no delivery before the head is out
+	defer x.mu.Unlock()
+	x.timer = time.AfterFunc(time.Until(p.Deadline()), x.finish)
+	x.stopCtx = context.AfterFunc(ctx, x.finish)
+	if _, err := conn.Write(head); err != nil {
+		go x.finish()
+		return true
+	}
+	x.watching = true
+	go x.watch()
+	kick := x.kick
+	p.w.notify.Store(&kick)
+	x.kick() // what is buffered now, and any wake-up that came before notify was set
+	return true
+}
+
+// responseHead renders the status line and headers of a chunked 200.
+func responseHead(hdr http.Header) []byte {
+	b := []byte("HTTP/1.1 200 OK\r\n")
+	for k, vs := range hdr {
+		for _, v := range vs {
+			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
+		}
+	}
+	b = append(b, "Date: "...)
+	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
+	return append(b, "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"...)
+}
+
+// appendChunk appends data as one HTTP/1.1 chunk.
+func appendChunk(b, data []byte) []byte {
+	b = strconv.AppendUint(b, uint64(len(data)), 16)
+	b = append(append(append(b, "\r\n"...), data...), "\r\n"...)
+	return b
+}
+
+// watch waits for the client to go away, ends the poll and closes the
+// connection.
+func (x *parked) watch() {
+	var b [1]byte
+	for {
+		if _, err := x.conn.Read(b[:]); err != nil {
+			x.finish()
+			_ = x.conn.Close()
+			return
+		}
+	}
+}
+
+// kick makes sure a delivery runs after this call. It never blocks.
+func (x *parked) kick() {
+	for {
+		switch x.state.Load() {
+		case 0:
+			if x.state.CompareAndSwap(0, 1) {
+				go x.deliver()
+				return
+			}
+		case 1:
+			if x.state.CompareAndSwap(1, 2) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// deliver drains the buffer to the client, again while wake-ups keep
+// coming, and ends the poll when the client is gone or the channel was
+// deleted.
+func (x *parked) deliver() {
+	for {
+		x.mu.Lock()
+		if x.closed || x.ctx.Err() != nil {
+			x.mu.Unlock()
+			x.state.Store(0)
+			return
+		}
+		err := x.p.drain(x.ctx, x.emit)
+		end := err != nil || x.p.w.gone.Load() || x.ctx.Err() != nil
+		x.mu.Unlock()
+		if end {
+			if err != nil && x.ctx.Err() == nil {
+				x.log.Debug("poll ended early", "err", err)
+			}
+			x.state.Store(0)
+			x.finish()
+			return
+		}
+		if x.state.CompareAndSwap(1, 0) {
+			return
+		}
+		x.state.Store(1) // woken while draining: drain again
+	}
+}
+
+// emit writes one event as one chunk, in one write. Once the poll is
+// ending (the client went away, shutdown, the deadline) it writes nothing:
+// an event not written stays buffered for the next poll.
+func (x *parked) emit(ev Event) error {
+	if err := x.ctx.Err(); err != nil {
+		return err
+	}
+	if x.sse {
+		x.frame = append(x.frame[:0], "id: "...)
+		x.frame = strconv.AppendUint(x.frame, ev.Cursor, 10)
+		x.frame = append(append(append(x.frame, "\ndata: "...), ev.Data...), "\n\n"...)
+	} else {
+		x.frame = append(append(x.frame[:0], ev.Data...), '\n')
+	}
+	x.chunk = appendChunk(x.chunk[:0], x.frame)
+	_, err := x.conn.Write(x.chunk)
+	return err
+}
+
+// finish ends the poll once: it waits for a delivery under way, releases
+// the reader claim and ends the chunked body. watch closes the connection
+// when the client does, or closeWait later.
+func (x *parked) finish() {
+	x.once.Do(func() {
+		x.cancel()
+		x.mu.Lock()
+		x.closed = true
+		x.frame, x.chunk = nil, nil
+		x.mu.Unlock()
+		x.timer.Stop()
+		x.stopCtx()
+		x.p.Close()
+		_ = x.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		if _, err := x.conn.Write([]byte("0\r\n\r\n")); err != nil && !errors.Is(err, net.ErrClosed) {
+			x.log.Debug("end parked poll", "err", err)
+		}
+		if x.watching {
+			_ = x.conn.SetReadDeadline(time.Now().Add(closeWait))
+		} else {
+			_ = x.conn.Close()
+		}
+		x.release()
+	})
+}
