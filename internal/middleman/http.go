@@ -19,11 +19,12 @@ import (
 )
 
 // Buffer sizes of an upgraded connection. net/http hands over 4 KiB + 4 KiB;
-// idle connections dominate memory, so they get small buffers (large
-// payloads bypass bufio anyway).
+// idle connections dominate memory, so they get small buffers: a frame
+// larger than the read buffer is read past it, and the writes of a batch
+// collect in the corked writer underneath, not in bufio.
 const (
-	connReadBuffer  = 1024
-	connWriteBuffer = 1024
+	connReadBuffer  = 512
+	connWriteBuffer = 512
 )
 
 // Route is where the middleman WebSocket is mounted.
@@ -32,8 +33,8 @@ const Route = "/mm"
 // upgrade turns GET /mm into a Session. It checks the Origin, registers
 // the connection with the stream tracker (shutdown closes it with 1001,
 // which http.Server.Shutdown would not do for a hijacked connection),
-// upgrades, and hands the connection to a goroutine of its own, so that
-// net/http's per-request buffers are released for the connection's life.
+// upgrades, and hands the connection to the hub, so that net/http's
+// per-request buffers are released for the connection's life.
 func (s *Service) upgrade(w http.ResponseWriter, r *http.Request) {
 	if !s.origins.allows(r) {
 		status, code := HTTPError(ErrOrigin)
@@ -55,11 +56,10 @@ func (s *Service) upgrade(w http.ResponseWriter, r *http.Request) {
 		done()
 		return // Accept answered the client
 	}
-	go func() {
-		defer done()
-		err := s.hub.Serve(ctx, &wsConn{c: ws, out: sb.out})
+	s.hub.Start(ctx, &wsConn{c: ws, out: sb.out}, func(err error) {
+		done()
 		s.log.Debug("middleman connection ended", "err", err)
-	}()
+	})
 }
 
 // wsConn adapts a coder/websocket connection to [Conn].
@@ -129,7 +129,7 @@ func (s *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// The upgrader re-wraps the returned conn, so the bytes net/http
 		// already read must come from the conn itself.
 		early, _ := brw.Reader.Peek(n)
-		conn = &prefixConn{Conn: conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)}
+		conn = &prefixConn{Conn: conn, early: bytes.Clone(early)}
 	}
 	s.out = &corkWriter{conn: conn}
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, connReadBuffer), bufio.NewWriterSize(s.out, connWriteBuffer)), nil
@@ -197,13 +197,23 @@ func (w *corkWriter) flushLocked() error {
 	return err
 }
 
-// prefixConn reads r (bytes read ahead, then the conn) before the conn.
+// prefixConn reads early (bytes read ahead) before the conn.
 type prefixConn struct {
 	net.Conn
-	r io.Reader
+	early []byte
 }
 
-func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.early) == 0 {
+		return c.Conn.Read(p)
+	}
+	n := copy(p, c.early)
+	c.early = c.early[n:]
+	if len(c.early) == 0 {
+		c.early = nil
+	}
+	return n, nil
+}
 
 // originPolicy decides which browser Origins may open /mm: none given
 // (non-browser clients), the gateway's own host, and the configured list

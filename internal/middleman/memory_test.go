@@ -28,11 +28,11 @@ import (
 const memClientEnv = "SWITCHBOARD_MM_MEMCLIENTS"
 
 // idleConnBudget is the goal per idle authenticated connection.
-const idleConnBudget = 20 << 10
+const idleConnBudget = 12 << 10
 
 // BenchmarkIdleConnMemory measures heap + stack per idle authenticated
 // connection on a gateway holding 10,000 of them (override the count with
-// SWITCHBOARD_MM_CONNS), and fails above 20 KiB. Run with -benchtime 1x.
+// SWITCHBOARD_MM_CONNS), and fails above 12 KiB. Run with -benchtime 1x.
 func BenchmarkIdleConnMemory(b *testing.B) {
 	n := 10000
 	if v, err := strconv.Atoi(os.Getenv("SWITCHBOARD_MM_CONNS")); err == nil && v > 0 {
@@ -40,7 +40,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	}
 	raiseFDLimit(b)
 	gw := harness.StartEmbedded(b, mmConfig(benchConfig))
-	before, g0 := liveBytes()
+	before, stack0, g0 := liveBytes()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d", memClientEnv, gw.Addr(), cliKey, n))
@@ -60,9 +60,10 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 		b.Fatalf("clients: %q %v", line, err)
 	}
 	connect := time.Since(start)
-	after, g1 := liveBytes()
+	after, stack1, g1 := liveBytes()
 	per := float64(after-before) / float64(n)
 	b.ReportMetric(per, "bytes/conn")
+	b.ReportMetric(float64(stack1-stack0)/float64(n), "stack-bytes/conn")
 	b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/conn")
 	b.ReportMetric(float64(n)/connect.Seconds(), "handshakes/s")
 	b.ReportMetric(0, "ns/op")
@@ -71,13 +72,14 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	}
 }
 
-// liveBytes is the live heap plus goroutine stacks after a full GC.
-func liveBytes() (uint64, int) {
+// liveBytes is the live heap plus goroutine stacks after a full GC, the
+// stacks alone, and the goroutine count.
+func liveBytes() (uint64, uint64, int) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapAlloc + m.StackInuse, runtime.NumGoroutine()
+	return m.HeapAlloc + m.StackInuse, m.StackInuse, runtime.NumGoroutine()
 }
 
 func raiseFDLimit(tb testing.TB) {

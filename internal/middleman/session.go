@@ -54,9 +54,11 @@ func putBuf(b *bytes.Buffer) {
 }
 
 // Session is one authenticated middleman connection. Its read loop (the
-// goroutine of Serve) owns the connection and processes frames in order;
-// its write loop drains a bounded send queue that the hub's dispatcher and
-// other sessions fill without ever blocking.
+// goroutine of Serve) owns the connection and processes frames in order.
+// The hub's dispatcher and other sessions fill a bounded send queue
+// without ever blocking; a writer goroutine exists only while the queue
+// has something in it, and pings come from a timer, so an idle connection
+// costs one parked goroutine.
 type Session struct {
 	hub   *Hub
 	conn  Conn
@@ -79,7 +81,8 @@ type Session struct {
 	closed    bool
 	pending   map[uint64]*pending
 	served    map[string]*served
-	wake      chan struct{}
+	writing   bool        // a writer goroutine is draining the queue
+	pinger    *time.Timer // next keepalive ping
 	closeOnce sync.Once
 	closers   sync.WaitGroup
 }
@@ -89,15 +92,44 @@ type Session struct {
 // ctx ends (the connection is then closed with 1001). It returns once every
 // goroutine of the connection has finished.
 func (h *Hub) Serve(ctx context.Context, conn Conn) error {
+	errc := make(chan error, 1)
+	h.Start(ctx, conn, func(err error) { errc <- err })
+	return <-errc
+}
+
+// Start is [Hub.Serve] in the background: ended gets what Serve would
+// return. The handshake and the registration run on a goroutine that ends
+// with them; the read loop that then waits on the connection for its whole
+// life starts on a fresh one, so that it keeps the smallest stack the wait
+// needs (a grown stack shrinks only by halves, and only when mostly unused).
+func (h *Hub) Start(ctx context.Context, conn Conn, ended func(error)) {
+	go func() {
+		s, err := h.open(ctx, conn)
+		if err != nil {
+			ended(err)
+			return
+		}
+		go s.run(ctx, ended)
+	}()
+}
+
+// open reads the key and registers the session.
+func (h *Hub) open(ctx context.Context, conn Conn) (*Session, error) {
 	lvl, err := h.handshake(ctx, conn)
 	if err != nil {
 		h.m.error(err)
-		return err
+		return nil, err
 	}
 	n := h.nextConn.Add(1)
-	s := &Session{hub: h, conn: conn, n: n, cid: subjects.MiddlemanCID(h.gw, n), level: lvl,
-		wake: make(chan struct{}, 1)}
-	return s.run(ctx)
+	s := &Session{hub: h, conn: conn, n: n, cid: subjects.MiddlemanCID(h.gw, n), level: lvl}
+	if err := h.register(s); err != nil {
+		_ = s.conn.Close(CloseInternal, "internal error")
+		return nil, err
+	}
+	s.hub.m.conns.WithLabelValues(s.level.label()).Inc()
+	s.send([]byte("MM OK"), "HANDSHAKE")
+	s.send([]byte(s.cid), "HANDSHAKE")
+	return s, nil
 }
 
 // handshake reads the key: a configured key in a text message within the
@@ -188,29 +220,22 @@ func (s *Session) setUID(uid string) { s.uid.Store(&uid) }
 
 func (s *Session) trusted() bool { return s.level >= levelService }
 
-func (s *Session) run(ctx context.Context) error {
-	if err := s.hub.register(s); err != nil {
-		_ = s.conn.Close(CloseInternal, "internal error")
-		return err
+// run serves a registered session until its connection ends, then calls
+// ended.
+func (s *Session) run(ctx context.Context, ended func(error)) {
+	s.mu.Lock()
+	if !s.closed {
+		s.pinger = time.AfterFunc(s.hub.cfg.PingInterval, s.ping)
 	}
-	gauge := s.hub.m.conns.WithLabelValues(s.level.label())
-	gauge.Inc()
-	defer gauge.Dec()
-	s.send([]byte("MM OK"), "HANDSHAKE")
-	s.send([]byte(s.cid), "HANDSHAKE")
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		s.writeLoop()
-	}()
+	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { s.close(CloseGoingAway, "gateway shutting down") })
 	err := s.readLoop(ctx)
 	stop()
 	s.end()
 	s.close(CloseNormal, "")
-	<-writerDone
 	s.closers.Wait()
-	return err
+	s.hub.m.conns.WithLabelValues(s.level.label()).Dec()
+	ended(err)
 }
 
 // readLoop processes frames in order until the connection fails.
@@ -267,6 +292,9 @@ func (s *Session) end() {
 	s.closed = true
 	pend, owed := s.pending, s.served
 	s.pending, s.served, s.queue, s.spare = nil, nil, nil, nil
+	if s.pinger != nil {
+		s.pinger.Stop()
+	}
 	s.mu.Unlock()
 	for _, p := range pend {
 		p.timer.Stop()
@@ -291,20 +319,12 @@ func (s *Session) close(code int, reason string) {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
-		s.wakeWriter()
 		s.closers.Add(1)
 		go func() {
 			defer s.closers.Done()
 			_ = s.conn.Close(code, reason)
 		}()
 	})
-}
-
-func (s *Session) wakeWriter() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
 }
 
 // send queues one message for the client. A full queue makes the session a
@@ -325,34 +345,37 @@ func (s *Session) send(data []byte, kind string) bool {
 	}
 	s.queue = append(s.queue, data)
 	s.queued += len(data)
+	start := !s.writing
+	if start {
+		s.writing = true
+		s.closers.Add(1) // before closed is set: run's Wait sees it
+	}
 	s.mu.Unlock()
 	s.hub.m.out[kind].Inc()
-	s.wakeWriter()
+	if start {
+		go s.write()
+	}
 	return true
 }
 
-// writeLoop writes queued messages in batches and pings the peer.
-func (s *Session) writeLoop() {
-	ping := time.NewTimer(s.hub.cfg.PingInterval)
-	defer ping.Stop()
+// write drains the send queue in batches and ends when it is empty (the
+// next send starts another).
+func (s *Session) write() {
+	defer s.closers.Done()
 	for {
-		select {
-		case <-s.wake:
-		case <-ping.C:
-			s.closers.Add(1)
-			go s.ping()
-			ping.Reset(s.hub.cfg.PingInterval)
-			continue
-		}
 		s.mu.Lock()
-		if s.closed {
+		batch := s.queue
+		if s.closed || len(batch) == 0 {
+			s.writing = false
 			s.mu.Unlock()
 			return
 		}
-		batch := s.queue
 		s.queue, s.spare, s.queued = s.spare, nil, 0
 		s.mu.Unlock()
 		if err := s.writeBatch(batch); err != nil {
+			s.mu.Lock()
+			s.writing = false
+			s.mu.Unlock()
 			s.close(CloseGoingAway, "write failed")
 			return
 		}
@@ -366,21 +389,33 @@ func (s *Session) writeLoop() {
 }
 
 func (s *Session) writeBatch(batch [][]byte) error {
-	if len(batch) == 0 {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.WriteTimeout)
 	defer cancel()
 	return s.conn.WriteBatch(ctx, batch)
 }
 
+// ping runs on the keepalive timer: a ping whose pong does not come back
+// within the write timeout closes the connection with 1008.
 func (s *Session) ping() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closers.Add(1)
+	s.mu.Unlock()
 	defer s.closers.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.WriteTimeout)
 	defer cancel()
 	if err := s.conn.Ping(ctx); err != nil {
 		s.close(ClosePolicy, "ping timeout")
+		return
 	}
+	s.mu.Lock()
+	if !s.closed {
+		s.pinger.Reset(s.hub.cfg.PingInterval)
+	}
+	s.mu.Unlock()
 }
 
 // Trust levels of a handshake key.
