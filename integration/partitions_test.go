@@ -223,3 +223,80 @@ func TestPartitionsConfigBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestPartitionsPlacement: with R3 on a 5-node cluster, the 5 partitions
+// of the event and pipe streams are placed on more than 3 nodes and their
+// leaders on several nodes. Leaders that crowd on one node are spread with
+// leader step-downs, as the README's Capacity section describes.
+func TestPartitionsPlacement(t *testing.T) {
+	if testing.Short() {
+		t.Skip("5-node cluster")
+	}
+	const k = 5
+	cluster := natstest.NewCluster(t, 5)
+	harness.StartN(t, 1, cluster.URLs(), func(c *gateway.Config) {
+		c.JetStream.Replicas, c.JetStream.Partitions = 3, k
+	})
+	nc, err := nats.Connect(cluster.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var names []string
+	for p := range k {
+		names = append(names, subjects.MegaphoneStreamOf(p, k), subjects.PipeStreamOf(p, k))
+	}
+	place := func() (leaders map[string][]string, hosts map[string]int) {
+		leaders, hosts = map[string][]string{}, map[string]int{}
+		for _, name := range names {
+			var info *jetstream.StreamInfo
+			natstest.Eventually(t, 20*time.Second, func() error {
+				s, err := js.Stream(ctx, name)
+				if err != nil {
+					return err
+				}
+				if info, err = s.Info(ctx); err != nil {
+					return err
+				}
+				if info.Cluster == nil || info.Cluster.Leader == "" {
+					return fmt.Errorf("stream %s has no leader", name)
+				}
+				return nil
+			})
+			leaders[info.Cluster.Leader] = append(leaders[info.Cluster.Leader], name)
+			hosts[info.Cluster.Leader]++
+			for _, r := range info.Cluster.Replicas {
+				hosts[r.Name]++
+			}
+		}
+		return leaders, hosts
+	}
+	leaders, hosts := place()
+	t.Logf("replicas per node: %v", hosts)
+	t.Logf("leaders: %v", leaders)
+	if len(hosts) <= 3 {
+		t.Fatalf("%d streams of R3 placed on only %d nodes: %v", len(names), len(hosts), hosts)
+	}
+	for round := 0; len(leaders) < 2 && round < 5; round++ { // rebalance
+		for _, name := range leaders[firstKey(leaders)][:len(names)/2] {
+			if _, err := nc.RequestWithContext(ctx, subjects.JSStreamLeaderStepDown(name), nil); err != nil {
+				t.Fatalf("step down %s: %v", name, err)
+			}
+		}
+		leaders, _ = place()
+		t.Logf("leaders after step-downs: %v", leaders)
+	}
+	if len(leaders) < 2 {
+		t.Fatalf("every partition leader is on one node: %v", leaders)
+	}
+}
+
+func firstKey(m map[string][]string) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}

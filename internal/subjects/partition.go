@@ -152,3 +152,10 @@ func PipeInPartition(subject string, p, k int) string {
 }
 
 func isWildcard(tok string) bool { return tok == "*" || tok == ">" }
+
+// JSStreamLeaderStepDown is the JetStream API subject that makes a
+// stream's leader step down, so another replica takes over (rebalancing
+// partition leaders that crowd on one node).
+func JSStreamLeaderStepDown(stream string) string {
+	return join("$JS", "API", "STREAM", "LEADER", "STEPDOWN", stream)
+}

@@ -56,6 +56,7 @@ func TestPartitionNames(t *testing.T) {
 		{PipeQueueAllIn(12, 16), "sb.pipe.q12.>"},
 		{MegaphoneDirectGetOf(1, 2), "$JS.API.DIRECT.GET.SB_MEGAPHONE_P1"},
 		{PipeDirectGetOf(1, 2), "$JS.API.DIRECT.GET.SB_PIPE_P1"},
+		{JSStreamLeaderStepDown("SB_PIPE_P1"), "$JS.API.STREAM.LEADER.STEPDOWN.SB_PIPE_P1"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
