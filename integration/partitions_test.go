@@ -22,7 +22,7 @@ import (
 )
 
 // partitionJS is a JetStream client on natsURL for looking at partitions.
-func partitionJS(t *testing.T, natsURL string) jetstream.JetStream {
+func partitionJS(t testing.TB, natsURL string) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
