@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/subjects"
@@ -26,7 +29,7 @@ const partitionsBenchFor = 5 * time.Second
 // reader: one stream store each) and pipe hand-offs/s (16 pairs, 1 KiB,
 // producer and consumer on different gateways), with 1 and with 3
 // partitions, side by side in one run, and logs where the partition
-// leaders are. Run it with -benchtime 1x: each case runs a fixed time.
+// leaders are (spread over the nodes by step-downs before measuring). Run it with -benchtime 1x: each case runs a fixed time.
 //
 //	go test ./integration/ -run '^$' -bench Partitions -benchtime 1x
 func BenchmarkPartitions(b *testing.B) {
@@ -45,6 +48,7 @@ func BenchmarkPartitions(b *testing.B) {
 			for _, g := range gws {
 				urls = append(urls, g.URL())
 			}
+			spreadBenchLeaders(b, cluster.URLs(), k)
 			b.ResetTimer()
 			writes := benchWrites(b, client, urls, 64)
 			handoffs := benchHandoffs(b, client, urls, 16)
@@ -144,6 +148,25 @@ func benchHandoffs(b *testing.B, client *http.Client, urls []string, c int) floa
 		b.Logf("%d hand-offs failed", failed.Load())
 	}
 	return float64(ok.Load()) / partitionsBenchFor.Seconds()
+}
+
+// spreadBenchLeaders puts the leaders of the k event partitions, and of
+// the k queue partitions, on different nodes where they crowd (leader
+// step-downs), as an operator would before measuring.
+func spreadBenchLeaders(b *testing.B, natsURLs string, k int) {
+	b.Helper()
+	nc, err := nats.Connect(natsURLs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var events, queues []string
+	for p := range k {
+		events, queues = append(events, subjects.MegaphoneStreamOf(p, k)), append(queues, subjects.PipeStreamOf(p, k))
+	}
+	spreadLeaders(b, nc, js, events, 3)
+	spreadLeaders(b, nc, js, queues, 3)
 }
 
 // leaderPlacement names the leader node of each event and queue stream
