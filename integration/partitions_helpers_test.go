@@ -25,11 +25,11 @@ type placement struct {
 // until each has a leader.
 func placementOf(t testing.TB, js jetstream.JetStream, names []string) map[string]placement {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	out := map[string]placement{}
 	for _, name := range names {
-		natstest.Eventually(t, 20*time.Second, func() error {
+		natstest.Eventually(t, 30*time.Second, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
 			s, err := js.Stream(ctx, name)
 			if err != nil {
 				return err
