@@ -130,9 +130,9 @@ func Keys() []config.Key {
 		{Name: "embedded.agents", Default: []AgentUser(nil), Usage: "file only: agent users {user, password, upstreams}; enables auth on the embedded server"},
 		{Name: "embedded.allow_anonymous", Default: false, Usage: "allow a non-loopback embedded.listen without embedded.agents (anyone reaching it gets full access)"},
 		{Name: "jetstream.replicas", Default: 1, Usage: "replicas of the streams and buckets the gateway creates (3 in a cluster)", Aliases: []string{"replicas"}},
-		{Name: "jetstream.partitions", Default: 1, Usage: "streams the Megaphone events, pipe queue and Megaphone channel/reader buckets are each split into (1..64, about one per NATS node or more); the whole cluster must agree"},
 	}
 	keys = append(keys, megaphone.Keys()...)
+	keys = append(keys, config.Key{Name: "jetstream.partitions", Default: 1, Usage: "streams the Megaphone events, pipe queue and Megaphone channel/reader buckets are each split into (1..64, about one per NATS node or more); the whole cluster must agree"})
 	keys = append(keys, pipe.Keys()...)
 	keys = append(keys, middleman.Keys()...)
 	keys = append(keys, relay.Keys()...)
