@@ -6,6 +6,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,11 +15,28 @@ import (
 
 	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
+
+// PartitionsEnv names the environment variable that sets
+// jetstream.partitions of every gateway the harness starts (CI runs the
+// Megaphone, pipe and integration suites once more with 4).
+const PartitionsEnv = "SB_TEST_PARTITIONS"
+
+// Partitions is the partition count of the harness's gateways: the value
+// of [PartitionsEnv], or 1 when it is unset or not a number in 1..64.
+func Partitions() int {
+	n, err := strconv.Atoi(os.Getenv(PartitionsEnv))
+	if err != nil || n < 1 || n > subjects.MaxPartitions {
+		return 1
+	}
+	return n
+}
 
 // Config returns the default gateway configuration adjusted for tests:
 // loopback listener on a random port, embedded server on a random port,
-// store in a temp dir, debug logs.
+// store in a temp dir, debug logs, jetstream.partitions from
+// [PartitionsEnv].
 func Config(t testing.TB) *gateway.Config {
 	t.Helper()
 	l := gateway.Loader()
@@ -31,6 +50,7 @@ func Config(t testing.TB) *gateway.Config {
 	c.DataDir = t.TempDir()
 	c.Log.Level = "debug"
 	c.Shutdown.Grace = 10 * time.Second
+	c.JetStream.Partitions = Partitions()
 	return &c
 }
 

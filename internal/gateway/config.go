@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard/switchboard/internal/natsconn"
 	"github.com/switchboard/switchboard/internal/pipe"
 	"github.com/switchboard/switchboard/internal/relay"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 // EnvPrefix prefixes the gateway's environment variables.
@@ -87,6 +88,11 @@ type AgentUser struct {
 type JetStream struct {
 	// Replicas is the replication factor, 1..5. Default 1 (3 in a cluster).
 	Replicas int `mapstructure:"replicas"`
+	// Partitions is how many streams the Megaphone event stream, the pipe
+	// queue stream and the Megaphone channels and readers buckets are each
+	// split into, 1..64. Default 1. Every gateway of a cluster must use
+	// the same value (recorded in the cluster at first start).
+	Partitions int `mapstructure:"partitions"`
 }
 
 // HTTP configures the public listener's limits, shared by the protocols.
@@ -126,6 +132,7 @@ func Keys() []config.Key {
 		{Name: "jetstream.replicas", Default: 1, Usage: "replicas of the streams and buckets the gateway creates (3 in a cluster)", Aliases: []string{"replicas"}},
 	}
 	keys = append(keys, megaphone.Keys()...)
+	keys = append(keys, config.Key{Name: "jetstream.partitions", Default: 1, Usage: "streams the Megaphone events, pipe queue and Megaphone channel/reader buckets are each split into (1..64, about one per NATS node or more); the whole cluster must agree"})
 	keys = append(keys, pipe.Keys()...)
 	keys = append(keys, middleman.Keys()...)
 	keys = append(keys, relay.Keys()...)
@@ -180,6 +187,7 @@ func (c *Config) Validate() error {
 	}
 	check(c.NATS.RelayCreds == "" || c.NATS.RelayUser == "", "nats.relay_creds", "set either nats.relay_creds or nats.relay_user, not both")
 	check(c.JetStream.Replicas >= 1 && c.JetStream.Replicas <= 5, "jetstream.replicas", "%d is not in 1..5", c.JetStream.Replicas)
+	check(c.JetStream.Partitions >= 1 && c.JetStream.Partitions <= subjects.MaxPartitions, "jetstream.partitions", "%d is not in 1..%d", c.JetStream.Partitions, subjects.MaxPartitions)
 	check(c.Shutdown.Grace > 0, "shutdown.grace", "%s must be > 0", c.Shutdown.Grace)
 	check(c.HTTP.BodyLimit >= 1024, "http.body_limit", "%s must be >= 1KiB", c.HTTP.BodyLimit)
 	check(c.HTTP.BodyTimeout >= 0, "http.body_timeout", "%s must be >= 0", c.HTTP.BodyTimeout)

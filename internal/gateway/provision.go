@@ -21,6 +21,9 @@ func (g *Gateway) provision(ctx context.Context) error {
 		return err
 	}
 	g.setPhase("provisioning")
+	if err := agreePartitions(ctx, g.js, g.cfg.JetStream.Replicas, g.cfg.JetStream.Partitions); err != nil {
+		return err
+	}
 	steps := make([]func(context.Context) error, 0, len(g.services))
 	for _, s := range g.services {
 		steps = append(steps, func(ctx context.Context) error {

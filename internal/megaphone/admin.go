@@ -22,8 +22,21 @@ type ChannelInfo struct {
 // List returns every live channel with its number of buffered events,
 // sorted by address.
 func (b *Broker) List(ctx context.Context) ([]ChannelInfo, error) {
+	out := []ChannelInfo{}
+	for p := range b.parts {
+		var err error
+		if out, err = b.listPartition(ctx, p, out); err != nil {
+			return nil, err
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.Compare(out[i].ConsumerAddress, out[j].ConsumerAddress) < 0 })
+	return out, nil
+}
+
+// listPartition appends the live channels of partition p to out.
+func (b *Broker) listPartition(ctx context.Context, p int, out []ChannelInfo) ([]ChannelInfo, error) {
 	buffered := map[string]uint64{}
-	info, err := b.events.Info(ctx, jetstream.WithSubjectFilter(subjects.MegaphoneEventsAll()))
+	info, err := b.events[p].Info(ctx, jetstream.WithSubjectFilter(subjects.MegaphoneEventsAllIn(p, b.parts)))
 	if err != nil {
 		return nil, fmt.Errorf("megaphone: list buffers: %w", err)
 	}
@@ -32,13 +45,12 @@ func (b *Broker) List(ctx context.Context) ([]ChannelInfo, error) {
 			buffered[id] = n
 		}
 	}
-	lister, err := b.channels.ListKeys(ctx)
+	lister, err := b.channels[p].ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("megaphone: list channels: %w", err)
 	}
-	out := []ChannelInfo{}
 	for key := range lister.Keys() {
-		e, err := b.channels.Get(ctx, key)
+		e, err := b.channels[p].Get(ctx, key)
 		if err != nil {
 			continue // expired meanwhile
 		}
@@ -48,7 +60,6 @@ func (b *Broker) List(ctx context.Context) ([]ChannelInfo, error) {
 		}
 		out = append(out, ChannelInfo{ConsumerAddress: ConsumerAddress(meta.Agent, key), Buffered: buffered[key]})
 	}
-	sort.Slice(out, func(i, j int) bool { return strings.Compare(out[i].ConsumerAddress, out[j].ConsumerAddress) < 0 })
 	return out, nil
 }
 
@@ -74,7 +85,7 @@ func (b *Broker) Delete(ctx context.Context, addr string) error {
 		if !r.live || !matches(address{agent: agent, id: id}, r.data) {
 			return fmt.Errorf("%w: %s", ErrNotFound, addr)
 		}
-		err = b.channels.Purge(ctx, id, jetstream.LastRevision(r.rev), jetstream.PurgeTTL(b.cfg.MarkerTTL))
+		err = b.channels[b.part(id)].Purge(ctx, id, jetstream.LastRevision(r.rev), jetstream.PurgeTTL(b.cfg.MarkerTTL))
 		if err == nil {
 			break
 		}

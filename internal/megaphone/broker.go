@@ -26,27 +26,28 @@ const claimSlack = 10 * time.Second
 type Broker struct {
 	cfg      Config
 	replicas int
+	parts    int // partitions of the event stream and the channels and readers buckets
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	log      *slog.Logger
 	m        *metrics
 
-	events   jetstream.Stream
-	batch    *batchGets // nil: the stream has replicas, read through its leader
-	channels jetstream.KeyValue
+	events   []jetstream.Stream   // by partition
+	batch    *batchGets           // nil: the stream has replicas, read through its leader
+	channels []jetstream.KeyValue // by partition
 	disposed jetstream.KeyValue
 	codec    *tokenCodec
 	wakeups  *wakeups
 	cache    *existsCache
 	hooks    *webhook
-	reaper   jetstream.ConsumeContext
+	reapers  []jetstream.ConsumeContext // one per channels-bucket partition
 
 	closeOnce sync.Once
 }
 
 // NewBroker returns a Broker on deps.NC and deps.JS, with cfg's unset
 // fields at their defaults; call [Broker.Provision] before use. It uses
-// deps.Replicas (0 = 1), deps.Logger (nil = discard) and deps.Registry.
+// deps.Replicas (0 = 1), deps.Partitions (0 = 1), deps.Logger (nil = discard) and deps.Registry.
 func NewBroker(cfg Config, deps protocol.Deps) *Broker {
 	cfg = cfg.withDefaults()
 	logger := deps.Logger
@@ -58,6 +59,7 @@ func NewBroker(cfg Config, deps protocol.Deps) *Broker {
 	return &Broker{
 		cfg:      cfg,
 		replicas: max(deps.Replicas, 1),
+		parts:    max(deps.Partitions, 1),
 		nc:       deps.NC,
 		js:       deps.JS,
 		log:      log,
@@ -94,11 +96,12 @@ func (b *Broker) Provision(ctx context.Context) error {
 	if b.wakeups, err = startWakeups(b.nc, b.log, b.cache); err != nil {
 		return err
 	}
-	return b.startReaper(ctx)
+	return b.startReapers(ctx)
 }
 
-// ensureStore creates the stream and the buckets, all at once (none
-// depends on another), and returns the bucket of the cluster key.
+// ensureStore creates the streams and the buckets (every partition), all
+// at once (none depends on another), and returns the bucket of the
+// cluster key.
 func (b *Broker) ensureStore(ctx context.Context) (keysKV jetstream.KeyValue, err error) {
 	kvCfg := func(bucket, desc string) jetstream.KeyValueConfig {
 		return jetstream.KeyValueConfig{Bucket: bucket, Description: desc, Storage: jetstream.FileStorage,
@@ -108,12 +111,33 @@ func (b *Broker) ensureStore(ctx context.Context) (keysKV jetstream.KeyValue, er
 	disp.LimitMarkerTTL, disp.TTL = 0, 24*time.Hour
 	keys := kvCfg(subjects.MegaphoneKeysBucket, "Megaphone producer-token key")
 	keys.LimitMarkerTTL = 0
-	err = jsutil.Parallel(ctx,
+	b.events = make([]jetstream.Stream, b.parts)
+	b.channels = make([]jetstream.KeyValue, b.parts)
+	steps := []func(context.Context) error{
 		func(ctx context.Context) (err error) {
-			b.events, err = jsutil.EnsureStream(ctx, b.js, jetstream.StreamConfig{
-				Name:                 subjects.MegaphoneStream,
+			b.disposed, err = jsutil.EnsureKV(ctx, b.js, disp)
+			return err
+		},
+		func(ctx context.Context) (err error) {
+			keysKV, err = jsutil.EnsureKV(ctx, b.js, keys)
+			return err
+		},
+	}
+	for p := range b.parts {
+		steps = append(steps, b.ensurePartition(p, kvCfg)...)
+	}
+	return keysKV, jsutil.Parallel(ctx, steps...)
+}
+
+// ensurePartition returns the steps that create partition p's event
+// stream, channels bucket and readers bucket.
+func (b *Broker) ensurePartition(p int, kvCfg func(bucket, desc string) jetstream.KeyValueConfig) []func(context.Context) error {
+	return []func(context.Context) error{
+		func(ctx context.Context) (err error) {
+			b.events[p], err = jsutil.EnsureStream(ctx, b.js, jetstream.StreamConfig{
+				Name:                 subjects.MegaphoneStreamOf(p, b.parts),
 				Description:          "Megaphone channel buffers",
-				Subjects:             []string{subjects.MegaphoneEventsAll()},
+				Subjects:             []string{subjects.MegaphoneEventsAllIn(p, b.parts)},
 				Storage:              jetstream.FileStorage,
 				Replicas:             b.replicas,
 				MaxMsgsPerSubject:    int64(b.cfg.BufferSize),
@@ -125,24 +149,18 @@ func (b *Broker) ensureStore(ctx context.Context) (keysKV jetstream.KeyValue, er
 			return err
 		},
 		func(ctx context.Context) (err error) {
-			b.channels, err = jsutil.EnsureKV(ctx, b.js, kvCfg(subjects.MegaphoneChannelsBucket, "Megaphone live channels"))
+			b.channels[p], err = jsutil.EnsureKV(ctx, b.js, kvCfg(subjects.MegaphoneChannelsBucketOf(p, b.parts), "Megaphone live channels"))
 			return err
 		},
 		func(ctx context.Context) (err error) {
-			_, err = jsutil.EnsureKV(ctx, b.js, kvCfg(subjects.MegaphoneReadersBucket, "Megaphone reader claims"))
+			_, err = jsutil.EnsureKV(ctx, b.js, kvCfg(subjects.MegaphoneReadersBucketOf(p, b.parts), "Megaphone reader claims"))
 			return err
 		},
-		func(ctx context.Context) (err error) {
-			b.disposed, err = jsutil.EnsureKV(ctx, b.js, disp)
-			return err
-		},
-		func(ctx context.Context) (err error) {
-			keysKV, err = jsutil.EnsureKV(ctx, b.js, keys)
-			return err
-		},
-	)
-	return keysKV, err
+	}
 }
+
+// part is the partition of channel id.
+func (b *Broker) part(id string) int { return subjects.MegaphonePartition(id, b.parts) }
 
 // loadClusterKey returns the cluster's AEAD key, creating it when this is
 // the first gateway. Create makes concurrent gateways agree on one key.
@@ -173,9 +191,9 @@ func loadClusterKey(ctx context.Context, kv jetstream.KeyValue) ([]byte, error) 
 // Close stops background work. Open polls must have ended.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
-		if b.reaper != nil {
-			b.reaper.Stop()
-			<-b.reaper.Closed()
+		for _, r := range b.reapers {
+			r.Stop()
+			<-r.Closed()
 		}
 		if b.wakeups != nil {
 			b.wakeups.close()

@@ -79,7 +79,7 @@ func (b *Broker) channelKey(id string) (kvKey, error) {
 	if err != nil {
 		return kvKey{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
-	return newKVKey(b.nc, b.js, subjects.MegaphoneChannelsBucket, key)
+	return newKVKey(b.nc, b.js, subjects.MegaphoneChannelsBucketOf(b.part(id), b.parts), key)
 }
 
 // matches reports whether a live key value belongs to address a.
@@ -96,7 +96,7 @@ func (b *Broker) lookup(ctx context.Context, a address, useCache bool) error {
 	if useCache && b.cache.has(a.id) {
 		return nil
 	}
-	if e, err := b.channels.Get(ctx, a.id); err == nil {
+	if e, err := b.channels[b.part(a.id)].Get(ctx, a.id); err == nil {
 		if !matches(a, e.Value()) {
 			return fmt.Errorf("%w: %s", ErrNotFound, a.id)
 		}

@@ -20,4 +20,10 @@
 //   - KV SB_MP_DISPOSED: a Create-guard so one gateway disposes a channel;
 //   - core subjects sb.mp.wake.<channel> (writer → reader, after the ack),
 //     sb.mp.room.<channel> (reader → waiting writers), sb.mp.gone.
+//
+// With jetstream.partitions = K > 1 the event stream and the channels and
+// readers buckets are each K streams (SB_MEGAPHONE_P<p>, sb.mp.ev<p>.<channel>,
+// SB_MP_CHANNELS_P<p>, SB_MP_READERS_P<p>), a reaper consumer on each
+// channels partition; a channel lives in partition subjects.MegaphonePartition
+// of its id, so everything about one channel is in one stream per store.
 package megaphone

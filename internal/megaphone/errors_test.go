@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,7 +116,8 @@ func TestWriteWithoutLeader(t *testing.T) {
 		return r
 	}
 
-	leader := streamLeader(t, cluster, subjects.MegaphoneStream)
+	k := harness.Partitions()
+	leader := streamLeader(t, cluster, subjects.MegaphoneStreamOf(subjects.MegaphonePartition(strings.Split(ch.ConsumerAddress, ".")[1], k), k))
 	cluster.Stop(leader)
 	start, ok, unavailable := time.Now(), 0, 0
 	for (ok < 20 || time.Since(start) < 2*time.Second) && time.Since(start) < 40*time.Second {

@@ -18,8 +18,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 // hookSink records on-channel-deleted webhook calls.
@@ -67,11 +69,12 @@ func buffered(t *testing.T, natsURL, consumer string) uint64 {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, "SB_MEGAPHONE")
+	id, k := strings.Split(consumer, ".")[1], harness.Partitions()
+	s, err := js.Stream(ctx, subjects.MegaphoneStreamOf(subjects.MegaphonePartition(id, k), k))
 	if err != nil {
 		t.Fatal(err)
 	}
-	subj := "sb.mp.ev." + strings.Split(consumer, ".")[1]
+	subj, _ := subjects.MegaphoneEventsIn(id, k)
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
 		t.Fatal(err)

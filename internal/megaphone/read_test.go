@@ -14,8 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 // TestSecondReaderBusy: one reader per channel; the claim frees when the
@@ -301,7 +303,8 @@ func TestSSE(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ack, err := js.Publish(context.Background(), "sb.mp.ev."+strings.Split(c.ConsumerAddress, ".")[1],
+	evSubj, _ := subjects.MegaphoneEventsIn(strings.Split(c.ConsumerAddress, ".")[1], harness.Partitions())
+	ack, err := js.Publish(context.Background(), evSubj,
 		[]byte(`{"sid":"s","eid":"AAAAAAAAAAAAAAAAAAAAAAA","ts":"2026-01-01T00:00:00Z","body":3}`))
 	if err != nil {
 		t.Fatal(err)

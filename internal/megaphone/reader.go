@@ -27,6 +27,7 @@ type Event struct {
 type Poll struct {
 	b        *Broker
 	a        address
+	part     int // the channel's partition
 	evSubj   string
 	room     string
 	claim    kvKey
@@ -58,10 +59,11 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	if p.ch, err = b.channelKey(id); err != nil {
 		return nil, err
 	}
-	if p.claim, err = newKVKey(b.nc, b.js, subjects.MegaphoneReadersBucket, id); err != nil {
+	p.part = b.part(id)
+	if p.claim, err = newKVKey(b.nc, b.js, subjects.MegaphoneReadersBucketOf(p.part, b.parts), id); err != nil {
 		return nil, err
 	}
-	p.evSubj, _ = subjects.MegaphoneEvents(id)
+	p.evSubj, _ = subjects.MegaphoneEventsIn(id, b.parts)
 	p.room, _ = subjects.MegaphoneRoom(id)
 	r, err := p.ch.last(ctx)
 	if err != nil {
@@ -180,12 +182,12 @@ func (p *Poll) drain(ctx context.Context, emit func(Event) error) error {
 // event.
 func (p *Poll) fetch(ctx context.Context) ([]stored, bool, error) {
 	if p.b.batch != nil {
-		return p.b.batch.read(ctx, subjects.MegaphoneDirectGet(), p.evSubj, p.cursor+1)
+		return p.b.batch.read(ctx, subjects.MegaphoneDirectGetOf(p.part, p.b.parts), p.evSubj, p.cursor+1)
 	}
 	var out []stored
 	next, size := p.cursor+1, 0
 	for len(out) < readBatch && size < readBatchBytes {
-		m, err := p.b.events.GetMsg(ctx, next, jetstream.WithGetMsgSubject(p.evSubj))
+		m, err := p.b.events[p.part].GetMsg(ctx, next, jetstream.WithGetMsgSubject(p.evSubj))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return out, false, nil
 		}
@@ -207,7 +209,7 @@ func (p *Poll) fetch(ctx context.Context) ([]stored, bool, error) {
 func (p *Poll) remove(ctx context.Context, seq uint64) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
 	defer cancel()
-	if err := p.b.events.Purge(ctx, jetstream.WithPurgeSubject(p.evSubj), jetstream.WithPurgeSequence(seq+1)); err != nil {
+	if err := p.b.events[p.part].Purge(ctx, jetstream.WithPurgeSubject(p.evSubj), jetstream.WithPurgeSequence(seq+1)); err != nil {
 		p.b.log.Warn("remove delivered events", "channel", p.a.id, "through", seq, "err", err)
 	}
 }

@@ -17,11 +17,22 @@ import (
 // cached sighting, a write waiting for room) may still land in between.
 const sweepDelay = cacheTTL + 2*time.Second
 
-// startReaper binds this gateway to the durable consumer, shared by every
-// gateway, that delivers each change of a channel key to one of them.
-// Expiry markers (per-key TTL) and purges become disposals.
-func (b *Broker) startReaper(ctx context.Context) error {
-	stream := subjects.KVStream(subjects.MegaphoneChannelsBucket)
+// startReapers starts a reaper on every partition of the channels bucket.
+func (b *Broker) startReapers(ctx context.Context) error {
+	for p := range b.parts {
+		if err := b.startReaper(ctx, subjects.MegaphoneChannelsBucketOf(p, b.parts)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startReaper binds this gateway to the durable consumer of bucket (one
+// partition of the channels bucket), shared by every gateway, that
+// delivers each change of a channel key to one of them. Expiry markers
+// (per-key TTL) and purges become disposals.
+func (b *Broker) startReaper(ctx context.Context, bucket string) error {
+	stream := subjects.KVStream(bucket)
 	var cons jetstream.Consumer
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -32,7 +43,7 @@ func (b *Broker) startReaper(ctx context.Context) error {
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       30 * time.Second,
 			MaxAckPending: 100_000,
-			FilterSubject: subjects.KVAllKeys(subjects.MegaphoneChannelsBucket),
+			FilterSubject: subjects.KVAllKeys(bucket),
 			Replicas:      b.replicas,
 		})
 		if err == nil || attempt == 20 {
@@ -47,7 +58,7 @@ func (b *Broker) startReaper(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("megaphone: reaper consumer: %w", err)
 	}
-	b.reaper, err = cons.Consume(b.reap, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	r, err := cons.Consume(func(msg jetstream.Msg) { b.reap(bucket, msg) }, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			b.log.Debug("reaper", "err", err)
 		}
@@ -55,16 +66,17 @@ func (b *Broker) startReaper(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("megaphone: reaper consume: %w", err)
 	}
+	b.reapers = append(b.reapers, r)
 	return nil
 }
 
-// reap handles one change of a channel key.
-func (b *Broker) reap(msg jetstream.Msg) {
+// reap handles one change of a channel key of bucket.
+func (b *Broker) reap(bucket string, msg jetstream.Msg) {
 	if !isRemoval(msg.Headers()) {
 		_ = msg.Ack()
 		return
 	}
-	id, err := subjects.KeyFromKVSubject(subjects.MegaphoneChannelsBucket, msg.Subject())
+	id, err := subjects.KeyFromKVSubject(bucket, msg.Subject())
 	if err != nil {
 		_ = msg.Term()
 		return
@@ -117,12 +129,12 @@ func (b *Broker) dispose(ctx context.Context, id string) (bool, error) {
 // purgeEvents removes every buffered event of channel id and counts them
 // as lost.
 func (b *Broker) purgeEvents(ctx context.Context, id string) (uint64, error) {
-	subj, err := subjects.MegaphoneEvents(id)
+	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
 	if err != nil {
 		return 0, err
 	}
 	req, _ := json.Marshal(map[string]string{"filter": subj})
-	msg, err := b.nc.RequestWithContext(ctx, subjects.JSStreamPurge(subjects.MegaphoneStream), req)
+	msg, err := b.nc.RequestWithContext(ctx, subjects.JSStreamPurge(subjects.MegaphoneStreamOf(b.part(id), b.parts)), req)
 	if err != nil {
 		return 0, fmt.Errorf("megaphone: purge %s: %w", subj, err)
 	}

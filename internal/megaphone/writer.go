@@ -115,7 +115,7 @@ var errFull = errors.New("megaphone: buffer full")
 
 // publish stores line and wakes the channel's reader with its sequence.
 func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
-	subj, err := subjects.MegaphoneEvents(id)
+	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}

@@ -76,11 +76,13 @@ func (e *env) waiting(t testing.TB, ns, name, role string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := e.js.Stream(ctx, subjects.PipeStream)
+	k := harness.Partitions()
+	p, _ := subjects.PipePartitionOf(filter, k)
+	s, err := e.js.Stream(ctx, subjects.PipeStreamOf(p, k))
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subjects.PipeInPartition(filter, p, k)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ type Hub struct {
 	js       jetstream.JetStream
 	cfg      Config
 	replicas int             // of the queue stream
+	parts    int             // partitions of the queue stream
 	shutdown <-chan struct{} // closed when the gateway shuts down; nil = never
 	log      *slog.Logger
 	m        *metrics
@@ -70,7 +71,7 @@ func NewHub(cfg Config, deps protocol.Deps) *Hub {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Hub{
-		nc: deps.NC, js: deps.JS, cfg: cfg, replicas: deps.Replicas, log: log.With("component", "pipe"),
+		nc: deps.NC, js: deps.JS, cfg: cfg, replicas: deps.Replicas, parts: deps.Partitions, log: log.With("component", "pipe"),
 		m: newMetrics(deps.Registry), checkPeer: check, id: hex.EncodeToString(b[:]),
 		stop: make(chan struct{}), waiters: map[string]*waiter{}, releases: map[string]*releaseWatch{},
 	}
@@ -93,7 +94,7 @@ func (h *Hub) ID() string { return h.id }
 // Start creates the queue stream if needed and subscribes to claims,
 // deletions and liveness pings.
 func (h *Hub) Start(ctx context.Context) error {
-	q, err := openQueue(ctx, h.nc, h.js, h.replicas)
+	q, err := openQueue(ctx, h.nc, h.js, h.replicas, h.parts)
 	if err != nil {
 		return err
 	}

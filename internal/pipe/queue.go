@@ -16,21 +16,24 @@ import (
 )
 
 // queue is the cluster-wide record of waiting parties: one JetStream
-// stream, one subject per channel, role and gateway (see package doc).
-// Reads must be consistent with the compare-and-set appends: with one
-// replica they are direct gets (cheap, answered by the only copy); with
-// more they go to the stream leader through the API, because a direct get
-// may be answered by a lagging follower.
+// stream per partition (jetstream.partitions), one subject per channel,
+// role and gateway (see package doc). Callers use the unpartitioned
+// subjects of internal/subjects; the queue stores a channel's entries in
+// the channel's partition (see partition.go). Reads must be consistent
+// with the compare-and-set appends: with one replica they are direct gets
+// (cheap, answered by the only copy); with more they go to the stream
+// leader through the API, because a direct get may be answered by a
+// lagging follower.
 type queue struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	direct bool
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	streams []jetstream.Stream // by partition
+	direct  bool
 }
 
 // entry is one stored queue entry.
 type entry struct {
-	seq  uint64
+	seq  uint64 // a position (see pos): stream sequence and partition
 	info subjects.PipeEntryInfo
 	id   string // the waiting party's id on its gateway
 }
@@ -41,11 +44,11 @@ var errConflict = errors.New("pipe: channel changed concurrently")
 // queueConfig is the stream's configuration. Entries only mean something
 // while their gateway holds the HTTP request, so memory storage is right;
 // markers expire by per-message TTL if their gateway dies mid-match.
-func queueConfig(replicas int) jetstream.StreamConfig {
+func queueConfig(replicas, p, k int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        subjects.PipeStream,
+		Name:        subjects.PipeStreamOf(p, k),
 		Description: "Switchboard pipes: waiting producers and consumers in arrival order",
-		Subjects:    []string{subjects.PipeQueueAll()},
+		Subjects:    []string{subjects.PipeQueueAllIn(p, k)},
 		Storage:     jetstream.MemoryStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
@@ -56,13 +59,20 @@ func queueConfig(replicas int) jetstream.StreamConfig {
 	}
 }
 
-func openQueue(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, replicas int) (*queue, error) {
-	cfg := queueConfig(replicas)
-	s, err := jsutil.EnsureStream(ctx, js, cfg)
-	if err != nil {
+func openQueue(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, replicas, parts int) (*queue, error) {
+	parts = max(parts, 1)
+	q := &queue{nc: nc, js: js, streams: make([]jetstream.Stream, parts), direct: replicas <= 1}
+	steps := make([]func(context.Context) error, parts)
+	for p := range parts {
+		steps[p] = func(ctx context.Context) (err error) {
+			q.streams[p], err = jsutil.EnsureStream(ctx, js, queueConfig(replicas, p, parts))
+			return err
+		}
+	}
+	if err := jsutil.Parallel(ctx, steps...); err != nil {
 		return nil, fmt.Errorf("pipe: %w", err)
 	}
-	return &queue{nc: nc, js: js, stream: s, direct: cfg.AllowDirect}, nil
+	return q, nil
 }
 
 // directRequest is the body of a direct get.
@@ -72,15 +82,16 @@ type directRequest struct {
 	NextFor string `json:"next_by_subj,omitempty"`
 }
 
-// directGet reads one entry with a direct get; nil when there is none.
-func (q *queue) directGet(ctx context.Context, req directRequest) (*entry, error) {
+// directGet reads one entry of partition p with a direct get; nil when
+// there is none.
+func (q *queue) directGet(ctx context.Context, p int, req directRequest) (*entry, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	m, err := q.nc.RequestWithContext(ctx, subjects.PipeDirectGet(), body)
+	m, err := q.nc.RequestWithContext(ctx, subjects.PipeDirectGetOf(p, len(q.streams)), body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: direct get: %v", ErrUnavailable, err)
 	}
@@ -98,54 +109,66 @@ func (q *queue) directGet(ctx context.Context, req directRequest) (*entry, error
 	if err != nil {
 		return nil, err
 	}
-	return &entry{seq: seq, info: info, id: string(m.Data)}, nil
+	return &entry{seq: pos(p, seq), info: info, id: string(m.Data)}, nil
 }
 
-func toEntry(m *jetstream.RawStreamMsg) (*entry, error) {
+func toEntry(p int, m *jetstream.RawStreamMsg) (*entry, error) {
 	info, err := subjects.ParsePipeEntry(m.Subject)
 	if err != nil {
 		return nil, err
 	}
-	return &entry{seq: m.Sequence, info: info, id: string(m.Data)}, nil
+	return &entry{seq: pos(p, m.Sequence), info: info, id: string(m.Data)}, nil
 }
 
 // last returns the newest entry matching filter, or nil.
 func (q *queue) last(ctx context.Context, filter string) (*entry, error) {
-	if q.direct {
-		return q.directGet(ctx, directRequest{LastFor: filter})
+	p, filter, err := q.pinned(filter)
+	if err != nil {
+		return nil, err
 	}
-	m, err := q.stream.GetLastMsgForSubject(ctx, filter)
+	if q.direct {
+		return q.directGet(ctx, p, directRequest{LastFor: filter})
+	}
+	m, err := q.streams[p].GetLastMsgForSubject(ctx, filter)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: last entry: %v", ErrUnavailable, err)
 	}
-	return toEntry(m)
+	return toEntry(p, m)
 }
 
 // first returns the oldest entry matching filter, or nil.
 func (q *queue) first(ctx context.Context, filter string) (*entry, error) {
-	if q.direct {
-		return q.directGet(ctx, directRequest{Seq: 1, NextFor: filter})
+	p, filter, err := q.pinned(filter)
+	if err != nil {
+		return nil, err
 	}
-	m, err := q.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(filter))
+	if q.direct {
+		return q.directGet(ctx, p, directRequest{Seq: 1, NextFor: filter})
+	}
+	m, err := q.streams[p].GetMsg(ctx, 1, jetstream.WithGetMsgSubject(filter))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: first entry: %v", ErrUnavailable, err)
 	}
-	return toEntry(m)
+	return toEntry(p, m)
 }
 
 // appendIf stores an entry on subject only if the newest entry matching
-// channel still has sequence expect (0 = none): a compare-and-set over the
-// whole channel. It returns errConflict when the channel changed.
+// channel still has position expect (0 = none): a compare-and-set over
+// the whole channel. It returns errConflict when the channel changed.
 func (q *queue) appendIf(ctx context.Context, subject, channel string, expect uint64, id string, ttl time.Duration) (uint64, error) {
-	m := nats.NewMsg(subject)
+	p, channel, err := q.pinned(channel)
+	if err != nil {
+		return 0, err
+	}
+	m := nats.NewMsg(subjects.PipeInPartition(subject, p, len(q.streams)))
 	m.Data = []byte(id)
-	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequenceForSubject(expect, channel)}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequenceForSubject(seqOf(expect), channel)}
 	if ttl > 0 {
 		opts = append(opts, jetstream.WithMsgTTL(ttl))
 	}
@@ -158,12 +181,17 @@ func (q *queue) appendIf(ctx context.Context, subject, channel string, expect ui
 	if err != nil {
 		return 0, fmt.Errorf("%w: append: %v", ErrUnavailable, err)
 	}
-	return ack.Sequence, nil
+	return pos(p, ack.Sequence), nil
 }
 
-// remove deletes entry seq; an entry already gone is not an error.
+// remove deletes the entry at position seq; an entry already gone is not
+// an error.
 func (q *queue) remove(ctx context.Context, seq uint64) error {
-	err := q.stream.DeleteMsg(ctx, seq)
+	p := partOf(seq)
+	if p >= len(q.streams) {
+		return fmt.Errorf("%w: delete entry: no partition %d", ErrUnavailable, p)
+	}
+	err := q.streams[p].DeleteMsg(ctx, seqOf(seq))
 	var apiErr *jetstream.APIError
 	if err == nil || errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) ||
 		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound {
@@ -172,19 +200,29 @@ func (q *queue) remove(ctx context.Context, seq uint64) error {
 	return fmt.Errorf("%w: delete entry: %v", ErrUnavailable, err)
 }
 
-// purge deletes every entry matching filter.
+// purge deletes every entry matching filter, in every partition it spans.
 func (q *queue) purge(ctx context.Context, filter string) error {
-	if err := q.stream.Purge(ctx, jetstream.WithPurgeSubject(filter)); err != nil {
-		return fmt.Errorf("%w: purge: %v", ErrUnavailable, err)
+	for p, f := range q.spanned(filter) {
+		if err := q.streams[p].Purge(ctx, jetstream.WithPurgeSubject(f)); err != nil {
+			return fmt.Errorf("%w: purge: %v", ErrUnavailable, err)
+		}
 	}
 	return nil
 }
 
-// counts returns the number of entries per subject matching filter.
+// counts returns the number of entries per subject matching filter, over
+// every partition it spans. Subjects are in their stored form, which
+// subjects.ParsePipeEntry reads.
 func (q *queue) counts(ctx context.Context, filter string) (map[string]uint64, error) {
-	info, err := q.stream.Info(ctx, jetstream.WithSubjectFilter(filter))
-	if err != nil {
-		return nil, fmt.Errorf("%w: stream info: %v", ErrUnavailable, err)
+	out := map[string]uint64{}
+	for p, f := range q.spanned(filter) {
+		info, err := q.streams[p].Info(ctx, jetstream.WithSubjectFilter(f))
+		if err != nil {
+			return nil, fmt.Errorf("%w: stream info: %v", ErrUnavailable, err)
+		}
+		for subj, n := range info.State.Subjects {
+			out[subj] += n
+		}
 	}
-	return info.State.Subjects, nil
+	return out, nil
 }

@@ -26,6 +26,10 @@ type Deps struct {
 	// Replicas is the replica count of the streams and buckets a protocol
 	// creates (jetstream.replicas).
 	Replicas int
+	// Partitions is how many streams (and buckets) a partitioned store
+	// is split into (jetstream.partitions); 0 means 1. The mapping of a
+	// channel to its partition is in internal/subjects.
+	Partitions int
 	// Logger is scoped by the protocol with .With("component", name).
 	Logger *slog.Logger
 	// Registry receives the protocol's metrics.

@@ -64,12 +64,12 @@ func MegaphoneRoom(channel string) (string, error) { return megaphoneSubject(mpR
 // on, so every gateway ends its polls and drops cached state.
 func MegaphoneGone() string { return join(Prefix, mpToken, mpGone) }
 
-// ChannelFromMegaphoneSubject returns the channel of an event, wake or
-// room subject.
+// ChannelFromMegaphoneSubject returns the channel of an event (of any
+// partition), wake or room subject.
 func ChannelFromMegaphoneSubject(subject string) (string, error) {
 	parts := strings.Split(subject, ".")
 	if len(parts) != 4 || parts[0] != Prefix || parts[1] != mpToken ||
-		(parts[2] != mpEvents && parts[2] != mpWake && parts[2] != mpRoom) {
+		(!isPartToken(parts[2], mpEvents) && parts[2] != mpWake && parts[2] != mpRoom) {
 		return "", fmt.Errorf("%w: not a megaphone channel subject: %q", ErrBadToken, subject)
 	}
 	return Decode(parts[3])

@@ -109,10 +109,11 @@ type PipeEntryInfo struct {
 	Namespace, Name, Role, Gateway string
 }
 
-// ParsePipeEntry parses a subject built by [PipeEntry].
+// ParsePipeEntry parses a subject built by [PipeEntry], also in its
+// partitioned form ([PipeInPartition]).
 func ParsePipeEntry(subject string) (PipeEntryInfo, error) {
 	toks := strings.Split(subject, ".")
-	if len(toks) != 7 || toks[0] != Prefix || toks[1] != pipeToken || toks[2] != pipeQueueToken {
+	if len(toks) != 7 || toks[0] != Prefix || toks[1] != pipeToken || !isPartToken(toks[2], pipeQueueToken) {
 		return PipeEntryInfo{}, fmt.Errorf("%w: not a pipe entry: %q", ErrBadToken, subject)
 	}
 	if err := checkRole(toks[5]); err != nil {
