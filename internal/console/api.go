@@ -80,15 +80,26 @@ func (s *Service) api(fn func(ctx context.Context, r *http.Request) (any, error)
 	})
 }
 
-// authInfo answers /admin/api/auth: the token (if any) was right.
+// authInfo answers /admin/api/auth, the one API route open to anyone: it
+// says whether the request's token (if any) opens the console, so the page
+// can ask for one without provoking an error.
 type authInfo struct {
-	Self          string `json:"self"`
+	Authorized    bool   `json:"authorized"`
 	TokenRequired bool   `json:"tokenRequired"`
-	Channels      bool   `json:"channels"`
+	Off           bool   `json:"off,omitempty"` // no token configured and the client is remote
+	Self          string `json:"self,omitempty"`
+	Channels      bool   `json:"channels,omitempty"`
 }
 
-func (s *Service) auth(context.Context, *http.Request) (any, error) {
-	return authInfo{Self: s.id, TokenRequired: s.cfg.Token != "", Channels: s.deps.Channels != nil}, nil
+func (s *Service) authHandler(w http.ResponseWriter, r *http.Request) {
+	a := authInfo{Authorized: s.authorized(r), TokenRequired: s.cfg.Token != ""}
+	a.Off = !a.TokenRequired && !a.Authorized
+	if a.Authorized {
+		a.Self, a.Channels = s.id, s.deps.Channels != nil
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(a)
 }
 
 // clusterInfo answers /admin/api/cluster.

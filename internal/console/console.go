@@ -187,7 +187,7 @@ func (s *Service) Routes() []protocol.Route {
 	return []protocol.Route{
 		{Method: http.MethodGet, Path: "/ui", Handler: http.RedirectHandler("/ui/", http.StatusMovedPermanently)},
 		{Method: http.MethodGet, Path: "/ui/*", Handler: page},
-		{Method: http.MethodGet, Path: "/admin/api/auth", Handler: s.api(s.auth)},
+		{Method: http.MethodGet, Path: "/admin/api/auth", Handler: http.HandlerFunc(s.authHandler)},
 		{Method: http.MethodGet, Path: "/admin/api/cluster", Handler: s.api(s.cluster)},
 		{Method: http.MethodGet, Path: "/admin/api/nats", Handler: s.api(s.natsInfo)},
 		{Method: http.MethodGet, Path: "/admin/api/relay", Handler: s.api(s.relay)},

@@ -157,8 +157,13 @@ func TestAccess(t *testing.T) {
 		token string
 		want  int
 	}{{"", 401}, {"wrong", 401}, {"s3cret2", 401}, {"S3CRET", 401}, {"s3cret", 200}} {
-		if code, body := get(t, withToken.URL+"/admin/api/auth", tc.token, nil); code != tc.want {
+		if code, body := get(t, withToken.URL+"/admin/api/cluster", tc.token, nil); code != tc.want {
 			t.Errorf("token %q: %d %s, want %d", tc.token, code, body, tc.want)
+		}
+		_, body := get(t, withToken.URL+"/admin/api/auth", tc.token, nil)
+		var a authInfo
+		if err := json.Unmarshal(body, &a); err != nil || a.Authorized != (tc.want == 200) || !a.TokenRequired || (a.Self != "") != a.Authorized {
+			t.Errorf("auth with token %q: %s", tc.token, body)
 		}
 	}
 	if code, body := get(t, withToken.URL+"/ui/", "", nil); code != 200 || !strings.Contains(string(body), "Switchboard") {
@@ -178,6 +183,9 @@ func TestAccess(t *testing.T) {
 		}
 		if code, _ := get(t, open.URL+"/ui/", "", map[string]string{h: "203.0.113.9"}); code != 403 {
 			t.Errorf("page forwarded (%s) without token: %d, want 403", h, code)
+		}
+		if _, body := get(t, open.URL+"/admin/api/auth", "", map[string]string{h: "203.0.113.9"}); !strings.Contains(string(body), `"off":true`) {
+			t.Errorf("auth forwarded (%s) without token: %s", h, body)
 		}
 	}
 }
