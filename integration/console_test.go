@@ -273,8 +273,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	})
 	br.screenshot(pa, "console-pipes.png")
 
+	// Every form control has a label; the pages are reachable from the
+	// keyboard (focus a nav link, press Enter).
+	br.waitJS(pa, "labels", `[...document.querySelectorAll('input, select, textarea')].every(e => e.labels && e.labels.length > 0)`)
+	br.run(pa, "keyboard", chromedp.Focus("#nav-megaphone", chromedp.ByID), chromedp.KeyEvent("\r"))
+	br.waitJS(pa, "keyboard navigation", `!document.getElementById('megaphone').hidden && document.getElementById('pipes').hidden`)
+
 	// Megaphone on A: create, tail, write 3 events.
-	br.run(pa, "megaphone", show("megaphone"), chromedp.WaitVisible("#mp-create", chromedp.ByID),
+	br.run(pa, "megaphone", chromedp.WaitVisible("#mp-create", chromedp.ByID),
 		chromedp.Click("#mp-create", chromedp.ByID))
 	br.waitJS(pa, "tail live", fmt.Sprintf(`%s === "(live)"`, text("mp-tail-state")))
 	for i := 1; i <= 3; i++ {

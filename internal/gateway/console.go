@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net"
 
 	"github.com/switchboard/switchboard/internal/buildinfo"
 	"github.com/switchboard/switchboard/internal/console"
@@ -35,5 +36,23 @@ func (g *Gateway) withConsole(services []namedService) []namedService {
 			}
 		}
 	}
+	access := "bearer ui.token"
+	if cfg.Token == "" {
+		access = "this host only (no token configured)"
+	}
+	g.log.Info("web console", "url", consoleURL(g.Addr()), "access", access)
 	return append(services, namedService{"console", console.New(cfg, deps)})
+}
+
+// consoleURL is the console's address for the log: a listener on every
+// interface is shown as localhost.
+func consoleURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "/ui/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/ui/"
 }
