@@ -264,6 +264,12 @@ function fileNameFrom(header) {
   return name.replace(/[\\/]/g, '_');
 }
 
+function updateDirect() {
+  $('pr-direct').href = pipeURL($('pr-ns').value, $('pr-name').value);
+}
+$('pr-ns').addEventListener('input', updateDirect);
+$('pr-name').addEventListener('input', updateDirect);
+
 let chosenFile = null;
 
 function chooseFile(f) {
@@ -325,6 +331,7 @@ $('pipe-recv').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const status = $('pr-status'), bar = $('pr-progress'), btn = $('pr-go'), link = $('pr-link'), text = $('pr-text');
   const ns = $('pr-ns').value, name = $('pr-name').value;
+  updateDirect();
   btn.disabled = true;
   link.hidden = true; text.hidden = true;
   bar.value = 0; bar.max = 1;
@@ -521,4 +528,5 @@ $('mm-clear').addEventListener('click', () => $('mm-log').replaceChildren());
 // ---------- go ----------
 
 route();
+updateDirect();
 start();
