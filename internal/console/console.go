@@ -41,6 +41,10 @@ type Deps struct {
 	Gatherer prometheus.Gatherer
 	// Addr is the bound address of the gateway's listener.
 	Addr func() string
+	// Embedded, when non-nil, returns the client URL of the gateway's
+	// embedded nats-server ("" when it has none): an in-process
+	// connection's own URL says nothing about where agents connect.
+	Embedded func() string
 	// Version is the gateway's version.
 	Version string
 	// Channels lists the live Megaphone channels; nil = not available.
@@ -155,10 +159,22 @@ func (s *Service) status(m sample, r map[string]Rate) Status {
 	if s.deps.Addr != nil {
 		st.Listen = s.deps.Addr()
 	}
-	if s.deps.NC.IsConnected() {
-		st.NATS = s.deps.NC.ConnectedUrlRedacted()
-	}
+	st.NATS = s.serverURL()
 	return st
+}
+
+// serverURL is the NATS server the gateway is connected to, credentials
+// removed, or "" while disconnected.
+func (s *Service) serverURL() string {
+	if !s.deps.NC.IsConnected() {
+		return ""
+	}
+	if s.deps.Embedded != nil {
+		if u := s.deps.Embedded(); u != "" {
+			return u + " (embedded)"
+		}
+	}
+	return s.deps.NC.ConnectedUrlRedacted()
 }
 
 func (s *Service) publish(st Status) {

@@ -42,7 +42,7 @@ func (s *Service) natsInfo(ctx context.Context, _ *http.Request) (any, error) {
 	nc := s.deps.NC
 	v := natsView{Status: nc.Status().String(), Streams: []streamView{}, Reconnects: nc.Stats().Reconnects}
 	if nc.IsConnected() {
-		v.Server, v.ServerName, v.ServerVersion, v.Cluster = nc.ConnectedUrlRedacted(), nc.ConnectedServerName(), nc.ConnectedServerVersion(), nc.ConnectedClusterName()
+		v.Server, v.ServerName, v.ServerVersion, v.Cluster = s.serverURL(), nc.ConnectedServerName(), nc.ConnectedServerVersion(), nc.ConnectedClusterName()
 		if rtt, err := nc.RTT(); err == nil {
 			v.RTTMicros = rtt.Microseconds()
 		}

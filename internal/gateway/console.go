@@ -22,7 +22,7 @@ func (g *Gateway) withConsole(services []namedService) []namedService {
 	}
 	deps := console.Deps{
 		NC: g.nc.Load(), JS: g.js, Logger: g.log, Gatherer: g.registry,
-		Addr: g.Addr, Version: buildinfo.Version(),
+		Addr: g.Addr, Embedded: g.EmbeddedURL, Version: buildinfo.Version(),
 	}
 	for _, s := range services {
 		if mp, ok := s.Protocol.(*megaphone.Service); ok {
