@@ -248,7 +248,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	br.run(pb, "receive", show("pipes"), chromedp.WaitVisible("#pr-go", chromedp.ByID),
 		chromedp.SetValue("#pr-name", "browser-file", chromedp.ByID), chromedp.Click("#pr-go", chromedp.ByID))
 	br.waitJS(pb, "receiver waiting", fmt.Sprintf(`%s.includes("waiting")`, text("pr-status")))
-	br.run(pa, "send", show("pipes"), chromedp.WaitVisible("#ps-go", chromedp.ByID),
+	br.run(pa, "pipes", show("pipes"), chromedp.WaitVisible("#ps-go", chromedp.ByID))
+	br.run(pa, "drop a file", chromedp.Evaluate(`(() => {
+		const dt = new DataTransfer();
+		dt.items.add(new File(['dropped'], 'dropped.txt', { type: 'text/plain' }));
+		document.getElementById('ps-drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+	})()`, nil))
+	br.waitJS(pa, "file dropped", fmt.Sprintf(`%s.includes("dropped.txt")`, text("ps-file-label")))
+	br.run(pa, "send",
 		chromedp.SetValue("#ps-name", "browser-file", chromedp.ByID),
 		chromedp.SetUploadFiles("#ps-file", []string{src}, chromedp.ByID))
 	br.waitJS(pa, "file chosen", fmt.Sprintf(`%s.includes(%q)`, text("ps-file-label"), name))

@@ -214,3 +214,26 @@ func TestProtocolOf(t *testing.T) {
 		}
 	}
 }
+
+// TestTraffic: rates come from counter differences by protocol (a
+// counter that went back, as after a restart, gives 0, never a negative
+// rate) and the history keeps the last historyLen samples.
+func TestTraffic(t *testing.T) {
+	prev := sample{req: map[string]float64{"pipe": 10, "relay": 50}, err: map[string]float64{"pipe": 2}}
+	cur := sample{req: map[string]float64{"pipe": 30, "relay": 5, "megaphone": 4}, err: map[string]float64{"pipe": 6}}
+	r := rates(prev, cur, 2)
+	want := map[string]Rate{"pipe": {10, 2}, "relay": {0, 0}, "megaphone": {2, 0}, "middleman": {0, 0}}
+	for p, w := range want {
+		if r[p] != w {
+			t.Errorf("rate %s = %+v, want %+v", p, r[p], w)
+		}
+	}
+	var h history
+	for i := range historyLen + 10 {
+		h.add(int64(i), map[string]Rate{"pipe": {Req: float64(i)}})
+	}
+	s := h.snapshot()
+	if len(s.At) != historyLen || s.At[0] != 10 || s.Series["pipe"].Req[historyLen-1] != historyLen+9 || len(s.Series["relay"].Req) != historyLen {
+		t.Errorf("history: %d samples from %d", len(s.At), s.At[0])
+	}
+}
