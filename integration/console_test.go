@@ -329,6 +329,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	br.run(pb, "phone width", chromedp.EmulateViewport(390, 844))
 	for _, page := range []string{"overview", "pipes", "megaphone", "middleman"} {
 		br.run(pb, "phone "+page, show(page))
+		if page == "overview" {
+			br.screenshot(pb, "console-phone.png")
+		}
 		br.waitJS(pb, "phone "+page+" fits", `document.documentElement.scrollWidth <= window.innerWidth || console.log('too wide: ' + [...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > window.innerWidth).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className).join(' '))`)
 	}
 	br.checkProblems()
