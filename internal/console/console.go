@@ -115,46 +115,30 @@ func (s *Service) receive(m *nats.Msg) {
 	s.peers.update(st, time.Now())
 }
 
-// run publishes the status and samples traffic every interval.
+// run publishes the status and samples the cluster's traffic every
+// interval.
 func (s *Service) run() {
 	defer close(s.done)
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
-	prev, prevAt := read(s.deps.Gatherer), time.Now()
-	s.publish(s.status(prev, nil))
+	var r rater
+	s.publish(s.status(read(s.deps.Gatherer)))
 	for {
 		select {
 		case <-s.stop:
 			return
 		case now := <-t.C:
-			cur := read(s.deps.Gatherer)
-			r := rates(prev, cur, now.Sub(prevAt).Seconds())
-			prev, prevAt = cur, now
-			s.publish(s.status(cur, r))
-			s.traffic.add(now.UnixMilli(), s.clusterRates(now))
+			s.publish(s.status(read(s.deps.Gatherer)))
+			s.traffic.add(now.UnixMilli(), r.rates(s.peers.list(now), now))
 		}
 	}
 }
 
-// clusterRates sums the latest rates of every live gateway.
-func (s *Service) clusterRates(now time.Time) map[string]Rate {
-	sum := map[string]Rate{}
-	for _, g := range s.peers.list(now) {
-		for p, r := range g.Rates {
-			t := sum[p]
-			t.Req += r.Req
-			t.Err += r.Err
-			sum[p] = t
-		}
-	}
-	return sum
-}
-
-func (s *Service) status(m sample, r map[string]Rate) Status {
+func (s *Service) status(m sample) Status {
 	st := Status{
 		ID: s.id, Version: s.deps.Version, Started: s.started.UnixMilli(),
 		Polls: int64(m.polls), Waiting: int64(m.waiting), Transfer: int64(max(m.pipes-m.waiting, 0)),
-		MMConns: int64(m.mmConns), Relayed: int64(m.relayOpen), Rates: r,
+		MMConns: int64(m.mmConns), Relayed: int64(m.relayOpen), Totals: m.totals(),
 	}
 	if s.deps.Addr != nil {
 		st.Listen = s.deps.Addr()

@@ -109,7 +109,7 @@ func TestClusterDiscovery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := raw.Publish(subjects.ConsoleStatus(), []byte(`{"id":"evil","polls":-5,"listen":"`+strings.Repeat("L", 500)+`","rates":{"megaphone":{"req":-1},"x":{"req":1}}}`)); err != nil {
+	if err := raw.Publish(subjects.ConsoleStatus(), []byte(`{"id":"evil","polls":-5,"listen":"`+strings.Repeat("L", 500)+`","totals":{"megaphone":{"req":-1},"x":{"req":1}}}`)); err != nil {
 		t.Fatal(err)
 	}
 	_ = raw.Flush()
@@ -120,7 +120,7 @@ func TestClusterDiscovery(t *testing.T) {
 		}
 		for _, g := range gws {
 			if g.ID == "evil" {
-				if g.Polls != 0 || len(g.Listen) != maxTextLen || len(g.Rates) != 0 {
+				if g.Polls != 0 || len(g.Listen) != maxTextLen || len(g.Totals) != 0 {
 					return fmt.Errorf("evil status not bounded: %+v", g)
 				}
 				return nil
@@ -215,18 +215,29 @@ func TestProtocolOf(t *testing.T) {
 	}
 }
 
-// TestTraffic: rates come from counter differences by protocol (a
-// counter that went back, as after a restart, gives 0, never a negative
-// rate) and the history keeps the last historyLen samples.
+// TestTraffic: cluster rates come from the growth of each gateway's
+// totals between two readings (a new gateway sets a baseline, a counter
+// that went back counts 0, never negative) and the history keeps the last
+// historyLen samples.
 func TestTraffic(t *testing.T) {
-	prev := sample{req: map[string]float64{"pipe": 10, "relay": 50}, err: map[string]float64{"pipe": 2}}
-	cur := sample{req: map[string]float64{"pipe": 30, "relay": 5, "megaphone": 4}, err: map[string]float64{"pipe": 6}}
-	r := rates(prev, cur, 2)
-	want := map[string]Rate{"pipe": {10, 2}, "relay": {0, 0}, "megaphone": {2, 0}, "middleman": {0, 0}}
+	var r rater
+	t0 := time.Unix(100, 0)
+	gw := func(id string, pipe, pipeErr, relay float64) Status {
+		return Status{ID: id, Totals: map[string]Rate{"pipe": {pipe, pipeErr}, "relay": {relay, 0}}}
+	}
+	if got := r.rates([]Status{gw("a", 10, 1, 50)}, t0); got["pipe"] != (Rate{}) {
+		t.Errorf("first reading: %+v", got)
+	}
+	got := r.rates([]Status{gw("a", 30, 5, 10), gw("b", 1000, 0, 0)}, t0.Add(2*time.Second))
+	want := map[string]Rate{"pipe": {10, 2}, "relay": {0, 0}, "megaphone": {0, 0}, "middleman": {0, 0}}
 	for p, w := range want {
-		if r[p] != w {
-			t.Errorf("rate %s = %+v, want %+v", p, r[p], w)
+		if got[p] != w {
+			t.Errorf("rate %s = %+v, want %+v", p, got[p], w)
 		}
+	}
+	got = r.rates([]Status{gw("a", 30, 5, 10), gw("b", 1004, 0, 2)}, t0.Add(4*time.Second))
+	if got["pipe"] != (Rate{2, 0}) || got["relay"] != (Rate{1, 0}) {
+		t.Errorf("third reading: %+v", got)
 	}
 	var h history
 	for i := range historyLen + 10 {

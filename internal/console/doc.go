@@ -16,9 +16,9 @@
 //     leader).
 //   - Relay: the agents' nats micro services ($SRV.INFO and $SRV.STATS of
 //     the relay service names), grouped by upstream.
-//   - Traffic: request and error rates per protocol, computed by each
-//     gateway from its own HTTP counters and summed over the cluster,
-//     for the last five minutes.
+//   - Traffic: request and error rates per protocol for the last five
+//     minutes: each status carries the gateway's HTTP request totals, and
+//     each console sums their growth between two readings.
 //   - Megaphone channels, from the broker's admin listing.
 //
 // What the page lets a user do (pipes, Megaphone, middleman) goes through

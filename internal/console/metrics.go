@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -84,12 +85,44 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-// rates turns two cumulative readings secs apart into per-second rates.
-func rates(prev, cur sample, secs float64) map[string]Rate {
+// totals are the cumulative request and error counts of a sample.
+func (s sample) totals() map[string]Rate {
 	out := make(map[string]Rate, len(protocols))
 	for _, p := range protocols {
-		out[p] = Rate{Req: max(cur.req[p]-prev.req[p], 0) / secs, Err: max(cur.err[p]-prev.err[p], 0) / secs}
+		out[p] = Rate{Req: s.req[p], Err: s.err[p]}
 	}
+	return out
+}
+
+// rater turns the totals of the cluster's gateways, read once per
+// interval, into cluster-wide rates: per gateway the growth since the
+// previous reading, summed. A gateway seen for the first time only sets
+// its baseline and a counter that went back (a restart under the same id)
+// counts as 0, so every request is counted once, at most one interval
+// late, whatever the timing of the gateways' statuses.
+type rater struct {
+	last map[string]map[string]Rate // gateway id → totals at the previous reading
+	at   time.Time
+}
+
+func (r *rater) rates(gateways []Status, now time.Time) map[string]Rate {
+	out := make(map[string]Rate, len(protocols))
+	secs := now.Sub(r.at).Seconds()
+	next := make(map[string]map[string]Rate, len(gateways))
+	for _, g := range gateways {
+		next[g.ID] = g.Totals
+		prev, seen := r.last[g.ID]
+		if !seen || secs <= 0 || r.at.IsZero() {
+			continue
+		}
+		for _, p := range protocols {
+			o := out[p]
+			o.Req += max(g.Totals[p].Req-prev[p].Req, 0) / secs
+			o.Err += max(g.Totals[p].Err-prev[p].Err, 0) / secs
+			out[p] = o
+		}
+	}
+	r.last, r.at = next, now
 	return out
 }
 

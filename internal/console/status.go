@@ -24,13 +24,14 @@ type Status struct {
 	Transfer int64  `json:"pipesTransferring"`
 	MMConns  int64  `json:"mmConnections"`
 	Relayed  int64  `json:"relayInFlight"`
-	// Rates are this gateway's requests and errors per second by protocol
-	// over its last interval.
-	Rates   map[string]Rate `json:"rates,omitempty"`
+	// Totals are this gateway's HTTP requests and errors since it started,
+	// by protocol; consoles turn their differences into rates.
+	Totals  map[string]Rate `json:"totals,omitempty"`
 	Leaving bool            `json:"leaving,omitempty"`
 }
 
-// Rate is a request rate and an error rate (status >= 500), per second.
+// Rate is a number of requests and of errors (status >= 500): counts in
+// [Status.Totals], per second in [Traffic].
 type Rate struct {
 	Req float64 `json:"req"`
 	Err float64 `json:"err"`
@@ -62,13 +63,13 @@ func decodeStatus(data []byte) (Status, error) {
 	for _, n := range []*int64{&s.Polls, &s.Waiting, &s.Transfer, &s.MMConns, &s.Relayed, &s.Started} {
 		*n = max(*n, 0)
 	}
-	rates := map[string]Rate{}
+	totals := map[string]Rate{}
 	for _, p := range protocols {
-		if r, ok := s.Rates[p]; ok && r.Req >= 0 && r.Err >= 0 && r.Req < 1e9 && r.Err < 1e9 {
-			rates[p] = r
+		if r, ok := s.Totals[p]; ok && r.Req >= 0 && r.Err >= 0 && r.Req < 1e15 && r.Err < 1e15 {
+			totals[p] = r
 		}
 	}
-	s.Rates = rates
+	s.Totals = totals
 	return s, nil
 }
 
