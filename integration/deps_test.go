@@ -86,6 +86,10 @@ func TestDependencyRules(t *testing.T) {
 		}
 	}
 	allowOnly("internal/embedded", "internal/subjects")
+	allowOnly("internal/console", append(slices.Clone(leaves), "internal/protocol")...)
+	if slices.Contains(imports(t, module+"/internal/console"), echoPkg) {
+		t.Errorf("internal/console imports echo")
+	}
 	allowOnly("internal/agent", append(slices.Clone(leaves), "internal/relay")...)
 	allowOnly("cmd/gateway", "internal/gateway", "internal/config", "internal/logging", "internal/buildinfo")
 	allowOnly("cmd/agent", "internal/agent", "internal/config", "internal/logging", "internal/buildinfo")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/console"
 	"github.com/switchboard/switchboard/internal/megaphone"
 	"github.com/switchboard/switchboard/internal/middleman"
 	"github.com/switchboard/switchboard/internal/natsconn"
@@ -37,6 +38,7 @@ type Config struct {
 	Pipe      pipe.Config      `mapstructure:"pipe"`
 	Middleman middleman.Config `mapstructure:"middleman"`
 	Relay     relay.Config     `mapstructure:"relay"`
+	UI        console.Config   `mapstructure:"ui"`
 }
 
 // NATS is the gateway's NATS client settings: the shared ones, and the
@@ -136,6 +138,7 @@ func Keys() []config.Key {
 	keys = append(keys, pipe.Keys()...)
 	keys = append(keys, middleman.Keys()...)
 	keys = append(keys, relay.Keys()...)
+	keys = append(keys, console.Keys()...)
 	return append(keys,
 		config.Key{Name: "http.cors_origins", Default: []string{}, Usage: "CORS allow-list for Megaphone routes (* = any)"},
 		config.Key{Name: "http.body_limit", Default: config.ByteSize(1 << 20), Usage: "largest request body of the JSON APIs (pipes and relay stream any size)"},
@@ -195,7 +198,7 @@ func (c *Config) Validate() error {
 		check(false, "http.trusted_proxies", "%q is not an IP address or CIDR prefix", bad)
 	}
 	errs = append(errs, c.Log.Validate())
-	errs = append(errs, c.Megaphone.Validate(), c.Pipe.Validate(), c.Middleman.Validate(), c.Relay.Validate())
+	errs = append(errs, c.Megaphone.Validate(), c.Pipe.Validate(), c.Middleman.Validate(), c.Relay.Validate(), c.UI.Validate())
 	return config.Join(errs...)
 }
 

@@ -172,6 +172,7 @@ func (g *Gateway) boot(ctx context.Context) {
 			TrustedProxies: g.cfg.HTTP.TrustedProxies, CORSOrigins: g.cfg.HTTP.CORSOrigins,
 		},
 	}, g.relayConn())
+	g.services = g.withConsole(g.services)
 	if err := g.provision(ctx); err != nil {
 		g.startFailed(fmt.Errorf("%w: %w", ErrStart, err))
 		return

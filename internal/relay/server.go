@@ -46,6 +46,12 @@ type ServerConfig struct {
 	Config
 }
 
+// AgentStats is the custom data of an agent's $SRV.STATS reply.
+type AgentStats struct {
+	// InFlight is the number of requests the agent is serving.
+	InFlight int `json:"in_flight"`
+}
+
 // Server serves one upstream on a NATS connection: a micro service whose
 // endpoint accepts open requests in a queue group, and the agent side of
 // every exchange. Create it with [NewServer]; stop it with
@@ -126,6 +132,8 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		Version:     ServiceVersion,
 		Description: "Switchboard relay agent",
 		Metadata:    meta,
+		// The console shows each agent's requests in flight from $SRV.STATS.
+		StatsHandler: func(*micro.Endpoint) any { return AgentStats{InFlight: s.InFlight()} },
 		Endpoint: &micro.EndpointConfig{
 			Subject:    open,
 			Handler:    micro.HandlerFunc(s.handle),
