@@ -109,7 +109,7 @@ type HTTP struct {
 
 // Keys is the gateway's key table: its own keys, then each protocol's.
 func Keys() []config.Key {
-	keys := []config.Key{
+	keys := append([]config.Key{
 		{Name: "listen", Default: ":8080", Usage: "public HTTP address"},
 		{Name: "data_dir", Default: "./data", Usage: "embedded JetStream store directory"},
 		{Name: "nats.url", Default: "", Usage: "comma-separated NATS URLs; empty = start an embedded server"},
@@ -117,6 +117,8 @@ func Keys() []config.Key {
 		{Name: "nats.token", Default: "", Usage: "NATS auth token"},
 		{Name: "nats.user", Default: "", Usage: "NATS user"},
 		{Name: "nats.password", Default: "", Usage: "NATS password"},
+	}, config.NATSTLSKeys()...)
+	keys = append(keys, []config.Key{
 		{Name: "nats.relay_creds", Default: "", Usage: "external mode: credentials file of a second connection used only by the relay (permissions: subjects.RelayCallerPermissions); empty = the relay shares the gateway's connection"},
 		{Name: "nats.relay_user", Default: "", Usage: "external mode: user of the relay-only connection"},
 		{Name: "nats.relay_password", Default: "", Usage: "external mode: password of the relay-only connection"},
@@ -124,7 +126,7 @@ func Keys() []config.Key {
 		{Name: "embedded.agents", Default: []AgentUser(nil), Usage: "file only: agent users {user, password, upstreams}; enables auth on the embedded server"},
 		{Name: "embedded.allow_anonymous", Default: false, Usage: "allow a non-loopback embedded.listen without embedded.agents (anyone reaching it gets full access)"},
 		{Name: "jetstream.replicas", Default: 1, Usage: "replicas of the streams and buckets the gateway creates (3 in a cluster)", Aliases: []string{"replicas"}},
-	}
+	}...)
 	keys = append(keys, megaphone.Keys()...)
 	keys = append(keys, pipe.Keys()...)
 	keys = append(keys, middleman.Keys()...)
@@ -178,6 +180,7 @@ func (c *Config) Validate() error {
 	for i, a := range c.Embedded.Agents {
 		check(a.User != "" && a.Password != "", "embedded.agents", "entry %d needs user and password", i)
 	}
+	errs = append(errs, c.NATS.ValidateTLS())
 	check(c.NATS.RelayCreds == "" || c.NATS.RelayUser == "", "nats.relay_creds", "set either nats.relay_creds or nats.relay_user, not both")
 	check(c.JetStream.Replicas >= 1 && c.JetStream.Replicas <= 5, "jetstream.replicas", "%d is not in 1..5", c.JetStream.Replicas)
 	check(c.Shutdown.Grace > 0, "shutdown.grace", "%s must be > 0", c.Shutdown.Grace)
