@@ -117,8 +117,10 @@ func (g *Gateway) startEmbedded() (*embedded.Server, error) {
 	for _, a := range g.cfg.Embedded.Agents {
 		agents = append(agents, embedded.Agent{User: a.User, Password: a.Password, Upstreams: a.Upstreams})
 	}
+	e := g.cfg.Embedded
 	es, err := embedded.Start(embedded.Config{
-		Listen: g.cfg.Embedded.Listen, StoreDir: g.cfg.DataDir, Agents: agents,
+		Listen: e.Listen, StoreDir: g.cfg.DataDir, Agents: agents, Websocket: e.Websocket,
+		TLS: embedded.TLS{CertFile: e.TLSCertFile, KeyFile: e.TLSKeyFile, CAFile: e.TLSCAFile, VerifyClients: e.TLSVerifyClients},
 	}, g.log)
 	if err != nil {
 		return nil, err
