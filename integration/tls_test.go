@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,5 +275,30 @@ func TestH2C(t *testing.T) {
 	}
 	if status, _, proto := call(t, http.DefaultClient, "GET", g.URL()+"/readyz", "", nil); status != 200 || proto != 1 {
 		t.Fatalf("http/1.1: %d over HTTP/%d", status, proto)
+	}
+}
+
+// TestHTTPSRelayKeepsH2Connection: relayed requests over HTTP/2 share one
+// connection (the HTTP/1.1 full-duplex workaround's "Connection: close"
+// must not reach h2, where it shuts the connection down after each one).
+func TestHTTPSRelayKeepsH2Connection(t *testing.T) {
+	up := echoUpstream(t)
+	gw := startTLSGateway(t, nil)
+	startAgent(t, agentConfig(t, gw.EmbeddedURL(), map[string]string{"api": up.URL}))
+	var handshakes atomic.Int64
+	cfg := gw.ca.ClientConfig(tlstest.Files{})
+	cfg.VerifyConnection = func(tls.ConnectionState) error { handshakes.Add(1); return nil }
+	c := tlsClient(t, cfg, true)
+	for i := range 5 {
+		body := io.Reader(nil)
+		if i%2 == 1 {
+			body = strings.NewReader("some body")
+		}
+		if status, _, proto := call(t, c, "POST", gw.URL()+"/relay/api/x", "text/plain", body); status != 200 || proto != 2 {
+			t.Fatalf("relay: %d over HTTP/%d", status, proto)
+		}
+	}
+	if n := handshakes.Load(); n != 1 {
+		t.Fatalf("%d TLS handshakes for 5 requests, want 1", n)
 	}
 }
