@@ -70,8 +70,14 @@ func tlsBenchSetup(b *testing.B) []benchTarget {
 		c.Transport.(*http.Transport).TLSClientConfig = ca.ClientConfig(tlstest.Files{})
 		return c
 	}
+	tlsh1 := func() *http.Client {
+		c := tlsc()
+		c.Transport.(*http.Transport).ForceAttemptHTTP2 = false
+		return c
+	}
 	targets = append(targets,
 		benchTarget{"relay-tls", gw.URL() + "/relay/bench", tlsc},
+		benchTarget{"relay-tls-h1", gw.URL() + "/relay/bench", tlsh1},
 		benchTarget{"relay-tls-wss-agent", gw.URL() + "/relay/benchws", tlsc})
 	if tunnel, ok := sshTunnel(b, direct); ok {
 		targets = append(targets, benchTarget{"ssh-tunnel", tunnel, plain})
