@@ -209,6 +209,11 @@ func TestHTTPSCertificateRotation(t *testing.T) {
 	if err := gw.ReloadTLS(); err != nil {
 		t.Fatalf("explicit reload (SIGHUP): %v", err)
 	}
+	_, metrics, _ := call(t, gw.h2, "GET", gw.URL()+"/metrics", "", nil)
+	if !strings.Contains(metrics, `switchboard_tls_certificate_reloads_total{result="ok"}`) ||
+		!strings.Contains(metrics, "switchboard_tls_certificate_not_after_seconds") {
+		t.Fatal("/metrics lacks the certificate reload counter or expiry gauge")
+	}
 }
 
 // TestHTTPSAdminClientCertificate: with tls.client_ca_file, /metrics

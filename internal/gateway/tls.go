@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/httpx"
@@ -74,6 +75,8 @@ type certificates struct {
 	certFile, keyFile string
 	log               *slog.Logger
 	checkEvery        time.Duration
+	reloads           *prometheus.CounterVec // by result; nil in unit tests
+	notAfter          prometheus.Gauge       // nil in unit tests
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
@@ -81,8 +84,19 @@ type certificates struct {
 	checked time.Time
 }
 
-func newCertificates(certFile, keyFile string, log *slog.Logger) (*certificates, error) {
+func newCertificates(certFile, keyFile string, log *slog.Logger, reg prometheus.Registerer) (*certificates, error) {
 	c := &certificates{certFile: certFile, keyFile: keyFile, log: log, checkEvery: time.Second}
+	if reg != nil {
+		c.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_tls_certificate_reloads_total",
+			Help: "Re-reads of tls.cert_file/tls.key_file after a change or SIGHUP, by result (ok, error).",
+		}, []string{"result"})
+		c.notAfter = prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_tls_certificate_not_after_seconds",
+			Help: "Expiry (Unix time) of the certificate the public listener serves.",
+		})
+		reg.MustRegister(c.reloads, c.notAfter)
+	}
 	if err := c.Reload(); err != nil {
 		return nil, err
 	}
@@ -93,8 +107,21 @@ func newCertificates(certFile, keyFile string, log *slog.Logger) (*certificates,
 func (c *certificates) Reload() error {
 	stamp := c.fileStamp()
 	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	c.mu.Lock()
+	first := c.cert == nil
+	c.mu.Unlock()
+	if c.reloads != nil && !first {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		c.reloads.WithLabelValues(result).Inc()
+	}
 	if err != nil {
 		return fmt.Errorf("gateway: tls certificate %s: %w", c.certFile, err)
+	}
+	if c.notAfter != nil && cert.Leaf != nil {
+		c.notAfter.Set(float64(cert.Leaf.NotAfter.Unix()))
 	}
 	c.mu.Lock()
 	changed := c.cert != nil && stamp != c.stamp
@@ -141,7 +168,7 @@ func (c *certificates) fileStamp() string {
 // given (required only by requireClientCert's routes).
 func (g *Gateway) tlsConfig() (*tls.Config, error) {
 	t := g.cfg.TLS
-	certs, err := newCertificates(t.CertFile, t.KeyFile, g.log.With("component", "tls"))
+	certs, err := newCertificates(t.CertFile, t.KeyFile, g.log.With("component", "tls"), g.registry)
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ func TestTLSKeysValidation(t *testing.T) {
 func TestCertificatesKeepLastGood(t *testing.T) {
 	ca := tlstest.NewCA(t, "x")
 	files := ca.Server("gw")
-	c, err := newCertificates(files.CertFile, files.KeyFile, slog.New(slog.DiscardHandler))
+	c, err := newCertificates(files.CertFile, files.KeyFile, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestCertificatesKeepLastGood(t *testing.T) {
 	if got, _ := c.get(nil); got == first {
 		t.Fatal("the new certificate was not loaded")
 	}
-	if _, err := newCertificates(files.CertFile+".missing", files.KeyFile, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := newCertificates(files.CertFile+".missing", files.KeyFile, slog.New(slog.DiscardHandler), nil); err == nil {
 		t.Fatal("a missing file was accepted at start")
 	}
 }
