@@ -24,6 +24,12 @@
 #   SB_NO_LB=1        do not start haproxy
 #   SB_AGENT_TARGET   if set (http://host:port), also start `agent upstream --name demo
 #                     --target $SB_AGENT_TARGET` as the NATS user agent-demo
+#   SB_TLS=1          TLS variant: a private CA (openssl, in $SB_STATE_DIR/tls) signs
+#                     certificates for the NATS nodes, the gateways and the agent; NATS
+#                     clients need TLS and a client certificate (mTLS, tls:// URLs), the
+#                     gateways serve HTTPS (HTTP/2); runs without haproxy (see README).
+#                     Probe with: curl --cacert $SB_STATE_DIR/tls/ca.pem https://...
+#                     Give status, start-node and stop-node the same SB_TLS.
 #
 # After start, $SB_STATE_DIR/cluster.env holds SB_LB_URL, SB_GATEWAY_URLS,
 # SB_NATS_URLS, SB_NATS_MONITOR_URLS and the NATS users' credentials, for
@@ -62,6 +68,11 @@ RUN=$STATE/run
 LOGS=$STATE/log
 DATA=$STATE/data
 SECRETS=$STATE/secrets.env
+TLSDIR=$STATE/tls
+TLS=${SB_TLS:-0}
+[[ $TLS == 0 || $TLS == 1 ]] || die "SB_TLS must be 0 or 1, got '$TLS'"
+SCHEME=http
+((TLS)) && SCHEME=https
 
 # --- processes -------------------------------------------------------------
 
@@ -142,6 +153,10 @@ stop_procs() { # bound names... : TERM all, wait up to bound seconds, then KILL
 # http_status host port path -> HTTP status code, or 000 when nothing answers.
 http_status() {
   local line
+  if [[ ${4:-} == https ]]; then
+    curl -s -o /dev/null -m 3 -w '%{http_code}' --cacert "$TLSDIR/ca.pem" "https://$1:$2$3" 2>/dev/null || echo 000
+    return 0
+  fi
   line=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1
     printf "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" "$2" "$0" >&3
     head -n1 <&3' "$1" "$2" "$3" 2>/dev/null) || true
@@ -151,21 +166,21 @@ http_status() {
 
 port_busy() { timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null; }
 
-# wait_ready name port path: polls until 200, at most WAIT seconds; fails at
-# once if the process died.
+# wait_ready name port path [scheme]: polls until 200, at most WAIT seconds;
+# fails at once if the process died.
 wait_ready() {
-  local name=$1 port=$2 path=$3 deadline=$((SECONDS + WAIT)) code=000
+  local name=$1 port=$2 path=$3 scheme=${4:-http} deadline=$((SECONDS + WAIT)) code=000
   while ((SECONDS < deadline)); do
     if ! alive "$name"; then
       log "$name exited; last log lines:"
       tail -n 20 "$LOGS/$name.log" >&2 || true
       return 1
     fi
-    code=$(http_status "$HOST" "$port" "$path")
+    code=$(http_status "$HOST" "$port" "$path" "$scheme")
     [[ $code == 200 ]] && return 0
     sleep 0.3
   done
-  log "$name: http://$HOST:$port$path still answers $code after ${WAIT}s; see $LOGS/$name.log"
+  log "$name: $scheme://$HOST:$port$path still answers $code after ${WAIT}s; see $LOGS/$name.log"
   return 1
 }
 
@@ -208,6 +223,10 @@ ensure_nats_server() {
 
 ensure_haproxy() { # -> 0 when haproxy is usable
   [[ ${SB_NO_LB:-} == 1 ]] && return 1
+  if ((TLS)); then
+    log "SB_TLS=1: running without a load balancer (deploy/lb/haproxy.cfg speaks plain HTTP to the gateways)"
+    return 1
+  fi
   command -v haproxy >/dev/null 2>&1 && return 0
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     log "installing haproxy (apt-get)"
@@ -240,16 +259,47 @@ ensure_secrets() {
   )
 }
 
+# ensure_tls: with SB_TLS=1, a private CA and its certificates, made once.
+ensure_tls() {
+  ((TLS)) || return 0
+  [[ -f $TLSDIR/agent.pem ]] && return 0
+  command -v openssl >/dev/null 2>&1 || die "SB_TLS=1 needs openssl"
+  log "making a private CA and certificates in $TLSDIR (openssl)"
+  mkdir -p "$TLSDIR"
+  (
+    umask 077
+    cd "$TLSDIR"
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    openssl req -x509 "${ec[@]}" -days 365 -subj "/CN=Switchboard local CA" -keyout ca.key -out ca.pem 2>/dev/null
+    issue() { # name subject-alt-names extended-key-usage
+      openssl req "${ec[@]}" -subj "/CN=$1" -keyout "$1.key" -out "$1.csr" 2>/dev/null
+      printf '%s\nextendedKeyUsage=%s\n' "$2" "$3" >"$1.ext"
+      openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 365 \
+        -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+      rm -f "$1.csr" "$1.ext"
+    }
+    # One server certificate for the NATS nodes and the gateways (all on
+    # $HOST); it is also their client certificate towards NATS.
+    issue server "subjectAltName=IP:$HOST,DNS:localhost" serverAuth,clientAuth
+    issue agent "subjectAltName=DNS:agent-demo" clientAuth
+  ) || die "making certificates failed"
+}
+
 # --- components ------------------------------------------------------------
 
 nats_urls() { # first -> comma-separated client URLs, node `first` first
   local i urls=() first=${1:-1}
-  for i in 0 1 2; do urls+=("nats://$HOST:$(nats_port $(((first - 1 + i) % 3 + 1)))"); done
+  local scheme=nats
+  ((TLS)) && scheme=tls
+  for i in 0 1 2; do urls+=("$scheme://$HOST:$(nats_port $(((first - 1 + i) % 3 + 1)))"); done
   (IFS=,; echo "${urls[*]}")
 }
 
 start_nats() { # i
-  local i=$1 routes
+  local i=$1 routes tls=()
+  # TLS variant: the client port requires TLS and a client certificate of
+  # the CA (flags override deploy/nats/nats.conf; routes stay on loopback).
+  ((TLS)) && tls=(--tls --tlscert "$TLSDIR/server.pem" --tlskey "$TLSDIR/server.key" --tlscacert "$TLSDIR/ca.pem" --tlsverify)
   routes="[nats-route://route:$NATS_ROUTE_PASSWORD@$HOST:$(route_port 1), nats-route://route:$NATS_ROUTE_PASSWORD@$HOST:$(route_port 2), nats-route://route:$NATS_ROUTE_PASSWORD@$HOST:$(route_port 3)]"
   mkdir -p "$DATA/nats-$i"
   NATS_SERVER_NAME=n$i NATS_HOST=$HOST NATS_CLIENT_PORT=$(nats_port "$i") \
@@ -258,15 +308,29 @@ start_nats() { # i
     NATS_STORE_DIR=$DATA/nats-$i NATS_PID_FILE=$RUN/nats-$i.server.pid \
     NATS_ROUTE_PASSWORD=$NATS_ROUTE_PASSWORD SB_GATEWAY_PASSWORD=$SB_GATEWAY_PASSWORD \
     SB_SYS_PASSWORD=$SB_SYS_PASSWORD SB_AGENT_DEMO_PASSWORD=$SB_AGENT_DEMO_PASSWORD \
-    spawn "nats-$i" "$BIN/nats-server" -c "$DEPLOY/nats/nats.conf"
+    spawn "nats-$i" "$BIN/nats-server" -c "$DEPLOY/nats/nats.conf" "${tls[@]+"${tls[@]}"}"
+}
+
+# tls_export prefix name: with SB_TLS=1, exports the NATS client TLS
+# variables of a binary (prefix SWITCHBOARD or SWITCHBOARD_AGENT) presenting
+# certificate name, and the gateway's HTTPS certificate. Call in a subshell.
+tls_export() {
+  ((TLS)) || return 0
+  export "$1_NATS_TLS_CA_FILE=$TLSDIR/ca.pem" "$1_NATS_TLS_CERT_FILE=$TLSDIR/$2.pem" "$1_NATS_TLS_KEY_FILE=$TLSDIR/$2.key"
+  if [[ $1 == SWITCHBOARD ]]; then
+    export "SWITCHBOARD_TLS_CERT_FILE=$TLSDIR/server.pem" "SWITCHBOARD_TLS_KEY_FILE=$TLSDIR/server.key"
+  fi
 }
 
 start_gateway() { # i
   local i=$1
+  (
+  tls_export SWITCHBOARD server
   SWITCHBOARD_NATS_URL=$(nats_urls "$i") SWITCHBOARD_NATS_USER=gateway \
     SWITCHBOARD_NATS_PASSWORD=$SB_GATEWAY_PASSWORD SWITCHBOARD_DATA_DIR=$DATA/gateway-$i \
     spawn "gateway-$i" "$BIN/gateway" --config "$DEPLOY/gateway/cluster.yaml" \
     --listen "$HOST:$(gw_port "$i")"
+  )
 }
 
 start_lb() {
@@ -276,9 +340,12 @@ start_lb() {
 }
 
 start_agent() {
+  (
+  tls_export SWITCHBOARD_AGENT agent
   SWITCHBOARD_AGENT_NATS_URL=$(nats_urls 1) SWITCHBOARD_AGENT_NATS_USER=agent-demo \
     SWITCHBOARD_AGENT_NATS_PASSWORD=$SB_AGENT_DEMO_PASSWORD \
     spawn agent-1 "$BIN/agent" upstream --name demo --target "$SB_AGENT_TARGET"
+  )
 }
 
 start_one() { # kind i : start and wait until ready
@@ -287,7 +354,7 @@ start_one() { # kind i : start and wait until ready
   alive "$name" && { log "$name already runs"; return 0; }
   case $kind in
   nats) start_nats "$i" && wait_ready "nats-$i" "$(mon_port "$i")" /healthz ;;
-  gateway) start_gateway "$i" && wait_ready "gateway-$i" "$(gw_port "$i")" /readyz ;;
+  gateway) start_gateway "$i" && wait_ready "gateway-$i" "$(gw_port "$i")" /readyz "$SCHEME" ;;
   lb) start_lb && wait_ready lb "$LB_PORT" /readyz ;;
   *) die "unknown component '$kind' (nats, gateway, lb)" ;;
   esac
@@ -300,7 +367,8 @@ write_cluster_env() {
   alive lb && lb_url="http://$HOST:$LB_PORT"
   {
     echo "SB_LB_URL=$lb_url"
-    echo "SB_GATEWAY_URLS=http://$HOST:$(gw_port 1),http://$HOST:$(gw_port 2),http://$HOST:$(gw_port 3)"
+    echo "SB_GATEWAY_URLS=$SCHEME://$HOST:$(gw_port 1),$SCHEME://$HOST:$(gw_port 2),$SCHEME://$HOST:$(gw_port 3)"
+    ((TLS)) && echo "SB_TLS_CA=$TLSDIR/ca.pem"
     echo "SB_NATS_URLS=$(nats_urls 1)"
     echo "SB_NATS_WS_URLS=ws://$HOST:$(ws_port 1),ws://$HOST:$(ws_port 2),ws://$HOST:$(ws_port 3)"
     echo "SB_NATS_LEAF_URLS=nats-leaf://$HOST:$(leaf_port 1),nats-leaf://$HOST:$(leaf_port 2),nats-leaf://$HOST:$(leaf_port 3)"
@@ -317,11 +385,12 @@ print_urls() {
   if alive lb; then
     echo "  load balancer   http://$HOST:$LB_PORT        (stats and /metrics: http://$HOST:$LB_STATS_PORT)"
   else
-    echo "  load balancer   none (haproxy not available)"
+    echo "  load balancer   none ($( ((TLS)) && echo "SB_TLS=1" || echo "haproxy not available"))"
   fi
-  for i in 1 2 3; do echo "  gateway $i       http://$HOST:$(gw_port "$i")"; done
+  for i in 1 2 3; do echo "  gateway $i       $SCHEME://$HOST:$(gw_port "$i")"; done
+  ((TLS)) && echo "  TLS             CA $TLSDIR/ca.pem; NATS needs tls:// and a client certificate ($TLSDIR/agent.pem)"
   for i in 1 2 3; do
-    echo "  nats $i          nats://$HOST:$(nats_port "$i")  ws://$HOST:$(ws_port "$i")  leaf :$(leaf_port "$i")  monitor http://$HOST:$(mon_port "$i")"
+    echo "  nats $i          $( ((TLS)) && echo tls || echo nats)://$HOST:$(nats_port "$i")  ws://$HOST:$(ws_port "$i")  leaf :$(leaf_port "$i")  monitor http://$HOST:$(mon_port "$i")"
   done
   echo "  NATS users      gateway, agent-demo (upstream demo), sys: passwords in $SECRETS"
   echo "  logs            $LOGS"
@@ -346,6 +415,7 @@ cmd_start() {
   ensure_haproxy && with_lb=1
   build
   ensure_secrets
+  ensure_tls
   set -a
   . "$SECRETS"
   set +a
@@ -354,7 +424,7 @@ cmd_start() {
   for i in 1 2 3; do wait_ready "nats-$i" "$(mon_port "$i")" /healthz; done
   log "nats cluster ready"
   for i in 1 2 3; do start_gateway "$i"; done
-  for i in 1 2 3; do wait_ready "gateway-$i" "$(gw_port "$i")" /readyz; done
+  for i in 1 2 3; do wait_ready "gateway-$i" "$(gw_port "$i")" /readyz "$SCHEME"; done
   log "gateways ready"
   if ((with_lb)); then
     start_lb
@@ -386,7 +456,7 @@ cmd_status() {
     code=""
     case $name in
     nats-*) code=$(http_status "$HOST" "$(mon_port "${name#nats-}")" /healthz) ;;
-    gateway-*) code=$(http_status "$HOST" "$(gw_port "${name#gateway-}")" /readyz) ;;
+    gateway-*) code=$(http_status "$HOST" "$(gw_port "${name#gateway-}")" /readyz "$SCHEME") ;;
     lb) code=$(http_status "$HOST" "$LB_PORT" /readyz) ;;
     esac
     if alive "$name"; then
@@ -404,7 +474,7 @@ cmd_status() {
 
 cmd_clean() {
   cmd_stop
-  rm -rf "$DATA" "$LOGS" "$RUN" "$SECRETS" "$STATE/cluster.env"
+  rm -rf "$DATA" "$LOGS" "$RUN" "$SECRETS" "$STATE/cluster.env" "$TLSDIR"
   log "removed data, logs and secrets (binaries kept in $BIN)"
 }
 

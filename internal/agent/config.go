@@ -59,7 +59,7 @@ func commonKeys() []config.Key {
 		{Name: "nats.user", Default: "", Usage: "NATS user"},
 		{Name: "nats.password", Default: "", Usage: "NATS password"},
 		{Name: "shutdown.grace", Default: 15 * time.Second, Usage: "bound on graceful shutdown (requests in flight finish)"},
-	}, config.LogKeys()...)
+	}, append(config.NATSTLSKeys(), config.LogKeys()...)...)
 }
 
 // UpstreamLoader returns the loader of `agent upstream`.
@@ -158,6 +158,7 @@ func checkCommon(n config.NATS, l config.Log, s config.Shutdown) []error {
 	if strings.TrimSpace(n.URL) == "" {
 		errs = append(errs, config.Invalid("nats.url", "required"))
 	}
+	errs = append(errs, n.ValidateTLS())
 	errs = append(errs, l.Validate())
 	if s.Grace <= 0 {
 		errs = append(errs, config.Invalid("shutdown.grace", "%s must be > 0", s.Grace))

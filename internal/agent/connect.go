@@ -19,7 +19,11 @@ func connect(ctx context.Context, name string, n config.NATS, logger *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	opts = append(opts, extra...)
+	tlsOpts, err := natsconn.TLS{CAFile: n.TLSCAFile, CertFile: n.TLSCertFile, KeyFile: n.TLSKeyFile}.Options()
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	opts = append(append(opts, tlsOpts...), extra...)
 	nc, err := natsconn.Connect(ctx, n.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

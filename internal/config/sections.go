@@ -16,6 +16,30 @@ type NATS struct {
 	Token    string `mapstructure:"token"`
 	User     string `mapstructure:"user"`
 	Password string `mapstructure:"password"`
+	// TLSCAFile verifies the servers' certificates instead of the
+	// system's roots; setting any TLS file requires TLS. Default empty.
+	TLSCAFile string `mapstructure:"tls_ca_file"`
+	// TLSCertFile and TLSKeyFile are the client certificate and key (PEM)
+	// for servers that require one (mTLS). Both or neither. Default empty.
+	TLSCertFile string `mapstructure:"tls_cert_file"`
+	TLSKeyFile  string `mapstructure:"tls_key_file"`
+}
+
+// NATSTLSKeys are the nats.tls_* keys every binary has.
+func NATSTLSKeys() []Key {
+	return []Key{
+		{Name: "nats.tls_ca_file", Default: "", Usage: "PEM CA that verifies the NATS servers' certificates (default: system roots); any nats.tls_* key requires TLS"},
+		{Name: "nats.tls_cert_file", Default: "", Usage: "PEM client certificate for NATS servers that require one (mTLS)"},
+		{Name: "nats.tls_key_file", Default: "", Usage: "PEM key of nats.tls_cert_file"},
+	}
+}
+
+// ValidateTLS checks the nats.tls_* keys, naming the bad one.
+func (n NATS) ValidateTLS() error {
+	if (n.TLSCertFile == "") != (n.TLSKeyFile == "") {
+		return Invalid("nats.tls_cert_file", "set both nats.tls_cert_file and nats.tls_key_file, or neither")
+	}
+	return nil
 }
 
 // Log configures slog (log.* keys).

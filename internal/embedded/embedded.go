@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -38,6 +39,12 @@ type Config struct {
 	StoreDir string
 	// Agents, when non-empty, turns on user/password auth.
 	Agents []Agent
+	// TLS turns on TLS (and optionally mTLS) on the client port.
+	TLS TLS
+	// Websocket turns on the server's NATS WebSocket transport on a random
+	// loopback port, without TLS, for the gateway to proxy at its public
+	// listener ([Server.WebsocketAddr]).
+	Websocket bool
 }
 
 // Server is a running embedded nats-server.
@@ -47,6 +54,7 @@ type Server struct {
 	password  string
 	relayUser string
 	relayPass string
+	websocket bool
 }
 
 // Start starts the server and waits until it accepts clients.
@@ -64,13 +72,19 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
 	}
+	if err := cfg.TLS.apply(opts); err != nil {
+		return nil, err
+	}
+	if cfg.Websocket {
+		opts.Websocket = server.WebsocketOpts{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoTLS: true}
+	}
 	// The gateway connects as a full user, its relay as a user confined to
 	// the relay's subjects. Without agents, clients without credentials
 	// (agents in development) get full access, as before, through a
 	// no-auth user; with agents, every client must authenticate.
 	s := &Server{
 		user: "switchboard-gateway", password: randomSecret(),
-		relayUser: "switchboard-relay", relayPass: randomSecret(),
+		relayUser: "switchboard-relay", relayPass: randomSecret(), websocket: cfg.Websocket,
 	}
 	rp := subjects.RelayCallerPermissions()
 	opts.Users = []*server.User{
@@ -110,8 +124,18 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// ClientURL is the URL agents use to connect.
+// ClientURL is the URL agents use to connect: tls:// when the client port
+// requires TLS.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// WebsocketAddr is the host:port of the loopback NATS WebSocket listener,
+// or "" when Config.Websocket is off.
+func (s *Server) WebsocketAddr() string {
+	if !s.websocket {
+		return ""
+	}
+	return strings.TrimPrefix(s.ns.WebsocketURL(), "ws://")
+}
 
 // anonymousUser is the user clients without credentials are when no
 // agents are configured.

@@ -31,6 +31,7 @@ type Config struct {
 	Embedded  Embedded        `mapstructure:"embedded"`
 	JetStream JetStream       `mapstructure:"jetstream"`
 	HTTP      HTTP            `mapstructure:"http"`
+	TLS       TLS             `mapstructure:"tls"`
 	Log       config.Log      `mapstructure:"log"`
 	Shutdown  config.Shutdown `mapstructure:"shutdown"`
 
@@ -77,6 +78,33 @@ type Embedded struct {
 	// empty, i.e. gives anyone who reaches it full access. Default false:
 	// such a configuration is refused.
 	AllowAnonymous bool `mapstructure:"allow_anonymous"`
+	// TLSCertFile and TLSKeyFile (PEM) make the client port TLS only;
+	// TLSVerifyClients with TLSCAFile also requires a client certificate
+	// signed by that CA (mTLS). The gateway's in-process connections are
+	// unaffected. Default empty/false.
+	TLSCertFile      string `mapstructure:"tls_cert_file"`
+	TLSKeyFile       string `mapstructure:"tls_key_file"`
+	TLSCAFile        string `mapstructure:"tls_ca_file"`
+	TLSVerifyClients bool   `mapstructure:"tls_verify_clients"`
+	// Websocket serves the embedded server's NATS WebSocket transport at
+	// /nats on the public listener (agents dial wss://host/nats). Needs
+	// Agents or AllowAnonymous. Default false.
+	Websocket bool `mapstructure:"websocket"`
+}
+
+// validateTLS checks the embedded.tls_* keys.
+func (e Embedded) validateTLS() []error {
+	var errs []error
+	if (e.TLSCertFile == "") != (e.TLSKeyFile == "") {
+		errs = append(errs, config.Invalid("embedded.tls_cert_file", "set both embedded.tls_cert_file and embedded.tls_key_file"))
+	}
+	if e.TLSVerifyClients && (e.TLSCAFile == "" || e.TLSCertFile == "") {
+		errs = append(errs, config.Invalid("embedded.tls_verify_clients", "needs embedded.tls_ca_file and embedded.tls_cert_file/tls_key_file"))
+	}
+	if e.TLSCAFile != "" && !e.TLSVerifyClients {
+		errs = append(errs, config.Invalid("embedded.tls_ca_file", "is only used with embedded.tls_verify_clients: true"))
+	}
+	return errs
 }
 
 // AgentUser is one agent account of the embedded server.
@@ -113,11 +141,14 @@ type HTTP struct {
 	// whose X-Forwarded-For/-Host/-Proto the relay keeps; from any other
 	// peer they are replaced. Default empty: trust no one.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	// H2C also serves cleartext HTTP/2 on a plain-HTTP listener. Default
+	// false.
+	H2C bool `mapstructure:"h2c"`
 }
 
 // Keys is the gateway's key table: its own keys, then each protocol's.
 func Keys() []config.Key {
-	keys := []config.Key{
+	keys := append([]config.Key{
 		{Name: "listen", Default: ":8080", Usage: "public HTTP address"},
 		{Name: "data_dir", Default: "./data", Usage: "embedded JetStream store directory"},
 		{Name: "nats.url", Default: "", Usage: "comma-separated NATS URLs; empty = start an embedded server"},
@@ -125,20 +156,28 @@ func Keys() []config.Key {
 		{Name: "nats.token", Default: "", Usage: "NATS auth token"},
 		{Name: "nats.user", Default: "", Usage: "NATS user"},
 		{Name: "nats.password", Default: "", Usage: "NATS password"},
+	}, config.NATSTLSKeys()...)
+	keys = append(keys, []config.Key{
 		{Name: "nats.relay_creds", Default: "", Usage: "external mode: credentials file of a second connection used only by the relay (permissions: subjects.RelayCallerPermissions); empty = the relay shares the gateway's connection"},
 		{Name: "nats.relay_user", Default: "", Usage: "external mode: user of the relay-only connection"},
 		{Name: "nats.relay_password", Default: "", Usage: "external mode: password of the relay-only connection"},
 		{Name: "embedded.listen", Default: "127.0.0.1:4222", Usage: "embedded server client address (agents connect here); -1 or :0 = random port on 127.0.0.1; a non-loopback address needs embedded.agents or embedded.allow_anonymous"},
 		{Name: "embedded.agents", Default: []AgentUser(nil), Usage: "file only: agent users {user, password, upstreams}; enables auth on the embedded server"},
 		{Name: "embedded.allow_anonymous", Default: false, Usage: "allow a non-loopback embedded.listen without embedded.agents (anyone reaching it gets full access)"},
+		{Name: "embedded.tls_cert_file", Default: "", Usage: "PEM certificate of the embedded server's client port: TLS only, plaintext refused (the gateway's in-process connections are unaffected)"},
+		{Name: "embedded.tls_key_file", Default: "", Usage: "PEM key of embedded.tls_cert_file"},
+		{Name: "embedded.tls_ca_file", Default: "", Usage: "PEM CA of the agents' client certificates (with embedded.tls_verify_clients)"},
+		{Name: "embedded.tls_verify_clients", Default: false, Usage: "mTLS: refuse clients of the embedded port without a certificate signed by embedded.tls_ca_file"},
+		{Name: "embedded.websocket", Default: false, Usage: "serve the embedded server's NATS WebSocket transport at /nats on the public listener (agents: --nats wss://host/nats); needs embedded.agents or embedded.allow_anonymous"},
 		{Name: "jetstream.replicas", Default: 1, Usage: "replicas of the streams and buckets the gateway creates (3 in a cluster)", Aliases: []string{"replicas"}},
-	}
+	}...)
 	keys = append(keys, megaphone.Keys()...)
 	keys = append(keys, config.Key{Name: "jetstream.partitions", Default: 1, Usage: "streams the Megaphone events, pipe queue and Megaphone channel/reader buckets are each split into (1..64, about one per NATS node or more); the whole cluster must agree"})
 	keys = append(keys, pipe.Keys()...)
 	keys = append(keys, middleman.Keys()...)
 	keys = append(keys, relay.Keys()...)
 	keys = append(keys, console.Keys()...)
+	keys = append(keys, tlsKeys()...)
 	return append(keys,
 		config.Key{Name: "http.cors_origins", Default: []string{}, Usage: "CORS allow-list for Megaphone routes (* = any)"},
 		config.Key{Name: "http.body_limit", Default: config.ByteSize(1 << 20), Usage: "largest request body of the JSON APIs (pipes and relay stream any size)"},
@@ -185,9 +224,15 @@ func (c *Config) Validate() error {
 			"%q is not a loopback address and embedded.agents is empty, so anyone who reaches it gets full access to the store; "+
 				"listen on 127.0.0.1, configure embedded.agents, or set embedded.allow_anonymous: true", c.Embedded.Listen)
 	}
+	errs = append(errs, c.Embedded.validateTLS()...)
+	check(!c.Embedded.Websocket || c.NATS.URL == "", "embedded.websocket", "needs embedded mode (nats.url empty); point agents at the cluster's own WebSocket listener instead")
+	check(!c.Embedded.Websocket || len(c.Embedded.Agents) > 0 || c.Embedded.AllowAnonymous, "embedded.websocket",
+		"needs embedded.agents (or embedded.allow_anonymous): /nats is reachable by anyone who reaches the public listener")
+	errs = append(errs, c.TLS.validate(c.HTTP.H2C)...)
 	for i, a := range c.Embedded.Agents {
 		check(a.User != "" && a.Password != "", "embedded.agents", "entry %d needs user and password", i)
 	}
+	errs = append(errs, c.NATS.ValidateTLS())
 	check(c.NATS.RelayCreds == "" || c.NATS.RelayUser == "", "nats.relay_creds", "set either nats.relay_creds or nats.relay_user, not both")
 	check(c.JetStream.Replicas >= 1 && c.JetStream.Replicas <= 5, "jetstream.replicas", "%d is not in 1..5", c.JetStream.Replicas)
 	check(c.JetStream.Partitions >= 1 && c.JetStream.Partitions <= subjects.MaxPartitions, "jetstream.partitions", "%d is not in 1..%d", c.JetStream.Partitions, subjects.MaxPartitions)

@@ -27,6 +27,11 @@ func (g *Gateway) connect(ctx context.Context) error {
 	}
 	opts = append(opts, nats.ClosedHandler(g.onClosed))
 	url := g.cfg.NATS.URL
+	if url != "" {
+		if opts, err = g.withTLS(opts); err != nil {
+			return err
+		}
+	}
 	if url == "" {
 		es, err := g.startEmbedded()
 		if err != nil {
@@ -67,6 +72,8 @@ func (g *Gateway) connectRelay(ctx context.Context, url string) error {
 	opts = append(opts, nats.ClosedHandler(g.onClosed))
 	if es := g.embeddedServer(); es != nil {
 		opts = append(opts, es.RelayConnectOptions()...)
+	} else if opts, err = g.withTLS(opts); err != nil {
+		return err
 	}
 	nc, err := natsconn.Connect(ctx, url, opts...)
 	if err != nil {
@@ -77,6 +84,17 @@ func (g *Gateway) connectRelay(ctx context.Context, url string) error {
 		g.onClosed(nc)
 	}
 	return nil
+}
+
+// withTLS adds the nats.tls_* settings to opts of a connection to an
+// external cluster (in-process connections need none).
+func (g *Gateway) withTLS(opts []nats.Option) ([]nats.Option, error) {
+	n := g.cfg.NATS
+	tlsOpts, err := natsconn.TLS{CAFile: n.TLSCAFile, CertFile: n.TLSCertFile, KeyFile: n.TLSKeyFile}.Options()
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, tlsOpts...), nil
 }
 
 // embeddedServer is the embedded server, or nil in external mode.
@@ -99,8 +117,10 @@ func (g *Gateway) startEmbedded() (*embedded.Server, error) {
 	for _, a := range g.cfg.Embedded.Agents {
 		agents = append(agents, embedded.Agent{User: a.User, Password: a.Password, Upstreams: a.Upstreams})
 	}
+	e := g.cfg.Embedded
 	es, err := embedded.Start(embedded.Config{
-		Listen: g.cfg.Embedded.Listen, StoreDir: g.cfg.DataDir, Agents: agents,
+		Listen: e.Listen, StoreDir: g.cfg.DataDir, Agents: agents, Websocket: e.Websocket,
+		TLS: embedded.TLS{CertFile: e.TLSCertFile, KeyFile: e.TLSKeyFile, CAFile: e.TLSCAFile, VerifyClients: e.TLSVerifyClients},
 	}, g.log)
 	if err != nil {
 		return nil, err

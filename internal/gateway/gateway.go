@@ -31,6 +31,7 @@ type Gateway struct {
 	observe  echo.MiddlewareFunc
 	srv      *http.Server
 	ln       net.Listener
+	certs    *certificates // the listener's certificate, with tls.*
 	served   chan error
 	// router serves every request: the start-up router (operational
 	// routes, everything else 503 NOT_READY) until provisioning is done,
@@ -86,6 +87,8 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	stopHUP := g.reloadOnSIGHUP()
+	defer stopHUP()
 	var cause error
 	select {
 	case <-ctx.Done():
@@ -140,15 +143,28 @@ func (g *Gateway) listen() error {
 	if err != nil {
 		return fmt.Errorf("gateway: listen %q: %w", g.cfg.Listen, err)
 	}
-	g.ln = ln
 	g.srv = &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.router.Load().ServeHTTP(w, r) }),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		Protocols:         g.protocols(),
 	}
+	if g.cfg.TLS.Enabled() {
+		if g.srv.TLSConfig, err = g.tlsConfig(); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
+	g.ln = ln
 	go func() {
-		if err := g.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if g.srv.TLSConfig != nil {
+			err = g.srv.ServeTLS(ln, "", "")
+		} else {
+			err = g.srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			g.served <- err
 		}
 	}()
@@ -245,8 +261,13 @@ func (g *Gateway) WaitReady(ctx context.Context) error {
 // Addr is the address the HTTP listener is bound to.
 func (g *Gateway) Addr() string { return g.ln.Addr().String() }
 
-// URL is the gateway's base URL (http://host:port).
-func (g *Gateway) URL() string { return "http://" + g.ln.Addr().String() }
+// URL is the gateway's base URL (http://host:port, https:// with tls.*).
+func (g *Gateway) URL() string {
+	if g.cfg.TLS.Enabled() {
+		return "https://" + g.ln.Addr().String()
+	}
+	return "http://" + g.ln.Addr().String()
+}
 
 // EmbeddedURL is the client URL of the embedded nats-server, or "" (also
 // while it is still starting).

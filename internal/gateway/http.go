@@ -32,6 +32,7 @@ func (g *Gateway) newRouter(services []namedService) *echo.Echo {
 		},
 	}))
 	e.Use(g.observe)
+	e.Use(g.requireClientCert)
 	e.GET("/healthz", g.healthz)
 	e.GET("/readyz", g.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry})))
@@ -49,6 +50,7 @@ func (g *Gateway) newRouter(services []namedService) *echo.Echo {
 	for _, s := range services {
 		mountRoutes(e, s.Routes(), g.cfg.HTTP.CORSOrigins)
 	}
+	g.mountNATSWebsocket(e)
 	return e
 }
 

@@ -75,14 +75,28 @@ func Options(name string, auth Auth, logger *slog.Logger) ([]nats.Option, error)
 
 // Connect dials urls (comma-separated) and waits until the first connection
 // is up, the connection closes for good (say, its credentials are refused
-// twice), or ctx ends. Reconnects continue forever afterwards. A
-// ConnectHandler or ClosedHandler among opts still runs.
+// twice), a TLS failure retrying cannot cure (the server's certificate does
+// not verify, ours is refused, TLS required on one side only), or ctx
+// ends. Reconnects continue forever afterwards. A ConnectHandler,
+// ClosedHandler or ReconnectErrHandler among opts still runs.
 func Connect(ctx context.Context, urls string, opts ...nats.Option) (*nats.Conn, error) {
 	connected := make(chan struct{}, 1)
 	closed := make(chan struct{})
+	refused := make(chan error, 1)
 	var closeOnce sync.Once
 	opts = append(opts, func(o *nats.Options) error {
-		onConnect, onClosed := o.ConnectedCB, o.ClosedCB
+		onConnect, onClosed, onErr := o.ConnectedCB, o.ClosedCB, o.ReconnectErrCB
+		o.ReconnectErrCB = func(nc *nats.Conn, err error) {
+			if permanent(err) {
+				select {
+				case refused <- err:
+				default:
+				}
+			}
+			if onErr != nil {
+				onErr(nc, err)
+			}
+		}
 		o.ConnectedCB = func(nc *nats.Conn) {
 			select {
 			case connected <- struct{}{}:
@@ -104,6 +118,11 @@ func Connect(ctx context.Context, urls string, opts ...nats.Option) (*nats.Conn,
 	if err != nil {
 		return nil, fmt.Errorf("natsconn: connect %s: %w", urls, err)
 	}
+	return waitConnected(ctx, nc, urls, connected, closed, refused)
+}
+
+// waitConnected waits for Connect's first connection.
+func waitConnected(ctx context.Context, nc *nats.Conn, urls string, connected, closed chan struct{}, refused chan error) (*nats.Conn, error) {
 	if nc.IsConnected() {
 		return nc, nil
 	}
@@ -112,6 +131,12 @@ func Connect(ctx context.Context, urls string, opts ...nats.Option) (*nats.Conn,
 		return nc, nil
 	case <-closed:
 		return nil, fmt.Errorf("natsconn: connect %s: %w: %v", urls, nats.ErrConnectionClosed, nc.LastError())
+	case err := <-refused:
+		if nc.IsConnected() { // a later server of the list took it
+			return nc, nil
+		}
+		nc.Close()
+		return nil, fmt.Errorf("natsconn: connect %s: %w", urls, explain(err))
 	case <-ctx.Done():
 		nc.Close()
 		return nil, fmt.Errorf("natsconn: connect %s: %w", urls, ctx.Err())

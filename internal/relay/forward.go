@@ -51,11 +51,14 @@ func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		WriteError(w, err)
 		return err
 	}
-	if req.Body != nil && !body.done.Load() {
+	if req.Body != nil && !body.done.Load() && r.ProtoMajor == 1 {
 		// The response starts before the request body was read to its
 		// end: let reads and writes interleave. net/http (Go 1.26) cannot
-		// reuse such a connection safely (its discard of the unread rest
-		// after the handler races its next read and panics), so it closes.
+		// reuse such an HTTP/1.x connection safely (its discard of the
+		// unread rest after the handler races its next read and panics),
+		// so it closes. HTTP/2 streams interleave anyway, and there
+		// "Connection: close" would make the server shut the whole
+		// connection down (GOAWAY) after every such request.
 		_ = rc.EnableFullDuplex()
 		w.Header().Set("Connection", "close")
 	}
