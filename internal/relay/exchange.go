@@ -35,14 +35,15 @@ type exchange struct {
 	pull     chan string
 	ackDelay time.Duration
 	ackTimer *time.Timer
+	upgrade  string // the Upgrade asked for; "" for an ordinary request
 }
 
-func (s *Server) newExchange(id, reply, try string, head reqHead, inline []byte, streamed bool) *exchange {
+func (s *Server) newExchange(parent context.Context, id, reply, try string, head reqHead, inline []byte, streamed bool) *exchange {
 	x := &exchange{
 		s: s, id: id, ctl: subjects.RelayExchange(s.ctlSpace, id), reply: reply, try: try,
 		head: head, inline: inline, streamed: streamed, pull: make(chan string, 1),
 	}
-	x.ctx, x.cancel = context.WithCancelCause(s.hardCtx)
+	x.ctx, x.cancel = context.WithCancelCause(parent)
 	x.heard()
 	x.waiting.Store(true)
 	return x
@@ -82,6 +83,10 @@ func (x *exchange) sendErr(code string, err error) {
 func (x *exchange) run() {
 	defer x.s.finish(x)
 	defer x.cancel(nil)
+	if x.upgrade != "" {
+		x.runUpgrade()
+		return
+	}
 	var body io.Reader
 	ack := x.msg(opAck)
 	ack.Header.Set(hdrTry, x.try)

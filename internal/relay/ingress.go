@@ -90,8 +90,14 @@ func (s *Service) handle(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Authorization")
 	}
 	// A relayed request is drained, not cut, on shutdown: the upstream may
-	// already have acted on it (see protocol.Tracker.BeginDrain).
-	ctx, done, err := s.deps.Streams.BeginDrain(r.Context(), "relay")
+	// already have acted on it (see protocol.Tracker.BeginDrain). An
+	// upgraded connection is long-lived, like a middleman WebSocket: it
+	// is closed when shutdown begins.
+	begin, kind := s.deps.Streams.BeginDrain, "relay"
+	if UpgradeProtocol(r) != "" {
+		begin, kind = s.deps.Streams.Begin, "relay_upgrade"
+	}
+	ctx, done, err := begin(r.Context(), kind)
 	if err != nil {
 		WriteError(w, fmt.Errorf("shutting down: %w", err))
 		return
