@@ -70,6 +70,10 @@ type Request struct {
 	// it only while a Read is blocked before the body's end, when the
 	// exchange ends early.
 	Interrupt func()
+	// Trailer holds the request's trailers, as http.Request.Trailer: its
+	// keys are the declared names, its values are read once Body returned
+	// io.EOF. Relayed only with a streamed Body (ContentLength -1).
+	Trailer http.Header
 	// Upgrade, when set, asks the target to switch to this protocol
 	// (Connection: Upgrade, Upgrade: <Upgrade>); Body must be nil. If the
 	// target answers 101, the Response's Body is an [*Upgraded].
@@ -83,6 +87,8 @@ type Response struct {
 	// ContentLength is the declared length, -1 when unknown.
 	ContentLength int64
 	Body          io.ReadCloser
+	// Trailer holds the response's trailers once Body returned io.EOF.
+	Trailer http.Header
 }
 
 // Do relays req to an agent of upstream and returns once the response head
@@ -188,6 +194,9 @@ func (x *call) buildOpen(subject string) error {
 	}
 	if x.streamed {
 		m.Header.Set(hdrBody, bodyStream)
+		if names := declaredTrailers(req.Trailer); names != "" {
+			m.Header.Set(hdrTrailers, names)
+		}
 	}
 	if req.Upgrade != "" {
 		if !validUpgrade(req.Upgrade) || req.Body != nil {
@@ -398,7 +407,7 @@ func (x *call) awaitResponse() (*Response, error) {
 					return pending, nil
 				}
 				if pending != nil {
-					pending.Body = &streamBody{x: x, r: x.rcv}
+					pending.Body = &streamBody{x: x, r: x.rcv, resp: pending}
 					x.stopReplies()
 					return pending, nil
 				}
@@ -520,7 +529,7 @@ func (x *call) streamBody() error {
 			x.c.metrics.addBytes("request", n)
 		}
 		if rerr == io.EOF {
-			return streamErr(s.Close())
+			return streamErr(closeStream(s, x.req.Trailer))
 		}
 		if rerr != nil {
 			_ = s.CloseWithError("request body: " + rerr.Error())
@@ -616,8 +625,9 @@ func (b *inlineBody) Close() error { b.x.close(); return nil }
 
 // streamBody is a response body streamed from the agent.
 type streamBody struct {
-	x *call
-	r *natsio.Receiver
+	x    *call
+	r    *natsio.Receiver
+	resp *Response // gets the trailers at the end
 }
 
 func (b *streamBody) Read(p []byte) (int, error) {
@@ -627,6 +637,12 @@ func (b *streamBody) Read(p []byte) (int, error) {
 	case err == nil:
 		return n, nil
 	case err == io.EOF:
+		tr, terr := decodeTrailer(b.r.Trailer())
+		if terr != nil {
+			b.x.c.metrics.violation("trailer")
+			return n, fmt.Errorf("%w: %v", ErrUpstreamBroken, terr)
+		}
+		b.resp.Trailer = tr
 		b.x.finished.Store(true)
 		return n, io.EOF
 	case errors.Is(err, natsio.ErrPeerLost):

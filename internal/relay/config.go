@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/httpx"
 	"github.com/switchboard/switchboard/internal/natsio"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -166,6 +167,14 @@ const (
 	upgradeChunk  = 128 << 10
 	upgradeWindow = 1 << 20
 )
+
+// upgradeBufs hold the copies of upgraded connections, four per
+// connection (one per direction on each side) for as long as it is open,
+// so they are small: an idle WebSocket costs little.
+var upgradeBufs = httpx.NewBuffers(32 << 10)
+
+func getUpgradeBuf() []byte  { return *upgradeBufs.Get() }
+func putUpgradeBuf(b []byte) { upgradeBufs.Put(&b) }
 
 // upgradeStream returns the natsio options of an upgraded connection's
 // streams: those of a body stream with a smaller chunk and window.

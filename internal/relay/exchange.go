@@ -35,7 +35,9 @@ type exchange struct {
 	pull     chan string
 	ackDelay time.Duration
 	ackTimer *time.Timer
-	upgrade  string // the Upgrade asked for; "" for an ordinary request
+	upgrade  string      // the Upgrade asked for; "" for an ordinary request
+	trailers http.Header // the request's declared trailers (names only)
+	respTr   http.Header // the response's trailers, complete at its body's end
 }
 
 func (s *Server) newExchange(parent context.Context, id, reply, try string, head reqHead, inline []byte, streamed bool) *exchange {
@@ -99,6 +101,9 @@ func (x *exchange) run() {
 		defer rcv.Close()
 		ack.Header.Set(hdrBody, rcv.Subject())
 		body = rcv
+		if x.trailers != nil {
+			body = &trailerBody{r: rcv, dst: x.trailers}
+		}
 	} else if len(x.inline) > 0 {
 		body = bytes.NewReader(x.inline)
 	}
@@ -112,6 +117,9 @@ func (x *exchange) run() {
 	if err != nil {
 		x.sendErr(httpx.CodeBadRequest, err)
 		return
+	}
+	if x.trailers != nil && req.Body != nil {
+		req.Trailer, req.ContentLength = x.trailers, -1
 	}
 	resp, err := x.s.transport.RoundTrip(req)
 	if err != nil {
@@ -173,6 +181,7 @@ func (x *exchange) outgoing(body io.Reader) (*http.Request, error) {
 // size, else as a stream the caller pulls.
 func (x *exchange) respond(resp *http.Response) {
 	RemoveHopByHop(resp.Header)
+	x.respTr = resp.Trailer
 	head := respHead{Status: resp.StatusCode, Header: resp.Header, Length: resp.ContentLength}
 	noBody := x.head.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	var body io.Reader = resp.Body
@@ -236,7 +245,7 @@ func (x *exchange) stream(head respHead, body io.Reader) {
 			}
 		}
 		if rerr == io.EOF {
-			_ = snd.Close()
+			_ = closeStream(snd, x.respTr)
 			return
 		}
 		if rerr != nil {

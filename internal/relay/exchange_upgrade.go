@@ -105,8 +105,8 @@ func (x *exchange) join(conn net.Conn, br *bufio.Reader, rcv *natsio.Receiver, s
 	wg.Add(2)
 	go func() { // target → caller
 		defer wg.Done()
-		buf := getBuf()
-		defer putBuf(buf)
+		buf := getUpgradeBuf()
+		defer putUpgradeBuf(buf)
 		for {
 			n, rerr := br.Read(buf)
 			if n > 0 {
@@ -131,8 +131,8 @@ func (x *exchange) join(conn net.Conn, br *bufio.Reader, rcv *natsio.Receiver, s
 	}()
 	go func() { // caller → target
 		defer wg.Done()
-		buf := getBuf()
-		defer putBuf(buf)
+		buf := getUpgradeBuf()
+		defer putUpgradeBuf(buf)
 		for {
 			n, rerr := rcv.Read(buf)
 			if n > 0 {

@@ -40,6 +40,8 @@ func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		req.Body, req.ContentLength = nil, 0
+	} else if len(r.Trailer) > 0 {
+		req.Trailer = r.Trailer
 	}
 	if proto := UpgradeProtocol(r); proto != "" {
 		req.Upgrade = proto
@@ -90,6 +92,9 @@ func (c *Client) writeResponse(ctx context.Context, w http.ResponseWriter, rc *h
 		c.metrics.Result(ResultAborted)
 		c.log.Warn("relay stream broke", "upstream", upstream, "err", err)
 		panic(http.ErrAbortHandler)
+	}
+	for name, values := range resp.Trailer {
+		h[http.TrailerPrefix+name] = values
 	}
 	c.metrics.Result(ResultOK)
 	return nil

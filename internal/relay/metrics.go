@@ -47,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"direction"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_relay_agent_violations_total",
-			Help: "Agent messages refused because they broke the relay protocol, by field: ctl or body (a subject outside the upstream's inbox space), stream (a body stream the agent did not open as agreed), head (a malformed response head).",
+			Help: "Agent messages refused because they broke the relay protocol, by field: ctl or body (a subject outside the upstream's inbox space), stream (a body stream the agent did not open as agreed), head (a malformed response head), up (an upgraded stream subject outside the inbox space), trailer (malformed or forbidden response trailers).",
 		}, []string{"field"}),
 	}
 	m.upOpen = prometheus.NewGauge(prometheus.GaugeOpts{

@@ -247,6 +247,11 @@ func (s *Server) handle(req micro.Request) {
 	}
 	streamed := m.Header.Get(hdrBody) == bodyStream
 	upgrade := m.Header.Get(hdrUpgrade)
+	trailers, err := parseDeclared(m.Header.Get(hdrTrailers))
+	if err != nil || (trailers != nil && !streamed) {
+		s.reply(m.Reply, try, opErr, "BAD_REQUEST", "malformed trailer declaration")
+		return
+	}
 	if upgrade != "" && (!validUpgrade(upgrade) || streamed || len(inline) > 0) {
 		s.reply(m.Reply, try, opErr, "BAD_REQUEST", "malformed upgrade request")
 		return
@@ -268,7 +273,7 @@ func (s *Server) handle(req micro.Request) {
 		s.upgrades++
 	}
 	x := s.newExchange(parent, fmt.Sprint(s.nextID), m.Reply, try, head, inline, streamed)
-	x.upgrade = upgrade
+	x.upgrade, x.trailers = upgrade, trailers
 	x.ackDelay = ackDelay(m.Header.Get(hdrAck))
 	s.exchanges[x.id] = x
 	s.byReply[x.reply] = x

@@ -200,7 +200,15 @@ func (c *Client) forwardUpgrade(ctx context.Context, w http.ResponseWriter, r *h
 	}
 	defer c.releaseUpgrade()
 	req.Body, req.ContentLength = nil, 0
-	resp, err := c.Do(ctx, upstream, req)
+	// net/http cancels the request's context when the client half-closes
+	// a hijacked connection: the upgraded connection outlives it. Until
+	// the hijack ctx's end cancels the exchange; afterwards only the end
+	// of the connection, the shutdown channel and Close do.
+	uctx, ucancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer ucancel()
+	stopReq := context.AfterFunc(ctx, ucancel)
+	defer stopReq()
+	resp, err := c.Do(uctx, upstream, req)
 	if err != nil {
 		c.metrics.Result(resultOf(err))
 		c.log.Debug("relay upgrade failed", "upstream", upstream, "err", err)
@@ -220,6 +228,10 @@ func (c *Client) forwardUpgrade(ctx context.Context, w http.ResponseWriter, r *h
 		return err
 	}
 	defer conn.Close()
+	if !stopReq() {
+		c.metrics.Result(ResultCanceled)
+		return ctx.Err()
+	}
 	_ = conn.SetDeadline(time.Time{})
 	if err := writeSwitch(brw.Writer, resp.Header, up.Protocol); err != nil {
 		c.metrics.Result(ResultAborted)
@@ -229,7 +241,7 @@ func (c *Client) forwardUpgrade(ctx context.Context, w http.ResponseWriter, r *h
 	c.metrics.Result(ResultOK)
 	c.metrics.upgradeOpen(1)
 	defer c.metrics.upgradeOpen(-1)
-	reason := c.join(ctx, conn, brw.Reader, up)
+	reason := c.join(shutdownFrom(ctx), conn, brw.Reader, up)
 	c.metrics.upgradeClosed(reason)
 	c.log.Debug("upgraded connection closed", "upstream", upstream, "reason", reason)
 	return nil
@@ -252,7 +264,7 @@ func writeSwitch(w *bufio.Writer, h http.Header, protocol string) error {
 // join pumps bytes both ways between the caller's connection (reading
 // from br, which holds what the client sent after its request) and the
 // upgraded stream, and returns why it ended.
-func (c *Client) join(ctx context.Context, conn net.Conn, br *bufio.Reader, up *Upgraded) string {
+func (c *Client) join(shutdown <-chan struct{}, conn net.Conn, br *bufio.Reader, up *Upgraded) string {
 	var (
 		mu     sync.Mutex
 		reason string
@@ -276,8 +288,8 @@ func (c *Client) join(ctx context.Context, conn net.Conn, br *bufio.Reader, up *
 	go func() { // caller → target
 		defer wg.Done()
 		defer close(upDone)
-		buf := getBuf()
-		defer putBuf(buf)
+		buf := getUpgradeBuf()
+		defer putUpgradeBuf(buf)
 		for {
 			n, rerr := br.Read(buf)
 			if n > 0 {
@@ -290,11 +302,13 @@ func (c *Client) join(ctx context.Context, conn net.Conn, br *bufio.Reader, up *
 			}
 			if rerr == io.EOF {
 				if err := up.CloseWrite(); err != nil {
+					c.log.Debug("upgraded: half-close to agent", "err", err)
 					end(closeReason(err))
 				}
 				return
 			}
 			if rerr != nil {
+				c.log.Debug("upgraded: read from caller", "err", rerr)
 				end(CloseCaller)
 				return
 			}
@@ -303,8 +317,8 @@ func (c *Client) join(ctx context.Context, conn net.Conn, br *bufio.Reader, up *
 	go func() { // target → caller
 		defer wg.Done()
 		defer close(downDone)
-		buf := getBuf()
-		defer putBuf(buf)
+		buf := getUpgradeBuf()
+		defer putUpgradeBuf(buf)
 		for {
 			n, rerr := up.Read(buf)
 			if n > 0 {
@@ -345,7 +359,7 @@ wait:
 			break wait
 		case <-cut:
 			break wait
-		case <-ctx.Done():
+		case <-shutdown:
 			end(CloseShutdown)
 			break wait
 		case <-c.closing:
@@ -376,4 +390,20 @@ func closeReason(err error) string {
 		return CloseUpstream
 	}
 	return CloseCaller
+}
+
+type shutdownKey struct{}
+
+// WithShutdown returns a copy of ctx that tells [Client.Forward] to close
+// the upgraded connections it joined once stop is closed (the gateway's
+// shutdown). A hijacked connection outlives its request's context, so
+// that context's end does not close it.
+func WithShutdown(ctx context.Context, stop <-chan struct{}) context.Context {
+	return context.WithValue(ctx, shutdownKey{}, stop)
+}
+
+// shutdownFrom returns the channel ctx carries, or nil (never).
+func shutdownFrom(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(shutdownKey{}).(<-chan struct{})
+	return ch
 }
