@@ -66,6 +66,10 @@ func StartClient(ctx context.Context, cfg *AgentClient, logger *slog.Logger) (*C
 		AgentWait:       cfg.AgentWait,
 		AckTimeout:      cfg.AckTimeout,
 		ResponseTimeout: cfg.ResponseTimeout,
+		// Upgraded connections are closed by relay.Close, after the
+		// ordinary requests drained in Shutdown.
+		MaxUpgraded:        cfg.MaxUpgraded,
+		UpgradeIdleTimeout: cfg.UpgradeIdleTimeout,
 	}, nil, log)
 	upstream := cfg.Upstream
 	c := &Client{log: log, nc: nc, ln: ln, relay: rc, served: make(chan error, 1)}

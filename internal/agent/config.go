@@ -24,9 +24,13 @@ type AgentUpstream struct {
 	Upstreams map[string]string `mapstructure:"upstreams"`
 	// MaxConcurrent bounds requests served at once per upstream; more are
 	// answered busy. Default relay.DefaultMaxConcurrent (256).
-	MaxConcurrent int             `mapstructure:"max_concurrent"`
-	Log           config.Log      `mapstructure:"log"`
-	Shutdown      config.Shutdown `mapstructure:"shutdown"`
+	MaxConcurrent int `mapstructure:"max_concurrent"`
+	// MaxUpgraded bounds the upgraded connections (WebSockets) open at
+	// once per upstream, apart from MaxConcurrent; more upgrade requests
+	// are answered busy. Default relay.DefaultMaxUpgraded (1024).
+	MaxUpgraded int             `mapstructure:"max_upgraded"`
+	Log         config.Log      `mapstructure:"log"`
+	Shutdown    config.Shutdown `mapstructure:"shutdown"`
 }
 
 // AgentClient is the configuration of `agent client`.
@@ -43,6 +47,11 @@ type AgentClient struct {
 	AgentWait       time.Duration `mapstructure:"agent_wait"`
 	AckTimeout      time.Duration `mapstructure:"ack_timeout"`
 	ResponseTimeout time.Duration `mapstructure:"response_timeout"`
+	// MaxUpgraded and UpgradeIdleTimeout bound the upgraded connections
+	// (WebSockets), as the gateway's relay.max_upgraded and
+	// relay.upgrade_idle_timeout.
+	MaxUpgraded        int           `mapstructure:"max_upgraded"`
+	UpgradeIdleTimeout time.Duration `mapstructure:"upgrade_idle_timeout"`
 	// TrustedProxies lists the IP addresses and CIDR prefixes of proxies
 	// whose X-Forwarded-For/-Host/-Proto are kept; from any other peer they
 	// are replaced. Default empty: trust no one.
@@ -69,6 +78,7 @@ func UpstreamLoader() *config.Loader {
 		config.Key{Name: "target", Default: "", Usage: "base URL of the upstream, e.g. http://127.0.0.1:3000"},
 		config.Key{Name: "upstreams", Default: map[string]string{}, Usage: "NAME=URL pairs, repeatable, for several upstreams in one agent", Aliases: []string{"upstream"}},
 		config.Key{Name: "max_concurrent", Default: relay.DefaultMaxConcurrent, Usage: "requests served at once per upstream"},
+		config.Key{Name: "max_upgraded", Default: relay.DefaultMaxUpgraded, Usage: "upgraded connections (WebSockets) open at once per upstream; more are answered busy"},
 	)
 	return &config.Loader{Name: "agent upstream", EnvPrefix: EnvPrefix, Keys: keys}
 }
@@ -82,7 +92,8 @@ func ClientLoader() *config.Loader {
 	)
 	for _, k := range relay.Keys() {
 		name := strings.TrimPrefix(k.Name, "relay.")
-		if name == "agent_wait" || name == "ack_timeout" || name == "response_timeout" {
+		switch name {
+		case "agent_wait", "ack_timeout", "response_timeout", "max_upgraded", "upgrade_idle_timeout":
 			k.Name = name
 			keys = append(keys, k)
 		}
@@ -128,6 +139,9 @@ func (c *AgentUpstream) Validate() error {
 	if c.MaxConcurrent < 1 {
 		errs = append(errs, config.Invalid("max_concurrent", "%d must be >= 1", c.MaxConcurrent))
 	}
+	if c.MaxUpgraded < 1 {
+		errs = append(errs, config.Invalid("max_upgraded", "%d must be >= 1", c.MaxUpgraded))
+	}
 	errs = append(errs, checkCommon(c.NATS, c.Log, c.Shutdown)...)
 	return config.Join(errs...)
 }
@@ -145,6 +159,12 @@ func (c *AgentClient) Validate() error {
 		if d <= 0 {
 			errs = append(errs, config.Invalid(k, "%s must be > 0", d))
 		}
+	}
+	if c.MaxUpgraded < 1 {
+		errs = append(errs, config.Invalid("max_upgraded", "%d must be >= 1", c.MaxUpgraded))
+	}
+	if c.UpgradeIdleTimeout < 0 {
+		errs = append(errs, config.Invalid("upgrade_idle_timeout", "%s must be >= 0", c.UpgradeIdleTimeout))
 	}
 	if bad := config.BadProxy(c.TrustedProxies); bad != "" {
 		errs = append(errs, config.Invalid("trusted_proxies", "%q is not an IP address or CIDR prefix", bad))

@@ -75,6 +75,7 @@ func (u *Upstream) add(ctx context.Context, cfg *AgentUpstream, name, target str
 		Upstream:      name,
 		Target:        target,
 		MaxConcurrent: cfg.MaxConcurrent,
+		MaxUpgraded:   cfg.MaxUpgraded,
 		Metadata:      map[string]string{"agent_version": buildinfo.Version()},
 		Logger:        log.With("component", "relay"),
 	})

@@ -42,6 +42,7 @@ const (
 	hdrCancel = "Sb-Cancel"
 	hdrHello  = "Sb-Hello"
 	hdrHB     = "Sb-Hb"
+	hdrTrail  = "Sb-Trailer" // on the EOF message: its data is the trailer, not stream data
 )
 
 // Options tune a stream. Zero values mean the documented defaults.

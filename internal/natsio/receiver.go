@@ -34,6 +34,7 @@ type Receiver struct {
 	lastHeard time.Time
 	closed    bool
 	hbStarted bool
+	trailer   []byte
 }
 
 var _ io.ReadCloser = (*Receiver)(nil)
@@ -132,7 +133,9 @@ func (r *Receiver) handle(m *nats.Msg) {
 		return
 	}
 	r.nextSeq++
-	if len(m.Data) > 0 {
+	if h.Get(hdrTrail) != "" && h.Get(hdrEOF) != "" {
+		r.trailer = m.Data
+	} else if len(m.Data) > 0 {
 		r.queue = append(r.queue, m.Data)
 	}
 	if reason := h.Get(hdrErr); reason != "" {
@@ -239,6 +242,18 @@ func (r *Receiver) Read(p []byte) (int, error) {
 			r.mu.Unlock()
 		}
 	}
+}
+
+// Trailer returns the trailer the sender closed the stream with
+// ([Sender.CloseWithTrailer]), or nil. It is set once Read returned
+// io.EOF.
+func (r *Receiver) Trailer() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.eof {
+		return nil
+	}
+	return r.trailer
 }
 
 // Close stops the stream. If the sender had not finished, it is told to

@@ -244,7 +244,19 @@ func (s *Sender) publish(seq uint64, data []byte, extra map[string]string) error
 
 // Close ends the stream cleanly and waits until the receiver has read
 // everything (or the stream failed).
-func (s *Sender) Close() error {
+func (s *Sender) Close() error { return s.CloseWithTrailer(nil) }
+
+// ErrTrailerTooLarge means a trailer does not fit in one chunk.
+var ErrTrailerTooLarge = errors.New("natsio: trailer larger than a chunk")
+
+// CloseWithTrailer ends the stream cleanly, as Close, handing the
+// receiver trailer (opaque bytes, at most one chunk; nil for none), which
+// [Receiver.Trailer] returns once Read returned io.EOF.
+func (s *Sender) CloseWithTrailer(trailer []byte) error {
+	if len(trailer) > s.opts.ChunkSize {
+		_ = s.CloseWithError("trailer too large")
+		return ErrTrailerTooLarge
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -259,7 +271,11 @@ func (s *Sender) Close() error {
 	if err != nil {
 		return err
 	}
-	if err := s.publish(seq, nil, map[string]string{hdrEOF: "1"}); err != nil {
+	eof := map[string]string{hdrEOF: "1"}
+	if trailer != nil {
+		eof[hdrTrail] = "1"
+	}
+	if err := s.publish(seq, trailer, eof); err != nil {
 		return err
 	}
 	return s.wait(func() bool { return s.done })

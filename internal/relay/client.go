@@ -29,6 +29,10 @@ type Client struct {
 	log     *slog.Logger
 	metrics *Metrics
 	muxes   *muxes
+	// upgrades counts upgraded connections; closing ends them (Close).
+	upgrades  atomic.Int64
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // NewClient returns a Client on nc. Zero fields of cfg mean their
@@ -38,12 +42,16 @@ func NewClient(nc *nats.Conn, cfg Config, metrics *Metrics, log *slog.Logger) *C
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{nc: nc, cfg: cfg.withDefaults(), log: log, metrics: metrics, muxes: newMuxes(nc)}
+	return &Client{nc: nc, cfg: cfg.withDefaults(), log: log, metrics: metrics, muxes: newMuxes(nc), closing: make(chan struct{})}
 }
 
 // Close releases the client's idle reply subscriptions; requests still in
-// flight keep theirs until they end. New requests fail.
-func (c *Client) Close() { c.muxes.close() }
+// flight keep theirs until they end. New requests fail. Upgraded
+// connections joined by [Client.Forward] are closed.
+func (c *Client) Close() {
+	c.closeOnce.Do(func() { close(c.closing) })
+	c.muxes.close()
+}
 
 // Request is one request to relay.
 type Request struct {
@@ -62,6 +70,14 @@ type Request struct {
 	// it only while a Read is blocked before the body's end, when the
 	// exchange ends early.
 	Interrupt func()
+	// Trailer holds the request's trailers, as http.Request.Trailer: its
+	// keys are the declared names, its values are read once Body returned
+	// io.EOF. Relayed only with a streamed Body (ContentLength -1).
+	Trailer http.Header
+	// Upgrade, when set, asks the target to switch to this protocol
+	// (Connection: Upgrade, Upgrade: <Upgrade>); Body must be nil. If the
+	// target answers 101, the Response's Body is an [*Upgraded].
+	Upgrade string
 }
 
 // Response is a relayed response. Its Body must be closed.
@@ -71,6 +87,8 @@ type Response struct {
 	// ContentLength is the declared length, -1 when unknown.
 	ContentLength int64
 	Body          io.ReadCloser
+	// Trailer holds the response's trailers once Body returned io.EOF.
+	Trailer http.Header
 }
 
 // Do relays req to an agent of upstream and returns once the response head
@@ -105,6 +123,8 @@ type call struct {
 
 	agentCtl    string
 	bodySubj    string
+	upSubj      string    // upgrade: the agent's receiver of the caller's bytes
+	upProto     string    // upgrade: the protocol the target switched to
 	early       *nats.Msg // a response that served as the ack
 	rcv         *natsio.Receiver
 	bodyMu      sync.Mutex
@@ -174,6 +194,15 @@ func (x *call) buildOpen(subject string) error {
 	}
 	if x.streamed {
 		m.Header.Set(hdrBody, bodyStream)
+		if names := declaredTrailers(req.Trailer); names != "" {
+			m.Header.Set(hdrTrailers, names)
+		}
+	}
+	if req.Upgrade != "" {
+		if !validUpgrade(req.Upgrade) || req.Body != nil {
+			return fmt.Errorf("%w: malformed upgrade request", ErrBadRequest)
+		}
+		m.Header.Set(hdrUpgrade, req.Upgrade)
 	}
 	x.open = m
 	return nil
@@ -368,8 +397,17 @@ func (x *call) awaitResponse() (*Response, error) {
 					x.c.metrics.violation("stream")
 					return nil, fmt.Errorf("%w: agent broke the protocol (response stream not connected)", ErrAgentLost)
 				}
+				if pending != nil && x.upSubj != "" {
+					up, err := x.upgraded()
+					if err != nil {
+						return nil, err
+					}
+					pending.Body = up
+					x.stopReplies()
+					return pending, nil
+				}
 				if pending != nil {
-					pending.Body = &streamBody{x: x, r: x.rcv}
+					pending.Body = &streamBody{x: x, r: x.rcv, resp: pending}
 					x.stopReplies()
 					return pending, nil
 				}
@@ -384,12 +422,23 @@ func (x *call) awaitResponse() (*Response, error) {
 func (x *call) response(m *nats.Msg) (*Response, error) {
 	head, body, err := decodeResp(m.Data)
 	inline := m.Header.Get(hdrBody) != bodyStream
-	if err == nil && (head.Status < 200 || head.Status > 599 || inline && len(body) > 0 && int64(len(body)) != head.Length) {
+	switched := err == nil && head.Status == http.StatusSwitchingProtocols && x.req.Upgrade != "" && !inline
+	if err == nil && !switched && (head.Status < 200 || head.Status > 599 || inline && len(body) > 0 && int64(len(body)) != head.Length) {
+		err = errMalformedHead
+	}
+	if switched && !validUpgrade(m.Header.Get(hdrUpgrade)) {
 		err = errMalformedHead
 	}
 	if err != nil {
 		x.c.metrics.violation("head")
 		return nil, fmt.Errorf("%w: malformed response head from agent", ErrUpstreamUnreachable)
+	}
+	if switched {
+		if err := x.peerSubject("up", m.Header.Get(hdrUp)); err != nil {
+			return nil, err
+		}
+		x.upSubj, x.upProto = m.Header.Get(hdrUp), m.Header.Get(hdrUpgrade)
+		head.Length = -1
 	}
 	r := &Response{StatusCode: head.Status, Header: head.Header, ContentLength: head.Length}
 	if inline {
@@ -399,7 +448,11 @@ func (x *call) response(m *nats.Msg) (*Response, error) {
 		r.Body = &inlineBody{Reader: bytes.NewReader(body), x: x}
 		return r, nil
 	}
-	rcv, err := natsio.NewReceiver(x.ctx, x.c.nc, x.stream())
+	opts := x.stream()
+	if switched {
+		opts = upgradeStream(opts)
+	}
+	rcv, err := natsio.NewReceiver(x.ctx, x.c.nc, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAgentLost, err)
 	}
@@ -476,7 +529,7 @@ func (x *call) streamBody() error {
 			x.c.metrics.addBytes("request", n)
 		}
 		if rerr == io.EOF {
-			return streamErr(s.Close())
+			return streamErr(closeStream(s, x.req.Trailer))
 		}
 		if rerr != nil {
 			_ = s.CloseWithError("request body: " + rerr.Error())
@@ -572,8 +625,9 @@ func (b *inlineBody) Close() error { b.x.close(); return nil }
 
 // streamBody is a response body streamed from the agent.
 type streamBody struct {
-	x *call
-	r *natsio.Receiver
+	x    *call
+	r    *natsio.Receiver
+	resp *Response // gets the trailers at the end
 }
 
 func (b *streamBody) Read(p []byte) (int, error) {
@@ -583,6 +637,12 @@ func (b *streamBody) Read(p []byte) (int, error) {
 	case err == nil:
 		return n, nil
 	case err == io.EOF:
+		tr, terr := decodeTrailer(b.r.Trailer())
+		if terr != nil {
+			b.x.c.metrics.violation("trailer")
+			return n, fmt.Errorf("%w: %v", ErrUpstreamBroken, terr)
+		}
+		b.resp.Trailer = tr
 		b.x.finished.Store(true)
 		return n, io.EOF
 	case errors.Is(err, natsio.ErrPeerLost):

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/httpx"
 	"github.com/switchboard/switchboard/internal/natsio"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -24,6 +25,7 @@ const (
 	DefaultPeerTimeout     = 4 * time.Second
 	DefaultInlineMax       = 64 << 10
 	DefaultMaxConcurrent   = 256
+	DefaultMaxUpgraded     = 1024
 )
 
 // Config configures the relay: the relay.* keys of the gateway and the
@@ -47,6 +49,15 @@ type Config struct {
 	// Authorization: Bearer <key> (relay.api_keys). An upstream not listed
 	// needs no key. Default none. Gateway ingress only.
 	APIKeys map[string]string `mapstructure:"api_keys"`
+	// MaxUpgraded bounds the upgraded connections (WebSockets and other
+	// protocols switched to with 101) open at once through this caller;
+	// beyond it an upgrade request gets 503 NO_AGENT before anything is
+	// relayed (relay.max_upgraded). Default 1024; 0 = the default.
+	MaxUpgraded int `mapstructure:"max_upgraded"`
+	// UpgradeIdleTimeout closes an upgraded connection after this long
+	// without a byte in either direction (relay.upgrade_idle_timeout).
+	// Default 0: no idle timeout.
+	UpgradeIdleTimeout time.Duration `mapstructure:"upgrade_idle_timeout"`
 
 	// Heartbeat is the keep-alive interval of an exchange and its streams.
 	// Default 1 s; 0 = the default. Not a config key: tests and embedders
@@ -72,6 +83,8 @@ func Keys() []config.Key {
 		{Name: "relay.ack_timeout", Default: DefaultAckTimeout, Usage: "wait for the chosen agent to accept a request"},
 		{Name: "relay.response_timeout", Default: DefaultResponseTimeout, Usage: "wait for the upstream's response headers before 504"},
 		{Name: "relay.api_keys", Default: map[string]string{}, Usage: "upstream=key pairs; a listed upstream requires Authorization: Bearer key"},
+		{Name: "relay.max_upgraded", Default: DefaultMaxUpgraded, Usage: "upgraded connections (WebSockets) open at once; beyond: 503 before the upgrade"},
+		{Name: "relay.upgrade_idle_timeout", Default: time.Duration(0), Usage: "close an upgraded connection idle this long both ways (0 = never)"},
 	}
 }
 
@@ -90,6 +103,12 @@ func (c Config) withDefaults() Config {
 	set(&c.PeerTimeout, DefaultPeerTimeout)
 	if c.InlineMax <= 0 {
 		c.InlineMax = DefaultInlineMax
+	}
+	if c.MaxUpgraded <= 0 {
+		c.MaxUpgraded = DefaultMaxUpgraded
+	}
+	if c.UpgradeIdleTimeout < 0 {
+		c.UpgradeIdleTimeout = 0
 	}
 	return c
 }
@@ -115,6 +134,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("invalid value for key %q: %s must be > 0", d.key, d.d))
 		}
 	}
+	if c.MaxUpgraded < 0 {
+		errs = append(errs, fmt.Errorf("invalid value for key %q: %d must be >= 0", "relay.max_upgraded", c.MaxUpgraded))
+	}
+	if c.UpgradeIdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("invalid value for key %q: %s must be >= 0", "relay.upgrade_idle_timeout", c.UpgradeIdleTimeout))
+	}
 	return errors.Join(errs...)
 }
 
@@ -131,4 +156,29 @@ func (c Config) stream(prefix string, check func(string) error) natsio.Options {
 			return subjects.RelayExchangeSpace(prefix, strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix))
 		},
 	}
+}
+
+// Upgraded connections carry data both ways at once, so each stream's
+// control messages (credit, heartbeats) queue behind the other
+// direction's data on the same NATS connections: a small window keeps
+// that queue short against PeerTimeout even on a slow link, and still
+// fills loopback and LAN links.
+const (
+	upgradeChunk  = 128 << 10
+	upgradeWindow = 1 << 20
+)
+
+// upgradeBufs hold the copies of upgraded connections, four per
+// connection (one per direction on each side) for as long as it is open,
+// so they are small: an idle WebSocket costs little.
+var upgradeBufs = httpx.NewBuffers(32 << 10)
+
+func getUpgradeBuf() []byte  { return *upgradeBufs.Get() }
+func putUpgradeBuf(b []byte) { upgradeBufs.Put(&b) }
+
+// upgradeStream returns the natsio options of an upgraded connection's
+// streams: those of a body stream with a smaller chunk and window.
+func upgradeStream(o natsio.Options) natsio.Options {
+	o.ChunkSize, o.Window = upgradeChunk, upgradeWindow
+	return o
 }

@@ -35,14 +35,17 @@ type exchange struct {
 	pull     chan string
 	ackDelay time.Duration
 	ackTimer *time.Timer
+	upgrade  string      // the Upgrade asked for; "" for an ordinary request
+	trailers http.Header // the request's declared trailers (names only)
+	respTr   http.Header // the response's trailers, complete at its body's end
 }
 
-func (s *Server) newExchange(id, reply, try string, head reqHead, inline []byte, streamed bool) *exchange {
+func (s *Server) newExchange(parent context.Context, id, reply, try string, head reqHead, inline []byte, streamed bool) *exchange {
 	x := &exchange{
 		s: s, id: id, ctl: subjects.RelayExchange(s.ctlSpace, id), reply: reply, try: try,
 		head: head, inline: inline, streamed: streamed, pull: make(chan string, 1),
 	}
-	x.ctx, x.cancel = context.WithCancelCause(s.hardCtx)
+	x.ctx, x.cancel = context.WithCancelCause(parent)
 	x.heard()
 	x.waiting.Store(true)
 	return x
@@ -82,6 +85,10 @@ func (x *exchange) sendErr(code string, err error) {
 func (x *exchange) run() {
 	defer x.s.finish(x)
 	defer x.cancel(nil)
+	if x.upgrade != "" {
+		x.runUpgrade()
+		return
+	}
 	var body io.Reader
 	ack := x.msg(opAck)
 	ack.Header.Set(hdrTry, x.try)
@@ -94,6 +101,9 @@ func (x *exchange) run() {
 		defer rcv.Close()
 		ack.Header.Set(hdrBody, rcv.Subject())
 		body = rcv
+		if x.trailers != nil {
+			body = &trailerBody{r: rcv, dst: x.trailers}
+		}
 	} else if len(x.inline) > 0 {
 		body = bytes.NewReader(x.inline)
 	}
@@ -107,6 +117,9 @@ func (x *exchange) run() {
 	if err != nil {
 		x.sendErr(httpx.CodeBadRequest, err)
 		return
+	}
+	if x.trailers != nil && req.Body != nil {
+		req.Trailer, req.ContentLength = x.trailers, -1
 	}
 	resp, err := x.s.transport.RoundTrip(req)
 	if err != nil {
@@ -168,6 +181,7 @@ func (x *exchange) outgoing(body io.Reader) (*http.Request, error) {
 // size, else as a stream the caller pulls.
 func (x *exchange) respond(resp *http.Response) {
 	RemoveHopByHop(resp.Header)
+	x.respTr = resp.Trailer
 	head := respHead{Status: resp.StatusCode, Header: resp.Header, Length: resp.ContentLength}
 	noBody := x.head.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 	var body io.Reader = resp.Body
@@ -231,7 +245,7 @@ func (x *exchange) stream(head respHead, body io.Reader) {
 			}
 		}
 		if rerr == io.EOF {
-			_ = snd.Close()
+			_ = closeStream(snd, x.respTr)
 			return
 		}
 		if rerr != nil {

@@ -40,6 +40,12 @@ func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		req.Body, req.ContentLength = nil, 0
+	} else if len(r.Trailer) > 0 {
+		req.Trailer = r.Trailer
+	}
+	if proto := UpgradeProtocol(r); proto != "" {
+		req.Upgrade = proto
+		return c.forwardUpgrade(ctx, w, r, upstream, req)
 	}
 	resp, err := c.Do(ctx, upstream, req)
 	if err != nil {
@@ -62,6 +68,11 @@ func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		_ = rc.EnableFullDuplex()
 		w.Header().Set("Connection", "close")
 	}
+	return c.writeResponse(ctx, w, rc, upstream, resp)
+}
+
+// writeResponse writes a relayed response to w: its head, then its body.
+func (c *Client) writeResponse(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, upstream string, resp *Response) error {
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, v := range resp.Header {
@@ -84,6 +95,9 @@ func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		c.metrics.Result(ResultAborted)
 		c.log.Warn("relay stream broke", "upstream", upstream, "err", err)
 		panic(http.ErrAbortHandler)
+	}
+	for name, values := range resp.Trailer {
+		h[http.TrailerPrefix+name] = values
 	}
 	c.metrics.Result(ResultOK)
 	return nil

@@ -90,8 +90,15 @@ func (s *Service) handle(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Authorization")
 	}
 	// A relayed request is drained, not cut, on shutdown: the upstream may
-	// already have acted on it (see protocol.Tracker.BeginDrain).
-	ctx, done, err := s.deps.Streams.BeginDrain(r.Context(), "relay")
+	// already have acted on it (see protocol.Tracker.BeginDrain). An
+	// upgraded connection is long-lived, like a middleman WebSocket: it
+	// is closed when shutdown begins.
+	begin, kind, parent := s.deps.Streams.BeginDrain, "relay", r.Context()
+	if UpgradeProtocol(r) != "" {
+		begin, kind = s.deps.Streams.Begin, "relay_upgrade"
+		parent = WithShutdown(parent, s.deps.Streams.Stopping())
+	}
+	ctx, done, err := begin(parent, kind)
 	if err != nil {
 		WriteError(w, fmt.Errorf("shutting down: %w", err))
 		return

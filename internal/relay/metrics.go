@@ -15,6 +15,10 @@ type Metrics struct {
 	open     prometheus.Histogram
 	bytes    *prometheus.CounterVec
 	refused  *prometheus.CounterVec
+	// Upgraded connections (upgrade.go).
+	upOpen   prometheus.Gauge
+	upBytes  *prometheus.CounterVec
+	upClosed *prometheus.CounterVec
 }
 
 // Request results, the values of the "result" label.
@@ -43,11 +47,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"direction"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_relay_agent_violations_total",
-			Help: "Agent messages refused because they broke the relay protocol, by field: ctl or body (a subject outside the upstream's inbox space), stream (a body stream the agent did not open as agreed), head (a malformed response head).",
+			Help: "Agent messages refused because they broke the relay protocol, by field: ctl or body (a subject outside the upstream's inbox space), stream (a body stream the agent did not open as agreed), head (a malformed response head), up (an upgraded stream subject outside the inbox space), trailer (malformed or forbidden response trailers).",
 		}, []string{"field"}),
 	}
+	m.upOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "switchboard_relay_upgraded_open",
+		Help: "Upgraded connections (WebSockets and other 101 protocols) open through the relay.",
+	})
+	m.upBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_relay_upgraded_bytes_total",
+		Help: "Bytes relayed on upgraded connections, by direction: up (client to upstream), down (upstream to client).",
+	}, []string{"direction"})
+	m.upClosed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_relay_upgraded_closed_total",
+		Help: "Upgraded connections closed, by reason: normal, caller, upstream, agent_lost, idle, shutdown.",
+	}, []string{"reason"})
 	if reg != nil {
-		reg.MustRegister(m.requests, m.open, m.bytes, m.refused)
+		reg.MustRegister(m.requests, m.open, m.bytes, m.refused, m.upOpen, m.upBytes, m.upClosed)
 	}
 	return m
 }
@@ -92,5 +108,23 @@ func (m *Metrics) observeOpen(d time.Duration) {
 func (m *Metrics) addBytes(direction string, n int) {
 	if m != nil && n > 0 {
 		m.bytes.WithLabelValues(direction).Add(float64(n))
+	}
+}
+
+func (m *Metrics) upgradeOpen(d int) {
+	if m != nil {
+		m.upOpen.Add(float64(d))
+	}
+}
+
+func (m *Metrics) upgradeBytes(direction string, n int) {
+	if m != nil && n > 0 {
+		m.upBytes.WithLabelValues(direction).Add(float64(n))
+	}
+}
+
+func (m *Metrics) upgradeClosed(reason string) {
+	if m != nil {
+		m.upClosed.WithLabelValues(reason).Inc()
 	}
 }

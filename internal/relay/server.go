@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -34,6 +35,10 @@ type ServerConfig struct {
 	// "busy" and the caller asks another agent. Default
 	// [DefaultMaxConcurrent]; 0 = the default.
 	MaxConcurrent int
+	// MaxUpgraded bounds the upgraded connections (101) open at once,
+	// apart from MaxConcurrent; more upgrade requests are answered "busy".
+	// Default [DefaultMaxUpgraded]; 0 = the default.
+	MaxUpgraded int
 	// Transport calls the target. Default: a clone of
 	// http.DefaultTransport without transparent compression.
 	Transport http.RoundTripper
@@ -72,12 +77,19 @@ type Server struct {
 	stopSweep chan struct{}
 	sweepDone chan struct{}
 	wg        sync.WaitGroup
+	// Upgraded connections: their own count, wait group and context,
+	// which Shutdown cancels after the ordinary requests drained.
+	uwg    sync.WaitGroup
+	upCtx  context.Context
+	upStop context.CancelFunc
+	dialer net.Dialer
 
 	mu        sync.Mutex
 	closing   bool
 	exchanges map[string]*exchange
 	byReply   map[string]*exchange
 	nextID    uint64
+	upgrades  int
 }
 
 // NewServer starts serving cfg.Upstream on nc.
@@ -94,6 +106,9 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	prefix, _ := subjects.RelayInbox(cfg.Upstream)
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if cfg.MaxUpgraded <= 0 {
+		cfg.MaxUpgraded = DefaultMaxUpgraded
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -112,6 +127,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		s.transport = t
 	}
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
+	s.upCtx, s.upStop = context.WithCancel(s.hardCtx)
 	s.ctlSpace = subjects.RelayExchangeSpace(prefix, strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix))
 	if s.ctlSub, err = nc.Subscribe(subjects.RelayExchangeAll(s.ctlSpace), s.control); err != nil {
 		s.hardStop()
@@ -165,7 +181,15 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 // Upstream is the name served.
 func (s *Server) Upstream() string { return s.cfg.Upstream }
 
-// InFlight is the number of requests being served.
+// Upgraded is the number of upgraded connections open or being set up.
+func (s *Server) Upgraded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.upgrades
+}
+
+// InFlight is the number of requests being served, upgraded connections
+// included.
 func (s *Server) InFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -198,6 +222,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.hardStop()
 		<-done
 	}
+	// Upgraded connections are long-lived: they are closed last, once
+	// the ordinary requests drained.
+	s.upStop()
+	s.uwg.Wait()
 	s.hardStop()
 	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
@@ -225,18 +253,39 @@ func (s *Server) handle(req micro.Request) {
 		s.reply(m.Reply, try, opErr, "BAD_REQUEST", err.Error())
 		return
 	}
+	streamed := m.Header.Get(hdrBody) == bodyStream
+	upgrade := m.Header.Get(hdrUpgrade)
+	trailers, err := parseDeclared(m.Header.Get(hdrTrailers))
+	if err != nil || (trailers != nil && !streamed) {
+		s.reply(m.Reply, try, opErr, "BAD_REQUEST", "malformed trailer declaration")
+		return
+	}
+	if upgrade != "" && (!validUpgrade(upgrade) || streamed || len(inline) > 0) {
+		s.reply(m.Reply, try, opErr, "BAD_REQUEST", "malformed upgrade request")
+		return
+	}
 	s.mu.Lock()
-	if s.closing || len(s.exchanges) >= s.cfg.MaxConcurrent {
+	busy := len(s.exchanges)-s.upgrades >= s.cfg.MaxConcurrent
+	if upgrade != "" {
+		busy = s.upgrades >= s.cfg.MaxUpgraded
+	}
+	if s.closing || busy {
 		s.mu.Unlock()
 		s.reply(m.Reply, try, opBusy, "", "")
 		return
 	}
 	s.nextID++
-	x := s.newExchange(fmt.Sprint(s.nextID), m.Reply, try, head, inline, m.Header.Get(hdrBody) == bodyStream)
+	parent, wg := s.hardCtx, &s.wg
+	if upgrade != "" {
+		parent, wg = s.upCtx, &s.uwg
+		s.upgrades++
+	}
+	x := s.newExchange(parent, fmt.Sprint(s.nextID), m.Reply, try, head, inline, streamed)
+	x.upgrade, x.trailers = upgrade, trailers
 	x.ackDelay = ackDelay(m.Header.Get(hdrAck))
 	s.exchanges[x.id] = x
 	s.byReply[x.reply] = x
-	s.wg.Add(1)
+	wg.Add(1)
 	s.mu.Unlock()
 	go x.run()
 }
@@ -258,8 +307,15 @@ func (s *Server) finish(x *exchange) {
 	if s.byReply[x.reply] == x {
 		delete(s.byReply, x.reply)
 	}
+	if x.upgrade != "" {
+		s.upgrades--
+	}
 	s.mu.Unlock()
-	s.wg.Done()
+	if x.upgrade != "" {
+		s.uwg.Done()
+	} else {
+		s.wg.Done()
+	}
 }
 
 func (s *Server) lookup(id string) *exchange {
