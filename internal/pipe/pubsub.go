@@ -85,7 +85,9 @@ func (h *Hub) pubJoin(ctx context.Context, ch Channel, id string) error {
 	r.mu.Unlock()
 	// The server knows the subscription once the flush returns: a
 	// producer arriving after this consumer reaches it.
-	if err := h.nc.FlushWithContext(ctx); err != nil {
+	fctx, cancel := context.WithTimeout(ctx, h.cfg.ClaimTimeout)
+	defer cancel()
+	if err := h.nc.FlushWithContext(fctx); err != nil {
 		h.pubLeave(ch, id)
 		return fmt.Errorf("%w: flush: %v", ErrUnavailable, err)
 	}
