@@ -166,15 +166,18 @@ func (h *Hub) refuseMismatch(c *claim, n int) {
 
 // group is the receivers a group or pub/sub producer collected so far.
 type group struct {
-	want   int
-	got    []*pairing
-	onJoin func(n int)
+	want int
+	got  []*pairing
+	// pr gets the feedback: how many receivers were there when the
+	// producer arrived, then each one that came later.
+	pr      progress
+	arrived bool
 }
 
 func (g *group) add(p *pairing) {
 	g.got = append(g.got, p)
-	if g.onJoin != nil {
-		g.onJoin(len(g.got))
+	if g.arrived {
+		g.pr.joined()
 	}
 }
 
@@ -187,7 +190,7 @@ func (g *group) abort(reason string) {
 // rendezvousGroup runs a group producer (meta.N > 1) or a pub/sub
 // producer (meta.Pub) from arrival to its receivers: want of them for a
 // group; for pub/sub whoever waits now, at most want, without waiting.
-func (h *Hub) rendezvousGroup(ctx context.Context, ch Channel, meta Meta, want int, onJoin func(int)) ([]*pairing, error) {
+func (h *Hub) rendezvousGroup(ctx context.Context, ch Channel, meta Meta, want int, pr progress) ([]*pairing, error) {
 	start := time.Now()
 	id := strconv.FormatUint(h.nextID.Add(1), 36)
 	w, err := newWaiter(ctx, h.id, id, ch, subjects.PipeProducer, meta)
@@ -203,8 +206,18 @@ func (h *Hub) rendezvousGroup(ctx context.Context, ch Channel, meta Meta, want i
 	}
 	h.register(w)
 	defer h.unregister(w)
-	g := &group{want: want, onJoin: onJoin}
+	g := &group{want: want}
+	if !meta.Pub {
+		g.pr = pr
+	}
 	err = h.arriveGroup(wctx, w, g)
+	if err == nil {
+		// As piping-server, the first line comes once the producer is
+		// registered: a receiver that reads it finds the producer.
+		g.arrived = true
+		g.pr.waiting(want)
+		g.pr.arrived(len(g.got))
+	}
 	if err == nil && meta.Pub && len(g.got) < want {
 		err = h.collectSubscribers(wctx, w, g)
 	}
@@ -494,24 +507,18 @@ func (h *Hub) consumeWith(ctx context.Context, ch Channel, o ReceiveOptions) (*D
 }
 
 // sendGroup is [Hub.Send] for a group producer (n > 1) or a pub/sub
-// producer, once its body's prefetch started.
+// producer, or any producer with feedback, once its body's prefetch
+// started.
 func (h *Hub) sendGroup(ctx context.Context, ch Channel, in Input, body *prefetch) error {
 	pr := progress(in.Progress)
-	want := in.Meta.N
+	want := max(in.Meta.N, 1)
 	if in.Meta.Pub {
 		want = h.cfg.MaxReceivers
-	} else {
-		pr.waiting(want)
 	}
 	if want > h.cfg.MaxReceivers {
 		return fmt.Errorf("%w: n=%d is above pipe.max_receivers %d", ErrBadParam, want, h.cfg.MaxReceivers)
 	}
-	onJoin := func(k int) {
-		if !in.Meta.Pub {
-			pr.joined(k, want)
-		}
-	}
-	ps, err := h.rendezvousGroup(ctx, ch, in.Meta, want, onJoin)
+	ps, err := h.rendezvousGroup(ctx, ch, in.Meta, want, pr)
 	if err != nil {
 		return err
 	}
@@ -520,13 +527,13 @@ func (h *Hub) sendGroup(ctx context.Context, ch Channel, in Input, body *prefetc
 		h.m.transfers.WithLabelValues("dropped").Inc()
 		return nil
 	}
-	pr.connected(len(ps))
+	pr.start(len(ps))
 	sinks := make([]Sink, len(ps))
 	for i, p := range ps {
 		sinks[i] = p.sink
 	}
 	src := &countingReader{r: body.reader()}
-	n, ok, readErr, lostErr := h.fanout(sinks, src)
+	n, _, readErr, lostErr := h.fanout(sinks, src)
 	switch {
 	case lostErr != nil:
 		return h.transferError(lostErr)
@@ -541,6 +548,6 @@ func (h *Hub) sendGroup(ctx context.Context, ch Channel, in Input, body *prefetc
 		return fmt.Errorf("%w: %v", ErrClientGone, readErr)
 	}
 	h.m.transfers.WithLabelValues("ok").Inc()
-	pr.sent(n, ok)
+	pr.sent(n)
 	return nil
 }

@@ -7,20 +7,22 @@ import (
 	"github.com/switchboard/switchboard/internal/httpx"
 )
 
-// progress writes a producer's feedback (?progress=1) as text lines. The
-// lines are piping-server's where it has one:
+// progress writes a producer's feedback (?progress=1) as text lines,
+// piping-server's lines where it has one (its 1.12.9 wording, so scripts
+// that read them keep working), plus the byte count:
 //
 //	[INFO] Waiting for 3 receiver(s)...
-//	[INFO] Receiver 1 of 3 connected.          (n > 1 only)
-//	[INFO] 3 receiver(s) has/have been connected.
+//	[INFO] 1 receiver(s) has/have been connected.   (receivers that waited before the producer came)
+//	[INFO] A receiver was connected.                (one per receiver that came later)
 //	[INFO] Start sending to 3 receiver(s)!
-//	[INFO] Sent 1048576 bytes to 3 receiver(s).
+//	[INFO] Sent 1048576 bytes.
+//	[INFO] Sent successfully!
 //	[INFO] All receiver(s) was/were received successfully.
 //
-// A pub/sub producer writes only the last four, or "[INFO] No receiver
-// waits: the body was dropped." A failure once the first line was sent
-// is the last line, "[ERROR] <reason>", and the response is cut (see
-// http.go). A nil progress writes nothing.
+// A pub/sub producer writes from "Start sending" on, or "[INFO] No
+// receiver waits: the body was dropped." A failure once the first line
+// was sent is the last line, "[ERROR] <reason>", and the response is cut
+// (see http.go). A nil progress writes nothing.
 type progress func(line string)
 
 func (p progress) line(s string) {
@@ -33,17 +35,23 @@ func (p progress) waiting(n int) {
 	p.line(fmt.Sprintf("[INFO] Waiting for %d receiver(s)...\n", n))
 }
 
-func (p progress) joined(k, n int) {
-	p.line(fmt.Sprintf("[INFO] Receiver %d of %d connected.\n", k, n))
+// arrived reports the k receivers that were waiting when the producer
+// came.
+func (p progress) arrived(k int) {
+	if k > 0 {
+		p.line(fmt.Sprintf("[INFO] %d receiver(s) has/have been connected.\n", k))
+	}
 }
 
-func (p progress) connected(n int) {
-	p.line(fmt.Sprintf("[INFO] %d receiver(s) has/have been connected.\n", n))
+func (p progress) joined() { p.line("[INFO] A receiver was connected.\n") }
+
+func (p progress) start(n int) {
 	p.line(fmt.Sprintf("[INFO] Start sending to %d receiver(s)!\n", n))
 }
 
-func (p progress) sent(bytes int64, n int) {
-	p.line(fmt.Sprintf("[INFO] Sent %d bytes to %d receiver(s).\n", bytes, n))
+func (p progress) sent(bytes int64) {
+	p.line(fmt.Sprintf("[INFO] Sent %d bytes.\n", bytes))
+	p.line("[INFO] Sent successfully!\n")
 	p.line("[INFO] All receiver(s) was/were received successfully.\n")
 }
 

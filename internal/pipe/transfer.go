@@ -75,22 +75,17 @@ func (h *Hub) Send(ctx context.Context, ch Channel, in Input) error {
 	// A read blocked on a client that sends nothing must end when the
 	// request does (gateway shutdown).
 	defer whileRunning(ctx, in.Interrupt)()
-	if in.Meta.N > 1 || in.Meta.Pub {
+	if in.Meta.N > 1 || in.Meta.Pub || in.Progress != nil {
 		return h.sendGroup(wctx, ch, in, body)
 	}
-	pr := progress(in.Progress)
-	pr.waiting(1)
 	sink, err := h.Produce(wctx, ch, in.Meta)
 	if err != nil {
 		return err
 	}
-	pr.connected(1)
-	counted := &countingReader{r: body.reader()}
-	if err := h.send(sink, counted); err != nil {
+	if err := h.send(sink, body.reader()); err != nil {
 		return err
 	}
 	h.m.transfers.WithLabelValues("ok").Inc()
-	pr.sent(counted.n, 1)
 	return nil
 }
 
