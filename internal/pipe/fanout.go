@@ -374,10 +374,9 @@ type fanSink struct {
 }
 
 // fanout copies src to every sink (see the comment at the top of the
-// file). It returns the bytes read, how many receivers got everything,
-// the read error (nil at EOF) and, when no receiver stayed, an
-// [ErrPartnerLost].
-func (h *Hub) fanout(sinks []Sink, src io.Reader) (n int64, ok int, readErr, lostErr error) {
+// file). It returns the bytes read, the read error (nil at EOF) and,
+// when no receiver read everything, an [ErrPartnerLost].
+func (h *Hub) fanout(sinks []Sink, src io.Reader) (n int64, readErr, lostErr error) {
 	fs := make([]*fanSink, len(sinks))
 	var wg sync.WaitGroup
 	for i, s := range sinks {
@@ -430,7 +429,7 @@ func (h *Hub) fanout(sinks []Sink, src io.Reader) (n int64, ok int, readErr, los
 			}
 			n += int64(k)
 			if alive == 0 {
-				return n, 0, nil, fmt.Errorf("%w: every receiver left", ErrPartnerLost)
+				return n, nil, fmt.Errorf("%w: every receiver left", ErrPartnerLost)
 			}
 		}
 		if errors.Is(rerr, io.EOF) {
@@ -442,7 +441,7 @@ func (h *Hub) fanout(sinks []Sink, src io.Reader) (n int64, ok int, readErr, los
 					cut(f, "producer side failed")
 				}
 			}
-			return n, 0, rerr, nil
+			return n, rerr, nil
 		}
 	}
 	live := make([]*fanSink, 0, alive)
@@ -464,6 +463,7 @@ func (h *Hub) fanout(sinks []Sink, src io.Reader) (n int64, ok int, readErr, los
 		}()
 	}
 	cw.Wait()
+	ok := 0
 	for _, err := range errs {
 		if err == nil {
 			ok++
@@ -472,9 +472,9 @@ func (h *Hub) fanout(sinks []Sink, src io.Reader) (n int64, ok int, readErr, los
 		}
 	}
 	if ok == 0 {
-		return n, 0, nil, fmt.Errorf("%w: no receiver read the whole body", ErrPartnerLost)
+		return n, nil, fmt.Errorf("%w: no receiver read the whole body", ErrPartnerLost)
 	}
-	return n, ok, nil, nil
+	return n, nil, nil
 }
 
 // ReceiveOptions are a consumer's query parameters.
@@ -533,7 +533,7 @@ func (h *Hub) sendGroup(ctx context.Context, ch Channel, in Input, body *prefetc
 		sinks[i] = p.sink
 	}
 	src := &countingReader{r: body.reader()}
-	n, _, readErr, lostErr := h.fanout(sinks, src)
+	n, readErr, lostErr := h.fanout(sinks, src)
 	switch {
 	case lostErr != nil:
 		return h.transferError(lostErr)
