@@ -445,3 +445,33 @@ func TestPubSub(t *testing.T) {
 		t.Fatalf("%d consumers still listed", n)
 	}
 }
+
+// TestFanOutIncompleteGroup: a producer whose group is not complete when
+// pipe.timeout passes gets 408, leaves the queue, and the receiver it
+// already had is cut (never a clean 200 that looks complete).
+func TestFanOutIncompleteGroup(t *testing.T) {
+	srv := natstest.RunServer(t, nil)
+	short := func(c *gateway.Config) { c.Pipe.Timeout = 3 * time.Second }
+	e := newEnv(t, harness.StartN(t, 2, srv.URL(), short), srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	u := func(i int) string { return chanURL(e.url(i), "inc", "x") + "?n=3" }
+	post := async(ctx, http.MethodPost, u(0), strings.NewReader("never all"), "")
+	e.awaitWaiting(t, "inc", "x", subjects.PipeProducer, 1)
+	c := async(ctx, http.MethodGet, u(1), nil, "")
+	if r := wait(t, post); r.status != http.StatusRequestTimeout {
+		t.Fatalf("producer: %d %s", r.status, r.body)
+	}
+	if r := wait(t, c); r.err == nil {
+		t.Fatalf("receiver of an incomplete group got a clean response: %d %q", r.status, r.body)
+	}
+	e.awaitWaiting(t, "inc", "x", subjects.PipeProducer, 0)
+	// The channel works normally afterwards.
+	p := produce(ctx, e.url(1), "inc", "x", []byte("fine"), "")
+	if r := wait(t, consume(ctx, e.url(0), "inc", "x")); r.status != http.StatusOK || string(r.body) != "fine" {
+		t.Fatalf("next pair: %d %q", r.status, r.body)
+	}
+	if r := wait(t, p); r.status != http.StatusOK {
+		t.Fatalf("next producer: %d", r.status)
+	}
+}
