@@ -239,7 +239,7 @@ type onlyReader struct{ io.Reader }
 
 // startPiping installs (once) and starts piping-server on a loopback port
 // and returns its base URL; it skips the benchmark if that fails.
-func startPiping(b *testing.B) string {
+func startPiping(b testing.TB) string {
 	b.Helper()
 	dir := filepath.Join(os.TempDir(), "switchboard-bench-piping")
 	entry := filepath.Join(dir, "node_modules", "piping-server", "dist", "src", "index.js")

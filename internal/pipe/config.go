@@ -21,6 +21,10 @@ const (
 	minMarkerTTL = time.Second
 	// defaultSweepInterval is SweepInterval's default.
 	defaultSweepInterval = 30 * time.Second
+	// defaultMaxReceivers is pipe.max_receivers' default.
+	defaultMaxReceivers = 256
+	// MaxReceiversLimit is the largest pipe.max_receivers accepted.
+	MaxReceiversLimit = 4096
 )
 
 // Config configures rendezvous pipes: the pipe.* keys and the knobs of
@@ -30,6 +34,10 @@ type Config struct {
 	// Timeout bounds a party's wait for a partner; one that waits longer
 	// gets 408. Key pipe.timeout, default 0; 0 = wait forever.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxReceivers is the largest ?n=N a producer or consumer may ask
+	// for, and the most consumers one pub/sub POST reaches. Key
+	// pipe.max_receivers, default 256, at most [MaxReceiversLimit].
+	MaxReceivers int `mapstructure:"max_receivers"`
 
 	// ClaimTimeout bounds a claim sent to another gateway and its liveness
 	// ping: a holder that does not answer in time is treated as gone.
@@ -55,6 +63,7 @@ type Config struct {
 func Keys() []config.Key {
 	return []config.Key{
 		{Name: "pipe.timeout", Default: defaultTimeout, Usage: "max wait for a pipe partner before 408; 0 = none"},
+		{Name: "pipe.max_receivers", Default: defaultMaxReceivers, Usage: "largest ?n=N of a pipe (one sender, N receivers); most consumers one pub/sub POST reaches"},
 	}
 }
 
@@ -73,6 +82,9 @@ func (c Config) withDefaults() Config {
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = defaultSweepInterval
 	}
+	if c.MaxReceivers <= 0 {
+		c.MaxReceivers = defaultMaxReceivers
+	}
 	return c
 }
 
@@ -81,6 +93,10 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Timeout < 0 {
 		errs = append(errs, invalid("pipe.timeout", "%s must be >= 0", c.Timeout))
+	}
+	if c.MaxReceivers < 0 || c.MaxReceivers > MaxReceiversLimit {
+		errs = append(errs, invalid("pipe.max_receivers", "%d must be between 1 and %d (0 = the default %d)",
+			c.MaxReceivers, MaxReceiversLimit, defaultMaxReceivers))
 	}
 	return errors.Join(errs...)
 }

@@ -43,3 +43,29 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigMaxReceivers checks pipe.max_receivers: the default the key
+// table announces, and a value out of range named.
+func TestConfigMaxReceivers(t *testing.T) {
+	if d := (Config{}).withDefaults(); d.MaxReceivers != defaultMaxReceivers {
+		t.Fatalf("default %d", d.MaxReceivers)
+	}
+	found := false
+	for _, k := range Keys() {
+		if k.Name == "pipe.max_receivers" {
+			found = k.Default == defaultMaxReceivers
+		}
+	}
+	if !found {
+		t.Fatal("pipe.max_receivers missing from Keys or its default differs")
+	}
+	for _, bad := range []int{-1, MaxReceiversLimit + 1} {
+		err := Config{MaxReceivers: bad}.Validate()
+		if err == nil || !strings.Contains(err.Error(), `"pipe.max_receivers"`) {
+			t.Fatalf("%d: %v", bad, err)
+		}
+	}
+	if err := (Config{MaxReceivers: MaxReceiversLimit}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

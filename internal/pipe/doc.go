@@ -73,4 +73,13 @@
 // both sides ([ErrLength]), and the last byte is held back until the
 // body's end is seen, so a consumer told Content-Length never gets a
 // complete-looking response from a body that turns out longer or shorter.
+//
+// # Beyond one to one
+//
+// A producer with ?n=N (N > 1) forms a group of N consumers with the same
+// n in queue order and streams its body to all of them (fanout.go); a
+// producer with ?pubsub=true never waits and reaches every consumer
+// waiting at that moment, including pub/sub consumers that never enter
+// the queue (pubsub.go); ?progress=1 gives the producer piping-server's
+// feedback lines (progress.go).
 package pipe

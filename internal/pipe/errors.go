@@ -54,6 +54,8 @@ var errorTable = httpx.ErrorMap{
 	{Err: ErrBadName, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
 	{Err: ErrBadHeader, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
 	{Err: ErrLength, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
+	{Err: ErrMismatch, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
+	{Err: ErrBadParam, Status: http.StatusBadRequest, Code: httpx.CodeBadRequest},
 	{Err: ErrTimeout, Status: http.StatusRequestTimeout, Code: httpx.CodeTimeout},
 	{Err: ErrGone, Status: http.StatusGone, Code: CodeGone},
 	{Err: ErrNotFound, Status: http.StatusNotFound, Code: httpx.CodeNotFound},

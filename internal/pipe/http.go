@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -191,6 +192,11 @@ func (s *Service) consume(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	md, err := queryModes(r, s.hub.cfg.MaxReceivers)
+	if err != nil {
+		fail(w, err)
+		return
+	}
 	ctx, done, err := s.streams.Begin(r.Context(), "pipe")
 	if err != nil {
 		fail(w, protocol.ErrShuttingDown)
@@ -198,7 +204,7 @@ func (s *Service) consume(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	out := &response{w: w, rc: http.NewResponseController(w)}
-	err = s.hub.Receive(ctx, ch, out)
+	err = s.hub.ReceiveWith(ctx, ch, ReceiveOptions{N: md.n, PubSub: md.pubsub}, out)
 	switch {
 	case err == nil:
 	case !out.started:
@@ -209,9 +215,16 @@ func (s *Service) consume(w http.ResponseWriter, r *http.Request) {
 }
 
 // produce serves a producer (see [Hub.Send]): 200 once the consumer got
-// the whole body, else the error envelope (502 if it went away).
+// the whole body, else the error envelope (502 if it went away). With
+// ?progress=1 the 200 comes with the first feedback line and a later
+// failure is the last line of a cut response (see progress.go).
 func (s *Service) produce(w http.ResponseWriter, r *http.Request) {
 	ch, err := channelParams(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	md, err := queryModes(r, s.hub.cfg.MaxReceivers)
 	if err != nil {
 		fail(w, err)
 		return
@@ -223,16 +236,27 @@ func (s *Service) produce(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	rc := http.NewResponseController(w)
-	err = s.hub.Send(ctx, ch, Input{
+	meta := requestMeta(r)
+	meta.N, meta.Pub = md.n, md.pubsub
+	in := Input{
 		Body:      r.Body,
-		Meta:      requestMeta(r),
+		Meta:      meta,
 		Interrupt: func() { _ = rc.SetReadDeadline(time.Now()) },
-	})
-	if err != nil {
-		fail(w, err)
-		return
 	}
-	w.WriteHeader(http.StatusOK)
+	var fb *feedback
+	if md.progress {
+		fb = &feedback{w: w, rc: rc}
+		in.Progress = fb.line
+	}
+	err = s.hub.Send(ctx, ch, in)
+	switch {
+	case fb != nil && fb.started:
+		fb.end(err)
+	case err != nil:
+		fail(w, err)
+	default:
+		w.WriteHeader(http.StatusOK)
+	}
 }
 
 // response is a consumer's HTTP response as a transfer's [Output].
@@ -264,3 +288,45 @@ func (o *response) Write(p []byte) (int, error) { return o.w.Write(p) }
 func (o *response) Flush() error { return o.rc.Flush() }
 
 func (o *response) Interrupt() { _ = o.rc.SetWriteDeadline(time.Now()) }
+
+// feedback is a producer's response under ?progress=1.
+type feedback struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	started bool
+	broken  bool // a write failed: the client is gone
+}
+
+// line sends one feedback line, starting the 200 response at the first.
+// The body is still being read, so the response runs full duplex.
+func (f *feedback) line(s string) {
+	if f.broken {
+		return
+	}
+	if !f.started {
+		f.started = true
+		_ = f.rc.EnableFullDuplex()
+		h := f.w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		f.w.WriteHeader(http.StatusOK)
+	}
+	if _, err := io.WriteString(f.w, s); err != nil {
+		f.broken = true
+		return
+	}
+	if err := f.rc.Flush(); err != nil {
+		f.broken = true
+	}
+}
+
+// end finishes a started feedback: nothing more on success; on failure
+// the reason as the last line, then the response is cut (no clean end,
+// so a client cannot take it for a success).
+func (f *feedback) end(err error) {
+	if err == nil {
+		return
+	}
+	f.line(progressError(err))
+	panic(http.ErrAbortHandler)
+}

@@ -48,6 +48,8 @@ type Hub struct {
 
 	relMu    sync.Mutex
 	releases map[string]*releaseWatch // by channel filter
+
+	pub pubRegistry // pub/sub consumers held here (pubsub.go)
 }
 
 // NewHub returns a Hub on deps.NC and deps.JS whose queue stream has

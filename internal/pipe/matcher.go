@@ -147,6 +147,9 @@ func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *ent
 			// yes, when a later claim finds the head taken and drops it).
 			return nil, 0, false, err
 		}
+		if p != nil && p.keep {
+			return p, 0, true, nil // a group producer: its entry stays
+		}
 		if p != nil {
 			return p, head.seq, true, nil
 		}
@@ -187,7 +190,13 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing,
 	if other == nil {
 		return nil, nil
 	}
-	c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1), meta: w.meta}
+	c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1), meta: w.meta, firm: w.firm}
+	switch screen(other, c) {
+	case screenRefuse:
+		return nil, nil
+	case screenMismatch:
+		return nil, mismatchError(other.meta.N, w.meta.N)
+	}
 	if !other.offer(c) {
 		return nil, nil
 	}
@@ -199,7 +208,7 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing,
 		if w.role == subjects.PipeProducer {
 			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
 		}
-		return &pairing{source: newLocalSource(c.local, w.ctx), meta: a.meta, local: true}, nil
+		return &pairing{source: newLocalSource(c.local, w.ctx), meta: a.meta, local: true, keep: a.keep}, nil
 	case <-ctx.Done():
 		c.local.abort(fmt.Errorf("%w: partner left while pairing", ErrPartnerLost))
 		return nil, ctx.Err()
@@ -222,8 +231,12 @@ func (h *Hub) claimRemote(ctx context.Context, w *waiter, head *entry) (*pairing
 			return nil, fmt.Errorf("%w: receiver: %v", ErrUnavailable, err)
 		}
 		msg.Header.Set(hdrReceiver, r.Subject())
+		w.meta.setGroupOn(msg.Header)
 	} else {
 		w.meta.setOn(msg.Header)
+	}
+	if w.firm {
+		msg.Header.Set(hdrFirm, "1")
 	}
 	// A producer's claim runs to its answer even if the producer leaves
 	// meanwhile: a consumer that said yes waits for the stream, and only
@@ -236,6 +249,13 @@ func (h *Hub) claimRemote(ctx context.Context, w *waiter, head *entry) (*pairing
 	cctx, cancel := context.WithTimeout(base, h.cfg.ClaimTimeout)
 	resp, err := h.nc.RequestMsgWithContext(cctx, msg)
 	cancel()
+	if err == nil && resp.Header.Get(hdrOK) == okMismatch {
+		if r != nil {
+			_ = r.CloseWithError("claim not accepted")
+		}
+		n, _ := groupFrom(resp.Header)
+		return nil, mismatchError(n, w.meta.N)
+	}
 	if err != nil || resp.Header.Get(hdrOK) != "1" {
 		if r != nil {
 			_ = r.CloseWithError("claim not accepted")
@@ -250,7 +270,7 @@ func (h *Hub) claimRemote(ctx context.Context, w *waiter, head *entry) (*pairing
 		return nil, nil
 	}
 	if r != nil {
-		return &pairing{source: r, meta: metaFrom(resp.Header)}, nil
+		return &pairing{source: r, meta: metaFrom(resp.Header), keep: resp.Header.Get(hdrKeep) == "1"}, nil
 	}
 	s, err := openSender(w.ctx, h.nc, resp.Header.Get(hdrReceiver), h.cfg.Stream)
 	if err != nil {
@@ -277,9 +297,11 @@ func openSender(ctx context.Context, nc *nats.Conn, receiver string, opts natsio
 
 // onClaim hands a claim from another gateway to the waiting party.
 func (h *Hub) onClaim(m *nats.Msg) {
-	c := &claim{msg: m, receiver: m.Header.Get(hdrReceiver)}
+	c := &claim{msg: m, receiver: m.Header.Get(hdrReceiver), firm: m.Header.Get(hdrFirm) == "1"}
 	if c.receiver == "" {
 		c.meta = metaFrom(m.Header) // a producer's claim
+	} else {
+		c.meta.N, c.meta.Pub = groupFrom(m.Header)
 	}
 	_, id, err := subjects.ParsePipeClaim(m.Subject)
 	if err != nil || m.Reply == "" {
@@ -292,7 +314,19 @@ func (h *Hub) onClaim(m *nats.Msg) {
 		return
 	}
 	w := h.lookup(id)
-	if w == nil || (w.role == subjects.PipeProducer) == (c.receiver == "") || !w.offer(c) {
+	if w == nil || (w.role == subjects.PipeProducer) == (c.receiver == "") {
+		h.refuse(c)
+		return
+	}
+	switch screen(w, c) {
+	case screenRefuse:
+		h.refuse(c)
+		return
+	case screenMismatch:
+		h.refuseMismatch(c, w.meta.N)
+		return
+	}
+	if !w.offer(c) {
 		h.refuse(c)
 	}
 }
@@ -304,8 +338,12 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 		h.refuse(c)
 		return nil, wctx.Err()
 	}
+	if c.mismatch {
+		h.refuse(c)
+		return nil, mismatchError(c.meta.N, w.meta.N)
+	}
 	if c.local != nil {
-		c.reply <- claimAnswer{ok: true, meta: w.meta}
+		c.reply <- claimAnswer{ok: true, meta: w.meta, keep: c.keep}
 		if w.role == subjects.PipeProducer {
 			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
 		}
@@ -313,6 +351,9 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 	}
 	reply := nats.NewMsg(c.msg.Reply)
 	reply.Header.Set(hdrOK, "1")
+	if c.keep {
+		reply.Header.Set(hdrKeep, "1")
+	}
 	if w.role == subjects.PipeProducer {
 		// Open the stream first: a "yes" reaches the consumer only when
 		// its receiver already knows its sender.

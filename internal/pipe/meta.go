@@ -32,6 +32,13 @@ type Meta struct {
 	Disposition string
 	// Piping are the producer's X-Piping values, in order.
 	Piping []string
+	// N is the number of receivers the party asked for (?n=N); 0 or 1 =
+	// one. A claim carries the claimer's, and parties whose N differ are
+	// not paired (see fanout.go).
+	N int
+	// Pub marks a pub/sub producer (?pubsub=true): its claims pass
+	// whatever N the consumer has.
+	Pub bool
 }
 
 // validate checks the bounds: every value at most MaxHeaderValue bytes
@@ -103,6 +110,7 @@ func (m Meta) setOn(h nats.Header) {
 	for _, v := range m.Piping {
 		h.Add(hdrPiping, v)
 	}
+	m.setGroupOn(h)
 }
 
 // metaFrom reads the Meta another gateway put in h. That gateway checked
@@ -123,5 +131,6 @@ func metaFrom(h nats.Header) Meta {
 			m.Piping = append(m.Piping, v)
 		}
 	}
+	m.N, m.Pub = groupFrom(h)
 	return m
 }

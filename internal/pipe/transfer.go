@@ -31,6 +31,10 @@ type Input struct {
 	// and when it returns without having read the body to its end.
 	// Required.
 	Interrupt func()
+	// Progress, if set, is given the sender's feedback as text lines
+	// ending in a newline, as piping-server writes them (see
+	// progress.go); Send calls it from its own goroutine.
+	Progress func(line string)
 }
 
 // Output is a consumer's response as its transport offers it.
@@ -71,6 +75,9 @@ func (h *Hub) Send(ctx context.Context, ch Channel, in Input) error {
 	// A read blocked on a client that sends nothing must end when the
 	// request does (gateway shutdown).
 	defer whileRunning(ctx, in.Interrupt)()
+	if in.Meta.N > 1 || in.Meta.Pub || in.Progress != nil {
+		return h.sendGroup(wctx, ch, in, body)
+	}
 	sink, err := h.Produce(wctx, ch, in.Meta)
 	if err != nil {
 		return err
@@ -132,7 +139,13 @@ func (h *Hub) transferError(err error) error {
 // short body that looks complete. ctx is the consumer's request; it ends
 // at gateway shutdown too.
 func (h *Hub) Receive(ctx context.Context, ch Channel, out Output) error {
-	d, err := h.Consume(ctx, ch)
+	return h.ReceiveWith(ctx, ch, ReceiveOptions{}, out)
+}
+
+// ReceiveWith is [Hub.Receive] with the consumer's options (?n=N,
+// ?pubsub=true).
+func (h *Hub) ReceiveWith(ctx context.Context, ch Channel, o ReceiveOptions, out Output) error {
+	d, err := h.consumeWith(ctx, ch, o)
 	if err != nil {
 		return err
 	}

@@ -38,19 +38,26 @@ type waiter struct {
 	// Subjects and filters, built once.
 	entrySubj, markerSubj, chFilter, oppFilter string
 
-	claims   chan *claim // capacity 1: a waiter is claimed at most once
+	claims   chan *claim // capacity 1 (a group producer: N): a waiter is claimed at most once (N times)
 	gone     chan struct{}
 	goneOnce sync.Once
+
+	// firm is set by a group producer once it has a receiver: a consumer
+	// whose n differs is then refused with 400 instead of the producer.
+	// Read and written by the producer's own goroutine only.
+	firm bool
 
 	mu    sync.Mutex
 	state waiterState
 	seq   uint64 // its queue entry, once appended
+	taken int    // claims handed over
+	need  int    // claims it takes while in the queue (a group producer: the receivers it misses)
 }
 
 func newWaiter(ctx context.Context, gateway, id string, ch Channel, role string, meta Meta) (*waiter, error) {
 	w := &waiter{
 		id: id, ch: ch, role: role, meta: meta, ctx: ctx,
-		claims: make(chan *claim, 1), gone: make(chan struct{}),
+		claims: make(chan *claim, claimsCap(role, meta)), gone: make(chan struct{}),
 	}
 	opp := subjects.PipeConsumer
 	if role == subjects.PipeConsumer {
@@ -92,7 +99,12 @@ func (w *waiter) offer(c *claim) bool {
 	if (w.state != stateWaiting && w.state != stateArriving) || w.ctx.Err() != nil {
 		return false
 	}
-	w.state = stateClaimed
+	w.taken++
+	if want := w.wants(); w.taken < want {
+		c.keep = true // a group producer stays in the queue for more
+	} else {
+		w.state = stateClaimed
+	}
 	w.claims <- c
 	return true
 }
@@ -127,12 +139,24 @@ type claim struct {
 	// receiver is the consumer's natsio subject, when the claimer is the
 	// consumer.
 	receiver string
+	// firm is set when the claimer is a group producer that already has
+	// a receiver (see [waiter.firm]).
+	firm bool
+	// keep tells the claimer that the holder (a group producer) waits
+	// for more receivers: its queue entry stays.
+	keep bool
+	// mismatch is set on a claim handed to a consumer whose n differs
+	// from a firm group producer's: the consumer ends with 400.
+	mismatch bool
 }
 
 // claimAnswer is a holder's answer to a local claim.
 type claimAnswer struct {
 	ok   bool
 	meta Meta // the holder producer's
+	keep bool // see [claim.keep]
+	// mismatch is the holder's n when it refused for a differing n.
+	mismatch int
 }
 
 // pairing is what a party gets once matched: a producer a sink, a
@@ -142,4 +166,7 @@ type pairing struct {
 	source Source
 	meta   Meta
 	local  bool
+	// keep: the holder is a group producer waiting for more receivers;
+	// the claimer leaves its queue entry in place.
+	keep bool
 }

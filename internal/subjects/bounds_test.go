@@ -36,6 +36,7 @@ func TestBoundedBuilders(t *testing.T) {
 		"PipeClaim":     func(n string) (string, error) { return PipeClaim(strings.Repeat("g", 64), n) },
 		"PipeGone":      func(n string) (string, error) { return PipeGone(n, n) },
 		"PipeAlive":     PipeAlive,
+		"PipePub":       func(n string) (string, error) { return PipePub(n, n) },
 	}
 	for name, build := range one {
 		got, err := build(worst)
