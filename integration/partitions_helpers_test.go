@@ -65,37 +65,64 @@ func leadersByNode(pls map[string]placement) map[string][]string {
 }
 
 // spreadLeaders rebalances the leaders of names over nodes nodes the way
-// an operator does with `nats stream cluster step-down`: while a node
-// leads more than its share (names/nodes, rounded up), one of its streams
-// is asked to step down and elects another leader. It stops after a
-// bounded number of step-downs and returns the leaders by node.
+// an operator does with `nats stream cluster step-down --preferred`: while
+// a node leads more than its share (names/nodes, rounded up), one of its
+// streams that has a replica on a node leading less than its share is
+// asked to step down in favour of that node. It stops after a bounded
+// number of step-downs and returns the leaders by node.
 func spreadLeaders(t testing.TB, nc *nats.Conn, js jetstream.JetStream, names []string, nodes int) map[string][]string {
 	t.Helper()
 	share := (len(names) + nodes - 1) / nodes
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for range 8 * len(names) {
-		byNode := leadersByNode(placementOf(t, js, names))
-		crowded := ""
-		for _, led := range byNode {
-			if len(led) > share {
-				crowded = led[0]
-				break
-			}
-		}
-		if crowded == "" {
+	for range 4 * len(names) {
+		pls := placementOf(t, js, names)
+		byNode := leadersByNode(pls)
+		stream, to := moveCandidate(pls, byNode, share)
+		if stream == "" {
 			return byNode
 		}
-		msg, err := nc.RequestWithContext(ctx, subjects.JSStreamLeaderStepDown(crowded), nil)
-		if err != nil {
-			t.Fatalf("step down %s: %v", crowded, err)
+		req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": to}})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		msg, err := nc.RequestWithContext(ctx, subjects.JSStreamLeaderStepDown(stream), req)
+		cancel()
+		if err != nil { // the API may be busy with the last election: look again
+			t.Logf("step down %s to %s: %v", stream, to, err)
+			continue
 		}
 		var resp struct {
 			Error *struct{ Description string } `json:"error"`
 		}
 		if json.Unmarshal(msg.Data, &resp) != nil || resp.Error != nil {
-			t.Logf("step down %s: %s", crowded, msg.Data)
+			t.Logf("step down %s to %s: %s", stream, to, msg.Data)
+			continue
 		}
+		natstest.Eventually(t, 30*time.Second, func() error {
+			if l := placementOf(t, js, []string{stream})[stream].leader; l != to {
+				return fmt.Errorf("stream %s led by %s, not yet %s", stream, l, to)
+			}
+			return nil
+		})
 	}
 	return leadersByNode(placementOf(t, js, names))
+}
+
+// moveCandidate picks a stream led by a node over its share with a replica
+// on a node under it, and that node; "" when the leaders are spread.
+func moveCandidate(pls map[string]placement, byNode map[string][]string, share int) (stream, to string) {
+	names := make([]string, 0, len(pls))
+	for name := range pls {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		pl := pls[name]
+		if len(byNode[pl.leader]) <= share {
+			continue
+		}
+		for _, n := range pl.nodes {
+			if n != pl.leader && len(byNode[n]) < share {
+				return name, n
+			}
+		}
+	}
+	return "", ""
 }

@@ -35,7 +35,12 @@ func agreePartitions(ctx context.Context, js jetstream.JetStream, replicas, want
 		return err
 	}
 	for {
-		have, err := recordedPartitions(ctx, kv)
+		var have int
+		err := jsutil.Call(ctx, "read partition count", func(ctx context.Context) error {
+			var err error
+			have, err = recordedPartitions(ctx, kv)
+			return err
+		})
 		switch {
 		case err == nil:
 			return comparePartitions(want, have)
@@ -46,7 +51,11 @@ func agreePartitions(ctx context.Context, js jetstream.JetStream, replicas, want
 		if want != 1 && unpartitionedData(ctx, js) {
 			first = 1
 		}
-		if _, err := kv.Create(ctx, subjects.ClusterPartitionsKey, []byte(strconv.Itoa(first))); err == nil {
+		err = jsutil.Call(ctx, "record partition count", func(ctx context.Context) error {
+			_, err := kv.Create(ctx, subjects.ClusterPartitionsKey, []byte(strconv.Itoa(first)))
+			return err
+		})
+		if err == nil {
 			return comparePartitions(want, first)
 		} else if !errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("gateway: record partition count: %w", err)

@@ -101,6 +101,15 @@ func WaitJetStream(ctx context.Context, js jetstream.JetStream) error {
 	})
 }
 
+// Call runs one JetStream request with the provisioning retries: fn is
+// retried while the error is one a settling cluster gives (no responders
+// from a stream whose leader is still being elected, a timeout). For reads
+// and writes at start-up that must not fail just because a bucket was
+// created a moment ago.
+func Call(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	return retry(ctx, createSchedule, what, fn)
+}
+
 // EnsureStream creates the stream or updates it to cfg.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	var s jetstream.Stream
