@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,9 +67,9 @@ func leadersByNode(pls map[string]placement) map[string][]string {
 
 // spreadLeaders rebalances the leaders of names over nodes nodes the way
 // an operator does with `nats stream cluster step-down --preferred`: while
-// a node leads more than its share (names/nodes, rounded up), one of its
-// streams that has a replica on a node leading less than its share is
-// asked to step down in favour of that node. It stops after a bounded
+// a node leads more than its share (names/nodes, rounded up), a stream is
+// asked to step down in favour of a replica node that leads at least two
+// fewer (moves that free the crowded node directly come first). It stops after a bounded
 // number of step-downs and returns the leaders by node.
 func spreadLeaders(t testing.TB, nc *nats.Conn, js jetstream.JetStream, names []string, nodes int) map[string][]string {
 	t.Helper()
@@ -105,21 +106,28 @@ func spreadLeaders(t testing.TB, nc *nats.Conn, js jetstream.JetStream, names []
 	return leadersByNode(placementOf(t, js, names))
 }
 
-// moveCandidate picks a stream led by a node over its share with a replica
-// on a node under it, and that node; "" when the leaders are spread.
+// moveCandidate picks a stream and a replica node of it that leads at
+// least two fewer streams than the stream's leader: a move that makes the
+// spread strictly more even (so repeated moves end). It prefers streams
+// whose leader is over its share; "" when no such move is left.
 func moveCandidate(pls map[string]placement, byNode map[string][]string, share int) (stream, to string) {
 	names := make([]string, 0, len(pls))
 	for name := range pls {
 		names = append(names, name)
 	}
-	slices.Sort(names)
+	slices.SortFunc(names, func(a, b string) int { // most crowded leaders first
+		if d := len(byNode[pls[b].leader]) - len(byNode[pls[a].leader]); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	if len(names) == 0 || len(byNode[pls[names[0]].leader]) <= share {
+		return "", ""
+	}
 	for _, name := range names {
 		pl := pls[name]
-		if len(byNode[pl.leader]) <= share {
-			continue
-		}
 		for _, n := range pl.nodes {
-			if n != pl.leader && len(byNode[n]) < share {
+			if n != pl.leader && len(byNode[n])+1 < len(byNode[pl.leader]) {
 				return name, n
 			}
 		}
