@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/agent"
 	"github.com/switchboard/switchboard/internal/gateway"
+	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/tlstest"
 )
 
@@ -77,9 +78,11 @@ func TestAgentMutualTLS(t *testing.T) {
 }
 
 // TestAgentOverGatewayWebsocket: an agent that reaches nothing but the
-// gateway's HTTPS port (wss://gateway/nats) serves its upstream end to
-// end: a request and a 64 MiB body both ways. (Relayed WebSocket
-// upgrades are not in the relay yet; when they land, add one here.)
+// gateway's HTTPS port (wss://gateway/nats, through a forwarder of that one
+// port) serves its upstream end to end: a request, a 64 MiB body both ways
+// and a relayed WebSocket (wss://gateway/relay/ws/...: messages both ways,
+// 1 MiB and larger messages, ping, the target's close code). Cutting the
+// forwarder cuts the agent off: it had no other way in.
 func TestAgentOverGatewayWebsocket(t *testing.T) {
 	const size = 64 << 20
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,12 +99,14 @@ func TestAgentOverGatewayWebsocket(t *testing.T) {
 		}
 	}))
 	t.Cleanup(up.Close)
+	echo := newWSUpstream(t)
 	gw := startTLSGateway(t, func(c *gateway.Config, _ *tlstest.CA) {
 		c.Embedded.Websocket = true
-		c.Embedded.Agents = []gateway.AgentUser{{User: "ua", Password: "pa", Upstreams: []string{"api"}}}
+		c.Embedded.Agents = []gateway.AgentUser{{User: "ua", Password: "pa", Upstreams: []string{"api", "ws"}}}
 	})
-	wss := "wss" + strings.TrimPrefix(gw.URL(), "https") + gateway.NATSWebsocketPath
-	cfg := agentConfig(t, wss, map[string]string{"api": up.URL})
+	only := newPortForward(t, gw.Addr())
+	wss := "wss://" + only.Addr() + gateway.NATSWebsocketPath
+	cfg := agentConfig(t, wss, map[string]string{"api": up.URL, "ws": echo.URL})
 	cfg.NATS.User, cfg.NATS.Password, cfg.NATS.TLSCAFile = "ua", "pa", gw.ca.CertFile
 	startAgent(t, cfg)
 	base := gw.URL() + "/relay/api"
@@ -134,6 +139,16 @@ func TestAgentOverGatewayWebsocket(t *testing.T) {
 			t.Fatalf("download: %d bytes, %v", n, err)
 		}
 	})
+	t.Run("websocket", func(t *testing.T) {
+		big := 8 << 20
+		if raceEnabled {
+			big = 4 << 20
+		}
+		exerciseWSClient(t, "wss"+strings.TrimPrefix(gw.URL(), "https")+"/relay/ws/echo", big, gw.h1)
+		if o := echo.origin.Load().(string); o != "https://app.example|127.0.0.1" {
+			t.Fatalf("upstream saw Origin|X-Forwarded-For %q", o)
+		}
+	})
 	t.Run("refusals", func(t *testing.T) {
 		// A wrong password over /nats is refused like on the client port.
 		bad := agentConfig(t, wss, map[string]string{"api": up.URL})
@@ -148,5 +163,16 @@ func TestAgentOverGatewayWebsocket(t *testing.T) {
 		if status, _, _ := call(t, gw.h1, "GET", gw.URL()+gateway.NATSWebsocketPath, "", nil); status != 400 {
 			t.Fatalf("GET /nats without upgrade: %d", status)
 		}
+	})
+	t.Run("one port only", func(t *testing.T) {
+		// With the forwarded port gone the agent has no way in: the
+		// gateway answers 503 NO_AGENT.
+		only.Cut()
+		natstest.Eventually(t, 20*time.Second, func() error {
+			if status, body, _ := call(t, gw.h2, "GET", base+"/x", "", nil); status != 503 || !strings.Contains(body, "NO_AGENT") {
+				return fmt.Errorf("after the cut: %d %s", status, body)
+			}
+			return nil
+		})
 	})
 }
