@@ -170,6 +170,15 @@ func TestAgentOverGatewayWebsocket(t *testing.T) {
 			u.Kill()
 			t.Fatal("wrong password accepted over /nats")
 		}
+		// The agent's permissions apply over /nats too: ua may not serve b.
+		other := agentConfig(t, wss, map[string]string{"b": up.URL})
+		other.NATS.User, other.NATS.Password, other.NATS.TLSCAFile = "ua", "pa", gw.ca.CertFile
+		if u, err := agent.StartUpstream(ctx, other, harness.Logger(t)); err == nil || !strings.Contains(err.Error(), `not allowed to serve upstream "b"`) {
+			if err == nil {
+				u.Kill()
+			}
+			t.Fatalf("ua serving b over /nats: %v", err)
+		}
 		// A plain GET (no upgrade) or a browser (Origin) gets 400.
 		if status, _, _ := call(t, gw.h1, "GET", gw.URL()+gateway.NATSWebsocketPath, "", nil); status != 400 {
 			t.Fatalf("GET /nats without upgrade: %d", status)
