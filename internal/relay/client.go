@@ -243,7 +243,7 @@ func (x *call) openExchange() error {
 	backoff := 20 * time.Millisecond
 	timeouts := 0
 	for try := 1; ; try++ {
-		x.open.Header.Set(hdrTry, fmt.Sprint(try))
+		x.open.Header[hdrTry] = []string{strconv.Itoa(try)}
 		x.open.Reply = x.reply
 		if err := x.c.nc.PublishMsg(x.open); err != nil {
 			return fmt.Errorf("%w: publish: %v", ErrNoAgent, err)
@@ -281,7 +281,7 @@ func (x *call) openExchange() error {
 func (x *call) awaitAck(try int) (ackResult, error) {
 	timer := time.NewTimer(x.c.cfg.AckTimeout)
 	defer timer.Stop()
-	want := fmt.Sprint(try)
+	want := strconv.Itoa(try)
 	for {
 		select {
 		case <-x.ctx.Done():
@@ -335,6 +335,17 @@ func (x *call) awaitAck(try int) (ackResult, error) {
 // for the agent's stream to connect) while keeping the exchange alive.
 func (x *call) awaitResponse() (*Response, error) {
 	o := x.c.cfg
+	var pending *Response
+	if m := x.early; m != nil {
+		// The usual small exchange: the response came instead of the ack
+		// and completes it, so no timer is needed.
+		x.early = nil
+		resp, err := x.response(m)
+		if err != nil || resp.Body != nil {
+			return resp, err
+		}
+		pending = resp
+	}
 	hb := time.NewTicker(o.Heartbeat)
 	defer hb.Stop()
 	lastHeard := time.Now()
@@ -344,17 +355,8 @@ func (x *call) awaitResponse() (*Response, error) {
 		respTimeout = t.C
 	}
 	upload := x.upload
-	if !x.streamed {
+	if !x.streamed && pending == nil {
 		startTimer()
-	}
-	var pending *Response
-	if m := x.early; m != nil {
-		x.early = nil
-		resp, err := x.response(m)
-		if err != nil || resp.Body != nil {
-			return resp, err
-		}
-		pending, respTimeout = resp, nil
 	}
 	for {
 		select {
