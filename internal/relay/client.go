@@ -29,6 +29,7 @@ type Client struct {
 	log     *slog.Logger
 	metrics *Metrics
 	muxes   *muxes
+	ackMs   []string // the open message's hdrAck value, the same for every request
 	// upgrades counts upgraded connections; closing ends them (Close).
 	upgrades  atomic.Int64
 	closing   chan struct{}
@@ -42,7 +43,9 @@ func NewClient(nc *nats.Conn, cfg Config, metrics *Metrics, log *slog.Logger) *C
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{nc: nc, cfg: cfg.withDefaults(), log: log, metrics: metrics, muxes: newMuxes(nc), closing: make(chan struct{})}
+	c := &Client{nc: nc, cfg: cfg.withDefaults(), log: log, metrics: metrics, muxes: newMuxes(nc), closing: make(chan struct{})}
+	c.ackMs = []string{strconv.FormatInt(c.cfg.AckTimeout.Milliseconds(), 10)}
+	return c
 }
 
 // Close releases the client's idle reply subscriptions; requests still in
@@ -177,7 +180,7 @@ func (x *call) buildOpen(subject string) error {
 		x.streamed = true
 	}
 	m := newMsg(subject, opOpen)
-	m.Header.Set(hdrAck, strconv.FormatInt(x.c.cfg.AckTimeout.Milliseconds(), 10))
+	m.Header[hdrAck] = x.c.ackMs // read only
 	data, err := head.encode(inline)
 	if err != nil {
 		return err
