@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -170,7 +169,7 @@ func socketIOModules(t *testing.T) string {
 type nodeProc struct {
 	cmd    *exec.Cmd
 	lines  chan string
-	stderr lockedWriter
+	stderr lockedBuffer
 }
 
 // startNode runs script (written to a temp file) with args, modules on
@@ -209,24 +208,6 @@ func startNode(t *testing.T, modules, script string, args ...string) *nodeProc {
 	return p
 }
 
-// lockedWriter collects a process's output.
-type lockedWriter struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(b)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // next returns the next stdout line decoded, failing the test after
 // timeout or at the end of the output.
 func (p *nodeProc) next(t *testing.T, timeout time.Duration) map[string]any {
@@ -234,7 +215,7 @@ func (p *nodeProc) next(t *testing.T, timeout time.Duration) map[string]any {
 	select {
 	case line, ok := <-p.lines:
 		if !ok {
-			t.Fatalf("node exited early; stderr:\n%s", p.stderr.String())
+			t.Fatalf("node exited early; stderr:\n%s", p.stderr.tail(8192))
 		}
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
@@ -242,7 +223,7 @@ func (p *nodeProc) next(t *testing.T, timeout time.Duration) map[string]any {
 		}
 		return m
 	case <-time.After(timeout):
-		t.Fatalf("node said nothing for %s; stderr:\n%s", timeout, p.stderr.String())
+		t.Fatalf("node said nothing for %s; stderr:\n%s", timeout, p.stderr.tail(8192))
 	}
 	return nil
 }
