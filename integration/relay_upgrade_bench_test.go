@@ -35,7 +35,7 @@ import (
 // reported as msgs/s; large: 1 MiB messages on one connection, reported
 // as MB/s of echoed payload (each way).
 //
-//	for r in 1 2 3; do go test ./integration/ -run '^$' -bench 'BenchmarkRelayWebSocket' -benchtime 1s; done
+//	for r in 1 2 3; do go test ./integration/ -run '^$' -bench 'BenchmarkRelayWebSocket$' -benchtime 1s; done
 func BenchmarkRelayWebSocket(b *testing.B) {
 	ctx, targets := wsBenchTargets(b)
 	for _, tg := range targets {
