@@ -70,7 +70,14 @@ func wsURL(base, path string) string { return "ws" + strings.TrimPrefix(base, "h
 
 func dialWS(t testing.TB, ctx context.Context, url string, h http.Header) *websocket.Conn {
 	t.Helper()
-	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"echo.v1"}, HTTPHeader: h})
+	return dialWSClient(t, ctx, url, h, nil)
+}
+
+// dialWSClient is dialWS with an HTTP client (nil: the default one), for
+// wss:// URLs of a test CA.
+func dialWSClient(t testing.TB, ctx context.Context, url string, h http.Header, client *http.Client) *websocket.Conn {
+	t.Helper()
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"echo.v1"}, HTTPHeader: h, HTTPClient: client})
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -110,10 +117,13 @@ func startAgentClient(t testing.TB, natsURL, upstream string, extra ...string) *
 }
 
 // exerciseWS runs the WebSocket fidelity checks on one connection url.
-func exerciseWS(t *testing.T, url string, big int) {
+func exerciseWS(t *testing.T, url string, big int) { exerciseWSClient(t, url, big, nil) }
+
+// exerciseWSClient is exerciseWS dialing with client (nil: the default).
+func exerciseWSClient(t *testing.T, url string, big int, client *http.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	c := dialWS(t, ctx, url, http.Header{"Origin": {"https://app.example"}})
+	c := dialWSClient(t, ctx, url, http.Header{"Origin": {"https://app.example"}}, client)
 	defer c.CloseNow()
 	if c.Subprotocol() != "echo.v1" {
 		t.Fatalf("subprotocol %q", c.Subprotocol())

@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/agent"
 	"github.com/switchboard/switchboard/internal/gateway"
+	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/tlstest"
 )
 
@@ -48,15 +49,26 @@ func TestAgentMutualTLS(t *testing.T) {
 		t.Fatalf("/relay/a = %d %s", status, body)
 	}
 
-	foreign := tlstest.NewCA(t, "strangers").Client("agent-1")
+	// Another CA with the same name: Go's client offers a certificate only
+	// when its issuer is one the server names, so this one is really sent
+	// and refused by the server's verification.
+	foreign := tlstest.NewCA(t, "agents").Client("agent-1")
 	plain := cfgFor("a", tlstest.Files{}, "nats://"+strings.TrimPrefix(url, "tls://"))
 	plain.NATS.TLSCAFile = ""
-	for name, c := range map[string]*agent.AgentUpstream{
-		"no certificate":           cfgFor("a", tlstest.Files{}, url),
-		"another CA's certificate": cfgFor("a", foreign, url),
-		"nats:// URL, no CA":       plain, // nats.go upgrades to TLS; the server's certificate does not verify
-		"a's credentials for b":    cfgFor("b", good, url),
+	// Under TLS 1.3 the client may finish its handshake before the server
+	// checks its certificate: then the server's alert is lost to a broken
+	// pipe and natsconn names the likely cause instead.
+	const refused = "the server refused our client certificate"
+	for name, tc := range map[string]struct {
+		cfg  *agent.AgentUpstream
+		want string
+	}{
+		"no certificate":           {cfgFor("a", tlstest.Files{}, url), "certificate required|" + refused},
+		"another CA's certificate": {cfgFor("a", foreign, url), "unknown certificate authority|" + refused},
+		"nats:// URL, no CA":       {plain, "certificate signed by unknown authority"}, // nats.go upgrades to TLS; the server's certificate does not verify
+		"a's credentials for b":    {cfgFor("b", good, url), `not allowed to serve upstream "b"`},
 	} {
+		c := tc.cfg
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		u, err := agent.StartUpstream(ctx, c, harness.Logger(t))
 		late := ctx.Err()
@@ -66,8 +78,8 @@ func TestAgentMutualTLS(t *testing.T) {
 			t.Errorf("%s: the agent started", name)
 			continue
 		}
-		if late != nil || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%s: not a prompt one-line error: %v", name, err)
+		if late != nil || strings.Contains(err.Error(), "\n") || !containsAny(err.Error(), tc.want) {
+			t.Errorf("%s: not a prompt one-line error with %q: %v", name, tc.want, err)
 		}
 		t.Logf("%s: %v", name, err)
 	}
@@ -77,9 +89,11 @@ func TestAgentMutualTLS(t *testing.T) {
 }
 
 // TestAgentOverGatewayWebsocket: an agent that reaches nothing but the
-// gateway's HTTPS port (wss://gateway/nats) serves its upstream end to
-// end: a request and a 64 MiB body both ways. (Relayed WebSocket
-// upgrades are not in the relay yet; when they land, add one here.)
+// gateway's HTTPS port (wss://gateway/nats, through a forwarder of that one
+// port) serves its upstream end to end: a request, a 64 MiB body both ways
+// and a relayed WebSocket (wss://gateway/relay/ws/...: messages both ways,
+// 1 MiB and larger messages, ping, the target's close code). Cutting the
+// forwarder cuts the agent off: it had no other way in.
 func TestAgentOverGatewayWebsocket(t *testing.T) {
 	const size = 64 << 20
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,12 +110,14 @@ func TestAgentOverGatewayWebsocket(t *testing.T) {
 		}
 	}))
 	t.Cleanup(up.Close)
+	echo := newWSUpstream(t)
 	gw := startTLSGateway(t, func(c *gateway.Config, _ *tlstest.CA) {
 		c.Embedded.Websocket = true
-		c.Embedded.Agents = []gateway.AgentUser{{User: "ua", Password: "pa", Upstreams: []string{"api"}}}
+		c.Embedded.Agents = []gateway.AgentUser{{User: "ua", Password: "pa", Upstreams: []string{"api", "ws"}}}
 	})
-	wss := "wss" + strings.TrimPrefix(gw.URL(), "https") + gateway.NATSWebsocketPath
-	cfg := agentConfig(t, wss, map[string]string{"api": up.URL})
+	only := newPortForward(t, gw.Addr())
+	wss := "wss://" + only.Addr() + gateway.NATSWebsocketPath
+	cfg := agentConfig(t, wss, map[string]string{"api": up.URL, "ws": echo.URL})
 	cfg.NATS.User, cfg.NATS.Password, cfg.NATS.TLSCAFile = "ua", "pa", gw.ca.CertFile
 	startAgent(t, cfg)
 	base := gw.URL() + "/relay/api"
@@ -134,6 +150,16 @@ func TestAgentOverGatewayWebsocket(t *testing.T) {
 			t.Fatalf("download: %d bytes, %v", n, err)
 		}
 	})
+	t.Run("websocket", func(t *testing.T) {
+		big := 8 << 20
+		if raceEnabled {
+			big = 4 << 20
+		}
+		exerciseWSClient(t, "wss"+strings.TrimPrefix(gw.URL(), "https")+"/relay/ws/echo", big, gw.h1)
+		if o := echo.origin.Load().(string); o != "https://app.example|127.0.0.1" {
+			t.Fatalf("upstream saw Origin|X-Forwarded-For %q", o)
+		}
+	})
 	t.Run("refusals", func(t *testing.T) {
 		// A wrong password over /nats is refused like on the client port.
 		bad := agentConfig(t, wss, map[string]string{"api": up.URL})
@@ -144,9 +170,40 @@ func TestAgentOverGatewayWebsocket(t *testing.T) {
 			u.Kill()
 			t.Fatal("wrong password accepted over /nats")
 		}
+		// The agent's permissions apply over /nats too: ua may not serve b.
+		other := agentConfig(t, wss, map[string]string{"b": up.URL})
+		other.NATS.User, other.NATS.Password, other.NATS.TLSCAFile = "ua", "pa", gw.ca.CertFile
+		if u, err := agent.StartUpstream(ctx, other, harness.Logger(t)); err == nil || !strings.Contains(err.Error(), `not allowed to serve upstream "b"`) {
+			if err == nil {
+				u.Kill()
+			}
+			t.Fatalf("ua serving b over /nats: %v", err)
+		}
 		// A plain GET (no upgrade) or a browser (Origin) gets 400.
 		if status, _, _ := call(t, gw.h1, "GET", gw.URL()+gateway.NATSWebsocketPath, "", nil); status != 400 {
 			t.Fatalf("GET /nats without upgrade: %d", status)
 		}
 	})
+	t.Run("one port only", func(t *testing.T) {
+		// With the forwarded port gone the agent has no way in: the
+		// gateway answers 503 NO_AGENT.
+		only.Cut()
+		natstest.Eventually(t, 20*time.Second, func() error {
+			if status, body, _ := call(t, gw.h2, "GET", base+"/x", "", nil); status != 503 || !strings.Contains(body, "NO_AGENT") {
+				return fmt.Errorf("after the cut: %d %s", status, body)
+			}
+			return nil
+		})
+	})
+}
+
+// containsAny reports whether s contains one of the |-separated parts of
+// alternatives.
+func containsAny(s, alternatives string) bool {
+	for _, a := range strings.Split(alternatives, "|") {
+		if strings.Contains(s, a) {
+			return true
+		}
+	}
+	return false
 }

@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,4 +126,81 @@ func harnessConfig(t testing.TB) *gateway.Config {
 	relayConfig(cfg)
 	cfg.Log.Level = "info"
 	return cfg
+}
+
+// portForward listens on a loopback port and copies every connection both
+// ways to one address: a client given only its port reaches that address
+// and nothing else, and cut takes even that away.
+type portForward struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	cut   bool
+	wg    sync.WaitGroup
+}
+
+func newPortForward(t testing.TB, to string) *portForward {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &portForward{ln: ln, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", to)
+			if err != nil || !p.track(in, out) {
+				in.Close()
+				if out != nil {
+					out.Close()
+				}
+				continue
+			}
+			p.wg.Add(2)
+			go p.copy(out, in)
+			go p.copy(in, out)
+		}
+	}()
+	t.Cleanup(func() { p.Cut(); p.wg.Wait() })
+	return p
+}
+
+// Addr is the forwarder's host:port.
+func (p *portForward) Addr() string { return p.ln.Addr().String() }
+
+func (p *portForward) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut {
+		return false
+	}
+	for _, c := range cs {
+		p.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (p *portForward) copy(dst, src net.Conn) {
+	defer p.wg.Done()
+	io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+}
+
+// Cut closes the listener and every connection through it.
+func (p *portForward) Cut() {
+	p.mu.Lock()
+	p.cut = true
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]struct{}{}
+	p.mu.Unlock()
+	p.ln.Close()
 }

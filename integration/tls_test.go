@@ -216,23 +216,26 @@ func TestHTTPSCertificateRotation(t *testing.T) {
 	}
 }
 
-// TestHTTPSAdminClientCertificate: with tls.client_ca_file, /metrics
-// needs a client certificate of that CA; public routes do not.
+// TestHTTPSAdminClientCertificate: with tls.client_ca_file, /metrics, the
+// console (/ui/) and its API (/admin/...) need a client certificate of that
+// CA; public routes do not.
 func TestHTTPSAdminClientCertificate(t *testing.T) {
 	var clients *tlstest.CA
 	gw := startTLSGateway(t, func(c *gateway.Config, _ *tlstest.CA) {
 		clients = tlstest.NewCA(t, "operators")
 		c.TLS.ClientCAFile = clients.CertFile
 	})
-	if status, body, _ := call(t, gw.h2, "GET", gw.URL()+"/metrics", "", nil); status != 403 || !strings.Contains(body, "CLIENT_CERTIFICATE_REQUIRED") {
-		t.Fatalf("/metrics without certificate: %d %s", status, body)
+	operator := tlsClient(t, gw.ca.ClientConfig(clients.Client("operator")), true)
+	for _, path := range []string{"/metrics", "/ui/", "/admin/api/cluster"} {
+		if status, body, _ := call(t, gw.h2, "GET", gw.URL()+path, "", nil); status != 403 || !strings.Contains(body, "CLIENT_CERTIFICATE_REQUIRED") {
+			t.Fatalf("%s without certificate: %d %s", path, status, body)
+		}
+		if status, _, _ := call(t, operator, "GET", gw.URL()+path, "", nil); status != 200 {
+			t.Fatalf("%s with certificate: %d", path, status)
+		}
 	}
 	if status, _, _ := call(t, gw.h2, "GET", gw.URL()+"/readyz", "", nil); status != 200 {
 		t.Fatalf("/readyz without certificate: %d", status)
-	}
-	cfg := gw.ca.ClientConfig(clients.Client("operator"))
-	if status, _, _ := call(t, tlsClient(t, cfg, true), "GET", gw.URL()+"/metrics", "", nil); status != 200 {
-		t.Fatalf("/metrics with certificate: %d", status)
 	}
 	// A certificate of another CA is either not sent (Go's client offers
 	// only certificates of the CAs the server names) or refused.

@@ -27,7 +27,8 @@
 #   SB_TLS=1          TLS variant: a private CA (openssl, in $SB_STATE_DIR/tls) signs
 #                     certificates for the NATS nodes, the gateways and the agent; NATS
 #                     clients need TLS and a client certificate (mTLS, tls:// URLs), the
-#                     gateways serve HTTPS (HTTP/2); runs without haproxy (see README).
+#                     gateways serve HTTPS (HTTP/2); haproxy serves HTTPS too (HTTP/2) and
+#                     re-encrypts to the gateways, verifying them against the CA.
 #                     Probe with: curl --cacert $SB_STATE_DIR/tls/ca.pem https://...
 #                     Give status, start-node and stop-node the same SB_TLS.
 #
@@ -223,10 +224,6 @@ ensure_nats_server() {
 
 ensure_haproxy() { # -> 0 when haproxy is usable
   [[ ${SB_NO_LB:-} == 1 ]] && return 1
-  if ((TLS)); then
-    log "SB_TLS=1: running without a load balancer (deploy/lb/haproxy.cfg speaks plain HTTP to the gateways)"
-    return 1
-  fi
   command -v haproxy >/dev/null 2>&1 && return 0
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     log "installing haproxy (apt-get)"
@@ -262,7 +259,10 @@ ensure_secrets() {
 # ensure_tls: with SB_TLS=1, a private CA and its certificates, made once.
 ensure_tls() {
   ((TLS)) || return 0
-  [[ -f $TLSDIR/agent.pem ]] && return 0
+  if [[ -f $TLSDIR/agent.pem ]]; then
+    tls_lb_pem
+    return 0
+  fi
   command -v openssl >/dev/null 2>&1 || die "SB_TLS=1 needs openssl"
   log "making a private CA and certificates in $TLSDIR (openssl)"
   mkdir -p "$TLSDIR"
@@ -283,6 +283,13 @@ ensure_tls() {
     issue server "subjectAltName=IP:$HOST,DNS:localhost" serverAuth,clientAuth
     issue agent "subjectAltName=DNS:agent-demo" clientAuth
   ) || die "making certificates failed"
+  tls_lb_pem
+}
+
+# tls_lb_pem: haproxy wants the certificate and its key in one file.
+tls_lb_pem() {
+  [[ -f $TLSDIR/lb.pem ]] && return 0
+  (umask 077 && cat "$TLSDIR/server.pem" "$TLSDIR/server.key" >"$TLSDIR/lb.pem") || die "writing $TLSDIR/lb.pem failed"
 }
 
 # --- components ------------------------------------------------------------
@@ -334,7 +341,14 @@ start_gateway() { # i
 }
 
 start_lb() {
-  SB_LB_BIND=$HOST:$LB_PORT SB_LB_STATS=$HOST:$LB_STATS_PORT \
+  local bind_opts="" server_opts=""
+  # TLS variant: HTTPS (HTTP/2) in front, re-encrypted to the gateways,
+  # whose certificates must verify against the CA (health checks too).
+  if ((TLS)); then
+    bind_opts="ssl crt $TLSDIR/lb.pem alpn h2,http/1.1"
+    server_opts="ssl verify required ca-file $TLSDIR/ca.pem"
+  fi
+  SB_LB_BIND_OPTS=$bind_opts SB_GW_SERVER_OPTS=$server_opts SB_LB_BIND=$HOST:$LB_PORT SB_LB_STATS=$HOST:$LB_STATS_PORT \
     SB_GW1_ADDR=$HOST:$(gw_port 1) SB_GW2_ADDR=$HOST:$(gw_port 2) SB_GW3_ADDR=$HOST:$(gw_port 3) \
     spawn lb "$(command -v haproxy)" -db -f "$DEPLOY/lb/haproxy.cfg"
 }
@@ -355,7 +369,7 @@ start_one() { # kind i : start and wait until ready
   case $kind in
   nats) start_nats "$i" && wait_ready "nats-$i" "$(mon_port "$i")" /healthz ;;
   gateway) start_gateway "$i" && wait_ready "gateway-$i" "$(gw_port "$i")" /readyz "$SCHEME" ;;
-  lb) start_lb && wait_ready lb "$LB_PORT" /readyz ;;
+  lb) start_lb && wait_ready lb "$LB_PORT" /readyz "$SCHEME" ;;
   *) die "unknown component '$kind' (nats, gateway, lb)" ;;
   esac
 }
@@ -364,7 +378,7 @@ all_names() { echo lb agent-1 gateway-1 gateway-2 gateway-3 nats-1 nats-2 nats-3
 
 write_cluster_env() {
   local lb_url=""
-  alive lb && lb_url="http://$HOST:$LB_PORT"
+  alive lb && lb_url="$SCHEME://$HOST:$LB_PORT"
   {
     echo "SB_LB_URL=$lb_url"
     echo "SB_GATEWAY_URLS=$SCHEME://$HOST:$(gw_port 1),$SCHEME://$HOST:$(gw_port 2),$SCHEME://$HOST:$(gw_port 3)"
@@ -383,9 +397,9 @@ print_urls() {
   local i
   echo "Switchboard cluster is ready."
   if alive lb; then
-    echo "  load balancer   http://$HOST:$LB_PORT        (stats and /metrics: http://$HOST:$LB_STATS_PORT)"
+    echo "  load balancer   $SCHEME://$HOST:$LB_PORT        (stats and /metrics: http://$HOST:$LB_STATS_PORT)"
   else
-    echo "  load balancer   none ($( ((TLS)) && echo "SB_TLS=1" || echo "haproxy not available"))"
+    echo "  load balancer   none (haproxy not available)"
   fi
   for i in 1 2 3; do echo "  gateway $i       $SCHEME://$HOST:$(gw_port "$i")"; done
   ((TLS)) && echo "  TLS             CA $TLSDIR/ca.pem; NATS needs tls:// and a client certificate ($TLSDIR/agent.pem)"
@@ -428,7 +442,7 @@ cmd_start() {
   log "gateways ready"
   if ((with_lb)); then
     start_lb
-    wait_ready lb "$LB_PORT" /readyz
+    wait_ready lb "$LB_PORT" /readyz "$SCHEME"
     log "load balancer ready"
   fi
   if [[ -n ${SB_AGENT_TARGET:-} ]]; then
@@ -457,7 +471,7 @@ cmd_status() {
     case $name in
     nats-*) code=$(http_status "$HOST" "$(mon_port "${name#nats-}")" /healthz) ;;
     gateway-*) code=$(http_status "$HOST" "$(gw_port "${name#gateway-}")" /readyz "$SCHEME") ;;
-    lb) code=$(http_status "$HOST" "$LB_PORT" /readyz) ;;
+    lb) code=$(http_status "$HOST" "$LB_PORT" /readyz "$SCHEME") ;;
     esac
     if alive "$name"; then
       printf '%-10s running  pid %-8s %s\n' "$name" "$(recorded_pid "$name")" "${code:+ready=$code}"

@@ -253,7 +253,7 @@ func runBenchGateway(natsURL string) int {
 }
 
 // metric reads one unlabelled sample from a /metrics page.
-func metric(b *testing.B, base, name string) float64 {
+func metric(b testing.TB, base, name string) float64 {
 	r := do(b, "GET", base+"/metrics", "", "")
 	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(r.Body)
 	if m == nil {
@@ -261,6 +261,44 @@ func metric(b *testing.B, base, name string) float64 {
 	}
 	v, _ := strconv.ParseFloat(m[1], 64)
 	return v
+}
+
+// childGateway is a gateway in a child process (this test binary, see
+// TestMain), on its own embedded-free nats-server, so that its RSS and
+// goroutines are its own.
+type childGateway struct {
+	base  string
+	stdin io.WriteCloser
+	out   *bufio.Reader
+}
+
+func startChildGateway(tb testing.TB) *childGateway {
+	tb.Helper()
+	srv := natstest.RunServer(tb, nil)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchGatewayEnv+"="+srv.URL())
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	c := &childGateway{stdin: stdin, out: bufio.NewReader(stdout)}
+	line, err := c.out.ReadString('\n')
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.base = strings.TrimSpace(line)
+	harness.WaitReady(tb, c.base)
+	return c
+}
+
+// command sends one line of runBenchGateway's protocol and waits for its
+// answer.
+func (c *childGateway) command(line string) {
+	fmt.Fprintln(c.stdin, line)
+	_, _ = c.out.ReadString('\n')
 }
 
 // BenchmarkReaders opens N readers (MEGAPHONE_BENCH_READERS, default
@@ -272,23 +310,8 @@ func BenchmarkReaders(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("MEGAPHONE_BENCH_READERS")); err == nil && v > 0 {
 		n = v
 	}
-	srv := natstest.RunServer(b, nil)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchGatewayEnv+"="+srv.URL())
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { stdin.Close(); _ = cmd.Wait() }()
-	childOut := bufio.NewReader(stdout)
-	line, err := childOut.ReadString('\n')
-	if err != nil {
-		b.Fatal(err)
-	}
-	base := strings.TrimSpace(line)
-	harness.WaitReady(b, base)
+	child := startChildGateway(b)
+	base := child.base
 
 	hc := benchClient(64)
 	addrs := make([]created, n)
@@ -304,8 +327,7 @@ func BenchmarkReaders(b *testing.B) {
 	})
 	createRate := float64(n) / time.Since(began).Seconds()
 	hc.CloseIdleConnections()
-	fmt.Fprintln(stdin, "gc")
-	_, _ = childOut.ReadString('\n')
+	child.command("gc")
 	rssBefore := metric(b, base, "process_resident_memory_bytes")
 	heapBefore := metric(b, base, "go_memstats_heap_inuse_bytes")
 	stackBefore := metric(b, base, "go_memstats_stack_inuse_bytes")
@@ -357,13 +379,10 @@ func BenchmarkReaders(b *testing.B) {
 	})
 	rssAfter := metric(b, base, "process_resident_memory_bytes")
 	if path := os.Getenv("MEGAPHONE_BENCH_HEAP"); path != "" {
-		fmt.Fprintln(stdin, "heap "+path)
-		_, _ = childOut.ReadString('\n')
-		fmt.Fprintln(stdin, "goroutines "+path+".goroutines")
-		_, _ = childOut.ReadString('\n')
+		child.command("heap " + path)
+		child.command("goroutines " + path + ".goroutines")
 	}
-	fmt.Fprintln(stdin, "gc") // steady state: the garbage of opening collected
-	_, _ = childOut.ReadString('\n')
+	child.command("gc") // steady state: the garbage of opening collected
 	rssGC := metric(b, base, "process_resident_memory_bytes")
 	heapGC := metric(b, base, "go_memstats_heap_inuse_bytes")
 	stackGC := metric(b, base, "go_memstats_stack_inuse_bytes")

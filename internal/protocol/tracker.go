@@ -59,7 +59,8 @@ func (t *Tracker) Begin(parent context.Context, kind string) (context.Context, f
 // cancelling it: an exchange with side effects elsewhere (a relayed HTTP
 // request) must not be cut after the far side acted on it, or the
 // client's retry would act twice. Shutdown still waits for it, bounded by
-// its grace period, after which the HTTP server's Close cancels it.
+// its grace period, after which the HTTP server's Close cancels it. The
+// returned context is parent itself.
 func (t *Tracker) BeginDrain(parent context.Context, kind string) (context.Context, func(), error) {
 	return t.begin(parent, kind, endNever)
 }
@@ -93,12 +94,16 @@ func (t *Tracker) begin(parent context.Context, kind string, end int) (context.C
 	}
 	wg.Add(1)
 	t.mu.Unlock()
-	ctx, cancel := context.WithCancel(parent)
+	// A drained request keeps its parent's context: nothing here would
+	// cancel it before done, so a context of its own would only cost.
+	ctx, cancel := parent, func() {}
 	stopAfter := func() bool { return false }
 	switch end {
 	case endAtStop:
+		ctx, cancel = context.WithCancel(parent)
 		stopAfter = context.AfterFunc(t.stop, cancel)
 	case endLast:
+		ctx, cancel = context.WithCancel(parent)
 		stopAfter = context.AfterFunc(t.last, cancel)
 	}
 	g := t.open.WithLabelValues(kind)

@@ -29,6 +29,7 @@ type Client struct {
 	log     *slog.Logger
 	metrics *Metrics
 	muxes   *muxes
+	ackMs   []string // the open message's hdrAck value, the same for every request
 	// upgrades counts upgraded connections; closing ends them (Close).
 	upgrades  atomic.Int64
 	closing   chan struct{}
@@ -42,7 +43,9 @@ func NewClient(nc *nats.Conn, cfg Config, metrics *Metrics, log *slog.Logger) *C
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{nc: nc, cfg: cfg.withDefaults(), log: log, metrics: metrics, muxes: newMuxes(nc), closing: make(chan struct{})}
+	c := &Client{nc: nc, cfg: cfg.withDefaults(), log: log, metrics: metrics, muxes: newMuxes(nc), closing: make(chan struct{})}
+	c.ackMs = []string{strconv.FormatInt(c.cfg.AckTimeout.Milliseconds(), 10)}
+	return c
 }
 
 // Close releases the client's idle reply subscriptions; requests still in
@@ -177,7 +180,7 @@ func (x *call) buildOpen(subject string) error {
 		x.streamed = true
 	}
 	m := newMsg(subject, opOpen)
-	m.Header.Set(hdrAck, strconv.FormatInt(x.c.cfg.AckTimeout.Milliseconds(), 10))
+	m.Header[hdrAck] = x.c.ackMs // read only
 	data, err := head.encode(inline)
 	if err != nil {
 		return err
@@ -243,7 +246,7 @@ func (x *call) openExchange() error {
 	backoff := 20 * time.Millisecond
 	timeouts := 0
 	for try := 1; ; try++ {
-		x.open.Header.Set(hdrTry, fmt.Sprint(try))
+		x.open.Header[hdrTry] = []string{strconv.Itoa(try)}
 		x.open.Reply = x.reply
 		if err := x.c.nc.PublishMsg(x.open); err != nil {
 			return fmt.Errorf("%w: publish: %v", ErrNoAgent, err)
@@ -281,7 +284,7 @@ func (x *call) openExchange() error {
 func (x *call) awaitAck(try int) (ackResult, error) {
 	timer := time.NewTimer(x.c.cfg.AckTimeout)
 	defer timer.Stop()
-	want := fmt.Sprint(try)
+	want := strconv.Itoa(try)
 	for {
 		select {
 		case <-x.ctx.Done():
@@ -335,6 +338,17 @@ func (x *call) awaitAck(try int) (ackResult, error) {
 // for the agent's stream to connect) while keeping the exchange alive.
 func (x *call) awaitResponse() (*Response, error) {
 	o := x.c.cfg
+	var pending *Response
+	if m := x.early; m != nil {
+		// The usual small exchange: the response came instead of the ack
+		// and completes it, so no timer is needed.
+		x.early = nil
+		resp, err := x.response(m)
+		if err != nil || resp.Body != nil {
+			return resp, err
+		}
+		pending = resp
+	}
 	hb := time.NewTicker(o.Heartbeat)
 	defer hb.Stop()
 	lastHeard := time.Now()
@@ -344,17 +358,8 @@ func (x *call) awaitResponse() (*Response, error) {
 		respTimeout = t.C
 	}
 	upload := x.upload
-	if !x.streamed {
+	if !x.streamed && pending == nil {
 		startTimer()
-	}
-	var pending *Response
-	if m := x.early; m != nil {
-		x.early = nil
-		resp, err := x.response(m)
-		if err != nil || resp.Body != nil {
-			return resp, err
-		}
-		pending, respTimeout = resp, nil
 	}
 	for {
 		select {

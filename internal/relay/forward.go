@@ -21,6 +21,12 @@ import (
 // panic(http.ErrAbortHandler), as httputil.ReverseProxy does, so the
 // client sees a failed response and not a short one.
 func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Request, upstream, path string) error {
+	return c.forward(ctx, w, r, upstream, path, TrustedProxiesFrom(r.Context()))
+}
+
+// forward is [Client.Forward] with the trusted proxies given, which spares
+// the gateway's ingress a copy of the request to carry them in its context.
+func (c *Client) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, upstream, path string, trusted *TrustedProxies) error {
 	path, err := ConfinePath(path)
 	if err != nil {
 		c.metrics.Result(resultOf(err))
@@ -33,7 +39,7 @@ func (c *Client) Forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		Method:        r.Method,
 		Path:          path,
 		RawQuery:      r.URL.RawQuery,
-		Header:        OutgoingHeader(r, TrustedProxiesFrom(r.Context())),
+		Header:        OutgoingHeader(r, trusted),
 		Body:          body,
 		ContentLength: r.ContentLength,
 		Interrupt:     func() { _ = rc.SetReadDeadline(time.Now()) },

@@ -30,10 +30,16 @@ func RemoveHopByHop(h http.Header) {
 		h.Del(name)
 	}
 	for name := range h {
-		if strings.HasPrefix(name, "Proxy-") || strings.HasPrefix(strings.ToLower(name), "proxy-") {
+		if hasPrefixFold(name, "proxy-") {
 			delete(h, name)
 		}
 	}
+}
+
+// hasPrefixFold reports whether s starts with prefix, ignoring case
+// (without the allocation of strings.ToLower).
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // TrustedProxies is the set of peers whose forwarding headers
@@ -122,7 +128,7 @@ func OutgoingHeader(r *http.Request, trusted *TrustedProxies) http.Header {
 	peerTrusted := trusted.Trusts(r.RemoteAddr)
 	if !peerTrusted {
 		for name := range h {
-			if strings.HasPrefix(strings.ToLower(name), "x-forwarded-") {
+			if hasPrefixFold(name, "x-forwarded-") {
 				delete(h, name)
 			}
 		}

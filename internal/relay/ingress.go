@@ -105,8 +105,7 @@ func (s *Service) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	// Forward keeps the forwarding headers of trusted proxies only.
-	r = r.WithContext(WithTrustedProxies(r.Context(), s.proxies))
-	_ = s.client.Forward(ctx, w, r, name, path)
+	_ = s.client.forward(ctx, w, r, name, path, s.proxies)
 }
 
 // SplitPath splits an escaped request path /relay/{name}[/{path...}] into

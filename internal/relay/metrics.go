@@ -19,6 +19,8 @@ type Metrics struct {
 	upOpen   prometheus.Gauge
 	upBytes  *prometheus.CounterVec
 	upClosed *prometheus.CounterVec
+	// The children every request touches, looked up once.
+	ok, reqBytes, respBytes prometheus.Counter
 }
 
 // Request results, the values of the "result" label.
@@ -62,6 +64,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "switchboard_relay_upgraded_closed_total",
 		Help: "Upgraded connections closed, by reason: normal, caller, upstream, agent_lost, idle, shutdown.",
 	}, []string{"reason"})
+	m.ok = m.requests.WithLabelValues(ResultOK)
+	m.reqBytes = m.bytes.WithLabelValues("request")
+	m.respBytes = m.bytes.WithLabelValues("response")
 	if reg != nil {
 		reg.MustRegister(m.requests, m.open, m.bytes, m.refused, m.upOpen, m.upBytes, m.upClosed)
 	}
@@ -70,7 +75,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Result counts one finished request with a fixed result label.
 func (m *Metrics) Result(result string) {
-	if m != nil {
+	switch {
+	case m == nil:
+	case result == ResultOK:
+		m.ok.Inc()
+	default:
 		m.requests.WithLabelValues(result).Inc()
 	}
 }
@@ -106,7 +115,13 @@ func (m *Metrics) observeOpen(d time.Duration) {
 }
 
 func (m *Metrics) addBytes(direction string, n int) {
-	if m != nil && n > 0 {
+	switch {
+	case m == nil || n <= 0:
+	case direction == "request":
+		m.reqBytes.Add(float64(n))
+	case direction == "response":
+		m.respBytes.Add(float64(n))
+	default:
 		m.bytes.WithLabelValues(direction).Add(float64(n))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -83,6 +84,12 @@ type Server struct {
 	upCtx  context.Context
 	upStop context.CancelFunc
 	dialer net.Dialer
+	// Exchanges run on worker goroutines that stay for the next one
+	// (work hands an exchange to an idle worker), sparing each request a
+	// goroutine start and the growth of its stack.
+	work    chan *exchange
+	idle    atomic.Int32
+	workers sync.WaitGroup
 
 	drainOnce sync.Once
 	drainErr  error
@@ -122,6 +129,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		nc: nc, cfg: cfg, target: target, transport: cfg.Transport,
 		prefix: prefix, exchanges: map[string]*exchange{}, byReply: map[string]*exchange{},
 		stopSweep: make(chan struct{}), sweepDone: make(chan struct{}),
+		work: make(chan *exchange),
 	}
 	s.log = cfg.Logger.With("upstream", cfg.Upstream)
 	if s.transport == nil {
@@ -249,6 +257,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	close(s.stopSweep)
 	<-s.sweepDone
+	s.workers.Wait()
 	_ = s.ctlSub.Unsubscribe()
 	_ = s.cancelSub.Unsubscribe()
 	return err
@@ -297,14 +306,47 @@ func (s *Server) handle(req micro.Request) {
 		parent, wg = s.upCtx, &s.uwg
 		s.upgrades++
 	}
-	x := s.newExchange(parent, fmt.Sprint(s.nextID), m.Reply, try, head, inline, streamed)
+	x := s.newExchange(parent, strconv.FormatUint(s.nextID, 10), m.Reply, try, head, inline, streamed)
 	x.upgrade, x.trailers = upgrade, trailers
 	x.ackDelay = ackDelay(m.Header.Get(hdrAck))
 	s.exchanges[x.id] = x
 	s.byReply[x.reply] = x
 	wg.Add(1)
 	s.mu.Unlock()
-	go x.run()
+	s.start(x)
+}
+
+// maxIdleWorkers bounds the worker goroutines kept waiting for exchanges.
+const maxIdleWorkers = 64
+
+// start runs x on an idle worker, or on a new one.
+func (s *Server) start(x *exchange) {
+	select {
+	case s.work <- x:
+	default:
+		s.workers.Add(1)
+		go s.worker(x)
+	}
+}
+
+// worker runs exchanges until no more are waiting and enough workers are
+// idle, or the server stopped.
+func (s *Server) worker(x *exchange) {
+	defer s.workers.Done()
+	for {
+		x.run()
+		if s.idle.Add(1) > maxIdleWorkers {
+			s.idle.Add(-1)
+			return
+		}
+		select {
+		case x = <-s.work:
+			s.idle.Add(-1)
+		case <-s.stopSweep:
+			s.idle.Add(-1)
+			return
+		}
+	}
 }
 
 func (s *Server) reply(subject, try, op, code, msg string) {

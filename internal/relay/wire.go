@@ -99,72 +99,112 @@ func appendHeader(b []byte, h http.Header, body []byte) ([]byte, error) {
 
 var errMalformedHead = fmt.Errorf("%w: malformed head", ErrBadRequest)
 
-// lines splits n leading lines off data.
-func lines(data []byte, n int) ([]string, []byte, error) {
-	out := make([]string, n)
-	for i := range out {
-		j := bytes.IndexByte(data, '\n')
+// splitHead finds the end of a head: n fixed lines, then header lines up to
+// an empty line. It returns the head as one string (one allocation that
+// every field and header of the head then shares) and the body after it.
+func splitHead(data []byte, n int) (string, []byte, error) {
+	i := 0
+	for k := 0; k < n; k++ {
+		j := bytes.IndexByte(data[i:], '\n')
 		if j < 0 {
-			return nil, nil, errMalformedHead
+			return "", nil, errMalformedHead
 		}
-		out[i], data = string(data[:j]), data[j+1:]
+		i += j + 1
 	}
-	return out, data, nil
+	for {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			return "", nil, errMalformedHead
+		}
+		i += j + 1
+		if j == 0 {
+			return string(data[:i]), data[i:], nil
+		}
+	}
+}
+
+// line cuts the first line off s.
+func line(s string) (string, string) {
+	l, rest, _ := strings.Cut(s, "\n")
+	return l, rest
 }
 
 func decodeReq(data []byte) (reqHead, []byte, error) {
-	f, rest, err := lines(data, 4)
+	s, body, err := splitHead(data, 4)
 	if err != nil {
 		return reqHead{}, nil, err
 	}
-	h := reqHead{Method: f[0], Path: f[1], Query: f[2]}
-	if h.Length, err = strconv.ParseInt(f[3], 10, 64); err != nil || h.Length < -1 {
+	var h reqHead
+	var length string
+	h.Method, s = line(s)
+	h.Path, s = line(s)
+	h.Query, s = line(s)
+	length, s = line(s)
+	if h.Length, err = strconv.ParseInt(length, 10, 64); err != nil || h.Length < -1 {
 		return reqHead{}, nil, errMalformedHead
 	}
-	h.Header, rest, err = parseHeader(rest)
-	return h, rest, err
+	if h.Header, err = parseHeaderLines(s); err != nil {
+		return reqHead{}, nil, err
+	}
+	return h, body, nil
 }
 
 func decodeResp(data []byte) (respHead, []byte, error) {
-	f, rest, err := lines(data, 2)
+	s, body, err := splitHead(data, 2)
 	if err != nil {
 		return respHead{}, nil, err
 	}
-	var h respHead
-	status, err1 := strconv.Atoi(f[0])
-	length, err2 := strconv.ParseInt(f[1], 10, 64)
+	var f0, f1 string
+	f0, s = line(s)
+	f1, s = line(s)
+	status, err1 := strconv.Atoi(f0)
+	length, err2 := strconv.ParseInt(f1, 10, 64)
 	if err1 != nil || err2 != nil || status < 100 || status > 999 || length < -1 {
 		return respHead{}, nil, errMalformedHead
 	}
-	h.Status, h.Length = status, length
-	h.Header, rest, err = parseHeader(rest)
-	return h, rest, err
+	h := respHead{Status: status, Length: length}
+	if h.Header, err = parseHeaderLines(s); err != nil {
+		return respHead{}, nil, err
+	}
+	return h, body, nil
 }
 
 // parseHeader reads header lines up to the empty line and returns the body
 // after it.
 func parseHeader(data []byte) (http.Header, []byte, error) {
-	h := http.Header{}
-	for {
-		j := bytes.IndexByte(data, '\n')
-		if j < 0 {
-			return nil, nil, errMalformedHead
+	s, body, err := splitHead(data, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := parseHeaderLines(s)
+	return h, body, err
+}
+
+// parseHeaderLines parses "NAME: VALUE\n" lines ending with an empty line
+// (splitHead checked that it is there). Names and values are substrings of
+// s and single values share one backing array: a few allocations per head
+// instead of a few per header.
+func parseHeaderLines(s string) (http.Header, error) {
+	n := strings.Count(s, "\n") - 1
+	h := make(http.Header, n)
+	vals := make([]string, n)
+	for k := 0; ; k++ {
+		var l string
+		l, s = line(s)
+		if l == "" {
+			return h, nil
 		}
-		line := data[:j]
-		data = data[j+1:]
-		if len(line) == 0 {
-			return h, data, nil
+		name, value, ok := strings.Cut(l, ":")
+		if !ok || name == "" {
+			return nil, errMalformedHead
 		}
-		i := bytes.IndexByte(line, ':')
-		if i <= 0 {
-			return nil, nil, errMalformedHead
+		value = strings.TrimPrefix(value, " ")
+		if prior, ok := h[name]; ok {
+			h[name] = append(prior, value)
+			continue
 		}
-		name := string(line[:i])
-		value := line[i+1:]
-		if len(value) > 0 && value[0] == ' ' {
-			value = value[1:]
-		}
-		h[name] = append(h[name], string(value))
+		vals[k] = value
+		h[name] = vals[k : k+1 : k+1]
 	}
 }
 
