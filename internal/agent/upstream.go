@@ -91,20 +91,28 @@ func (u *Upstream) add(ctx context.Context, cfg *AgentUpstream, name, target str
 func (u *Upstream) Servers() []*relay.Server { return u.servers }
 
 // Shutdown stops taking requests on every upstream, waits for those in
-// flight until ctx ends (then cancels them), and drains the connections.
+// flight until ctx ends (then cancels them), closes the upgraded
+// connections of every upstream last, and drains the connections.
 // It is idempotent.
 func (u *Upstream) Shutdown(ctx context.Context) error {
 	u.once.Do(func() {
+		// Every upstream stops taking requests and lets its ordinary ones
+		// finish; only then are the upgraded connections closed, on all
+		// upstreams, last.
 		var wg sync.WaitGroup
 		errs := make([]error, len(u.servers))
-		for i, s := range u.servers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = s.Shutdown(ctx)
-			}()
+		for _, phase := range []func(*relay.Server, context.Context) error{(*relay.Server).Drain, (*relay.Server).Shutdown} {
+			for i, s := range u.servers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := phase(s, ctx); err != nil {
+						errs[i] = err
+					}
+				}()
+			}
+			wg.Wait()
 		}
-		wg.Wait()
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, nc := range u.conns {

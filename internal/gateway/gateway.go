@@ -281,8 +281,10 @@ func (g *Gateway) EmbeddedURL() string {
 }
 
 // Shutdown stops the gateway in the documented order: not ready, end a
-// start-up still under way, stop accepting, end tracked streams, close
-// services, drain NATS, stop the embedded server. It is idempotent.
+// start-up still under way, stop accepting, end tracked streams, let
+// ordinary and drained requests finish, then end the streams that go
+// last (relayed upgraded connections), close services, drain NATS, stop
+// the embedded server. It is idempotent.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.stopOnce.Do(func() { g.stopErr = g.shutdown(ctx) })
 	return g.stopErr
@@ -295,8 +297,11 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	<-g.bootDone // every start-up step ends when its context does
 	var errs []error
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- g.srv.Shutdown(ctx) }()
-	if err := g.tracker.Shutdown(ctx); err != nil {
+	srvIdle := make(chan struct{}) // every ordinary request answered
+	go func() { srvDone <- g.srv.Shutdown(ctx); close(srvIdle) }()
+	// Long-lived connections that must outlive the ordinary requests
+	// (relayed upgraded connections) end once those are answered.
+	if err := g.tracker.ShutdownAfter(ctx, srvIdle); err != nil {
 		errs = append(errs, fmt.Errorf("end streams: %w", err))
 	}
 	if err := <-srvDone; err != nil {

@@ -90,3 +90,65 @@ func TestTrackerDrainsDrainStreams(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+func TestTrackerEndsLastStreamsLast(t *testing.T) {
+	tr := NewTracker(nil)
+	_, drainDone, err := tr.BeginDrain(context.Background(), "relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastCtx, lastDone, err := tr.BeginLast(context.Background(), "relay_upgrade")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := make(chan struct{})
+	shut := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- tr.ShutdownAfter(sctx, before)
+	}()
+	<-tr.Stopping()
+	if _, _, err := tr.BeginLast(context.Background(), "relay_upgrade"); !errors.Is(err, ErrShuttingDown) {
+		t.Fatalf("BeginLast after shutdown began: %v", err)
+	}
+	go func() { <-lastCtx.Done(); lastDone() }()
+	// Neither the drained request's end nor before alone ends the last
+	// stream; both do.
+	drainDone()
+	select {
+	case <-tr.StoppingLast():
+		t.Fatal("last streams ended before `before` was closed")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if lastCtx.Err() != nil {
+		t.Fatal("last stream cancelled early")
+	}
+	close(before)
+	if err := <-shut; err != nil {
+		t.Fatalf("ShutdownAfter: %v", err)
+	}
+	select {
+	case <-lastCtx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("last stream still open after shutdown")
+	}
+}
+
+func TestTrackerLastStreamsEndWhenGraceOver(t *testing.T) {
+	tr := NewTracker(nil)
+	_, drainDone, _ := tr.BeginDrain(context.Background(), "relay")
+	defer drainDone()
+	lastCtx, lastDone, _ := tr.BeginLast(context.Background(), "relay_upgrade")
+	defer lastDone()
+	sctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := tr.ShutdownAfter(sctx, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ShutdownAfter with a stuck drained request = %v, want deadline", err)
+	}
+	select { // context.AfterFunc cancels on a goroutine of its own
+	case <-lastCtx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("last stream not cancelled when the grace was over")
+	}
+}

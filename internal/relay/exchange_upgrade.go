@@ -105,16 +105,17 @@ func (x *exchange) join(conn net.Conn, br *bufio.Reader, rcv *natsio.Receiver, s
 	wg.Add(2)
 	go func() { // target → caller
 		defer wg.Done()
-		buf := getUpgradeBuf()
-		defer putUpgradeBuf(buf)
+		cb := newCopyBuf()
+		defer cb.release()
 		for {
-			n, rerr := br.Read(buf)
+			n, rerr := br.Read(cb.cur)
 			if n > 0 {
-				if _, err := snd.Write(buf[:n]); err != nil {
+				if _, err := snd.Write(cb.cur[:n]); err != nil {
 					_ = snd.CloseWithError("agent stopped")
 					x.cancel(err)
 					return
 				}
+				cb.next(n)
 			}
 			if rerr == io.EOF {
 				if err := snd.Close(); err != nil {
@@ -131,15 +132,16 @@ func (x *exchange) join(conn net.Conn, br *bufio.Reader, rcv *natsio.Receiver, s
 	}()
 	go func() { // caller → target
 		defer wg.Done()
-		buf := getUpgradeBuf()
-		defer putUpgradeBuf(buf)
+		cb := newCopyBuf()
+		defer cb.release()
 		for {
-			n, rerr := rcv.Read(buf)
+			n, rerr := rcv.Read(cb.cur)
 			if n > 0 {
-				if _, err := conn.Write(buf[:n]); err != nil {
+				if _, err := conn.Write(cb.cur[:n]); err != nil {
 					x.cancel(errUpstreamClosed)
 					return
 				}
+				cb.next(n)
 			}
 			if rerr == io.EOF {
 				if cw, ok := conn.(interface{ CloseWrite() error }); ok {

@@ -91,12 +91,12 @@ func (s *Service) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	// A relayed request is drained, not cut, on shutdown: the upstream may
 	// already have acted on it (see protocol.Tracker.BeginDrain). An
-	// upgraded connection is long-lived, like a middleman WebSocket: it
-	// is closed when shutdown begins.
+	// upgraded connection is long-lived: it is closed last, once the
+	// ordinary requests were answered (protocol.Tracker.BeginLast).
 	begin, kind, parent := s.deps.Streams.BeginDrain, "relay", r.Context()
 	if UpgradeProtocol(r) != "" {
-		begin, kind = s.deps.Streams.Begin, "relay_upgrade"
-		parent = WithShutdown(parent, s.deps.Streams.Stopping())
+		begin, kind = s.deps.Streams.BeginLast, "relay_upgrade"
+		parent = WithShutdown(parent, s.deps.Streams.StoppingLast())
 	}
 	ctx, done, err := begin(parent, kind)
 	if err != nil {

@@ -91,6 +91,10 @@ type Server struct {
 	idle    atomic.Int32
 	workers sync.WaitGroup
 
+	drainOnce sync.Once
+	drainErr  error
+	shutOnce  sync.Once
+
 	mu        sync.Mutex
 	closing   bool
 	exchanges map[string]*exchange
@@ -204,32 +208,45 @@ func (s *Server) InFlight() int {
 	return len(s.exchanges)
 }
 
-// Shutdown stops taking requests (the service leaves the queue group; open
-// requests still arriving are answered "busy" so callers ask another
-// agent), waits for the requests in flight until ctx ends, then cancels
-// the rest. It returns ctx's error if it had to cancel any.
+// Drain stops taking requests, upgrades included (the service leaves the
+// queue group; open requests still arriving are answered "busy" so
+// callers ask another agent), and waits for the ordinary requests in
+// flight until ctx ends, then cancels everything, upgraded connections
+// included. Upgraded connections otherwise stay open until Shutdown. It
+// returns ctx's error if it had to cancel any; it is idempotent.
+func (s *Server) Drain(ctx context.Context) error {
+	s.drainOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		if err := s.svc.Stop(); err != nil {
+			s.log.Debug("micro stop", "err", err)
+		}
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.drainErr = ctx.Err()
+			s.log.Warn("shutdown grace over, cancelling requests in flight", "in_flight", s.InFlight())
+			s.hardStop()
+			<-done
+		}
+	})
+	return s.drainErr
+}
+
+// Shutdown drains (see [Server.Drain]), then closes the upgraded
+// connections, last. It returns ctx's error if it had to cancel ordinary
+// requests; a second call returns nil at once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	already := s.closing
-	s.closing = true
-	s.mu.Unlock()
-	if already {
-		return nil
-	}
-	if err := s.svc.Stop(); err != nil {
-		s.log.Debug("micro stop", "err", err)
-	}
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
-		s.log.Warn("shutdown grace over, cancelling requests in flight", "in_flight", s.InFlight())
-		s.hardStop()
-		<-done
-	}
+	s.shutOnce.Do(func() { err = s.shutdown(ctx) })
+	return err
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	err := s.Drain(ctx)
 	// Upgraded connections are long-lived: they are closed last, once
 	// the ordinary requests drained.
 	s.upStop()

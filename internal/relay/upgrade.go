@@ -288,17 +288,18 @@ func (c *Client) join(shutdown <-chan struct{}, conn net.Conn, br *bufio.Reader,
 	go func() { // caller → target
 		defer wg.Done()
 		defer close(upDone)
-		buf := getUpgradeBuf()
-		defer putUpgradeBuf(buf)
+		cb := newCopyBuf()
+		defer cb.release()
 		for {
-			n, rerr := br.Read(buf)
+			n, rerr := br.Read(cb.cur)
 			if n > 0 {
 				touch()
-				if _, err := up.Write(buf[:n]); err != nil {
+				if _, err := up.Write(cb.cur[:n]); err != nil {
 					c.log.Debug("upgraded: write to agent", "err", err)
 					end(closeReason(err))
 					return
 				}
+				cb.next(n)
 			}
 			if rerr == io.EOF {
 				if err := up.CloseWrite(); err != nil {
@@ -317,16 +318,17 @@ func (c *Client) join(shutdown <-chan struct{}, conn net.Conn, br *bufio.Reader,
 	go func() { // target → caller
 		defer wg.Done()
 		defer close(downDone)
-		buf := getUpgradeBuf()
-		defer putUpgradeBuf(buf)
+		cb := newCopyBuf()
+		defer cb.release()
 		for {
-			n, rerr := up.Read(buf)
+			n, rerr := up.Read(cb.cur)
 			if n > 0 {
 				touch()
-				if _, err := conn.Write(buf[:n]); err != nil {
+				if _, err := conn.Write(cb.cur[:n]); err != nil {
 					end(CloseCaller)
 					return
 				}
+				cb.next(n)
 			}
 			if rerr == io.EOF {
 				if cw, ok := conn.(interface{ CloseWrite() error }); ok {
