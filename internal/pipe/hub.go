@@ -50,6 +50,9 @@ type Hub struct {
 	releases map[string]*releaseWatch // by channel filter
 
 	pub pubRegistry // pub/sub consumers held here (pubsub.go)
+
+	gateMu sync.Mutex
+	gates  map[string]*arrivalGate // by channel filter (fastpath.go)
 }
 
 // NewHub returns a Hub on deps.NC and deps.JS whose queue stream has
@@ -76,6 +79,7 @@ func NewHub(cfg Config, deps protocol.Deps) *Hub {
 		nc: deps.NC, js: deps.JS, cfg: cfg, replicas: deps.Replicas, parts: deps.Partitions, log: log.With("component", "pipe"),
 		m: newMetrics(deps.Registry), checkPeer: check, id: hex.EncodeToString(b[:]),
 		stop: make(chan struct{}), waiters: map[string]*waiter{}, releases: map[string]*releaseWatch{},
+		gates: map[string]*arrivalGate{},
 	}
 	if deps.Streams != nil {
 		h.shutdown = deps.Streams.Stopping()
@@ -169,6 +173,7 @@ func (h *Hub) register(w *waiter) {
 }
 
 func (h *Hub) unregister(w *waiter) {
+	h.dropTail(w)
 	h.mu.Lock()
 	delete(h.waiters, w.id)
 	h.mu.Unlock()

@@ -27,13 +27,32 @@ const (
 // append behind it; the opposite role → take the channel's matcher marker
 // (another compare-and-set) and claim heads; a marker → someone else is
 // matching, wait for it.
+//
+// Arrivals of one channel on this gateway run here one at a time, and the
+// first step acts on this gateway's guess of the newest entry instead of
+// reading it (see fastpath.go).
 func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
+	leave, err := h.enterChannel(ctx, w.chFilter)
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	pause := time.Duration(0)
+	guess := true
 	for {
 		// Watch for a local release before reading, so a release between
 		// the read and the wait is not missed.
 		releasedCh, unwatch := h.watchRelease(w.chFilter)
-		last, err := h.q.last(ctx, w.chFilter)
+		var last *entry
+		var err error
+		if guess {
+			// Every step below on a guess is a compare-and-set against
+			// it: a wrong guess ends in errConflict and a real read.
+			guess = false
+			last = h.guessLast(w.chFilter)
+		} else {
+			last, err = h.q.last(ctx, w.chFilter)
+		}
 		if err != nil || last == nil || last.info.Role != subjects.PipeMatcher {
 			unwatch()
 		}
@@ -63,14 +82,19 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			if last != nil {
 				expect = last.seq
 			}
-			seq, err := h.q.appendIf(ctx, w.entrySubj, w.chFilter, expect, w.id, 0)
+			seq, err := h.appendIf(ctx, w.entrySubj, w.chFilter, expect, w.id, 0)
 			if errors.Is(err, errConflict) {
 				continue
 			}
 			if err != nil {
 				return nil, err
 			}
-			w.enqueued(seq)
+			if expect == 0 {
+				w.enqueuedAlone(seq)
+			} else {
+				w.enqueued(seq)
+			}
+			h.setTail(w)
 			return nil, nil
 		}
 		// Take the marker and, at the same time, read the head: any head
@@ -80,12 +104,18 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			head *entry
 			err  error
 		}
+		// An entry appended to an empty channel that is still the newest
+		// is the head: no read needed.
 		early := make(chan read, 1)
-		go func() {
-			head, err := h.q.first(ctx, w.oppFilter)
-			early <- read{head, err}
-		}()
-		mseq, err := h.q.appendIf(ctx, w.markerSubj, w.chFilter, last.seq, w.id, h.cfg.MarkerTTL)
+		if last.alone {
+			early <- read{head: last}
+		} else {
+			go func() {
+				head, err := h.q.first(ctx, w.oppFilter)
+				early <- read{head, err}
+			}()
+		}
+		mseq, err := h.appendIf(ctx, w.markerSubj, w.chFilter, last.seq, w.id, h.cfg.MarkerTTL)
 		first := <-early
 		if errors.Is(err, errConflict) {
 			continue
@@ -94,6 +124,15 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			return nil, err
 		}
 		p, head, done, err := h.matchLocked(ctx, w, mseq, first.head, first.err)
+		if err == nil && head > 0 && last.alone && head == last.seq {
+			// The channel held the head and the marker, nothing else (no
+			// one appends behind a marker): one purge removes both, before
+			// anyone is answered.
+			if rerr := h.q.purge(context.WithoutCancel(ctx), w.chFilter); rerr == nil {
+				h.released(w.chFilter)
+				return p, nil
+			}
+		}
 		if err == nil && head > 0 {
 			// The served party leaves the queue before anyone is
 			// answered, so listings never show it.
@@ -109,6 +148,16 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			return p, err
 		}
 	}
+}
+
+// appendIf is queue.appendIf run to its answer even if ctx ends
+// meanwhile: an append that was stored must be known to its waiter, which
+// then removes it (an entry of nobody would show in listings, a marker
+// would hold the channel until its TTL).
+func (h *Hub) appendIf(ctx context.Context, subject, channel string, expect uint64, id string, ttl time.Duration) (uint64, error) {
+	actx, cancel := withDefaultTimeout(context.WithoutCancel(ctx))
+	defer cancel()
+	return h.q.appendIf(actx, subject, channel, expect, id, ttl)
 }
 
 // matchLocked claims heads of the opposite queue while w holds the
@@ -131,7 +180,7 @@ func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *ent
 			// Nobody left to pair with: wait in line. The marker is the
 			// channel's newest entry, so the append cannot conflict
 			// unless the marker expired.
-			seq, err := h.q.appendIf(ctx, w.entrySubj, w.chFilter, mseq, w.id, 0)
+			seq, err := h.appendIf(ctx, w.entrySubj, w.chFilter, mseq, w.id, 0)
 			if errors.Is(err, errConflict) {
 				return nil, 0, false, nil
 			}
@@ -139,6 +188,7 @@ func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *ent
 				return nil, 0, false, err
 			}
 			w.enqueued(seq)
+			h.setTail(w)
 			return nil, 0, true, nil
 		}
 		p, err := h.claim(ctx, w, head)

@@ -36,6 +36,8 @@ type entry struct {
 	seq  uint64 // a position (see pos): stream sequence and partition
 	info subjects.PipeEntryInfo
 	id   string // the waiting party's id on its gateway
+	// alone: appended to an empty channel (see fastpath.go).
+	alone bool
 }
 
 // errConflict means the channel changed between read and append.
@@ -109,7 +111,7 @@ func (q *queue) directGet(ctx context.Context, p int, req directRequest) (*entry
 	if err != nil {
 		return nil, err
 	}
-	return &entry{seq: pos(p, seq), info: info, id: string(m.Data)}, nil
+	return &entry{seq: pos(p, seq), info: info, id: string(m.Data), alone: m.Header.Get(hdrAlone) == "1"}, nil
 }
 
 func toEntry(p int, m *jetstream.RawStreamMsg) (*entry, error) {
@@ -117,7 +119,7 @@ func toEntry(p int, m *jetstream.RawStreamMsg) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &entry{seq: pos(p, m.Sequence), info: info, id: string(m.Data)}, nil
+	return &entry{seq: pos(p, m.Sequence), info: info, id: string(m.Data), alone: m.Header.Get(hdrAlone) == "1"}, nil
 }
 
 // last returns the newest entry matching filter, or nil.
@@ -160,7 +162,8 @@ func (q *queue) first(ctx context.Context, filter string) (*entry, error) {
 
 // appendIf stores an entry on subject only if the newest entry matching
 // channel still has position expect (0 = none): a compare-and-set over
-// the whole channel. It returns errConflict when the channel changed.
+// the whole channel. It returns errConflict when the channel changed. An
+// entry appended to an empty channel carries hdrAlone (see fastpath.go).
 func (q *queue) appendIf(ctx context.Context, subject, channel string, expect uint64, id string, ttl time.Duration) (uint64, error) {
 	p, channel, err := q.pinned(channel)
 	if err != nil {
@@ -168,6 +171,9 @@ func (q *queue) appendIf(ctx context.Context, subject, channel string, expect ui
 	}
 	m := nats.NewMsg(subjects.PipeInPartition(subject, p, len(q.streams)))
 	m.Data = []byte(id)
+	if ttl == 0 && expect == 0 {
+		m.Header.Set(hdrAlone, "1")
+	}
 	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequenceForSubject(seqOf(expect), channel)}
 	if ttl > 0 {
 		opts = append(opts, jetstream.WithMsgTTL(ttl))

@@ -50,6 +50,7 @@ type waiter struct {
 	mu    sync.Mutex
 	state waiterState
 	seq   uint64 // its queue entry, once appended
+	alone bool   // that entry was appended to an empty channel (fastpath.go)
 	taken int    // claims handed over
 	need  int    // claims it takes while in the queue (a group producer: the receivers it misses)
 }
@@ -88,6 +89,14 @@ func (w *waiter) enqueued(seq uint64) {
 	if w.state == stateArriving {
 		w.state = stateWaiting
 	}
+}
+
+// enqueuedAlone is enqueued for an entry appended to an empty channel.
+func (w *waiter) enqueuedAlone(seq uint64) {
+	w.mu.Lock()
+	w.alone = true
+	w.mu.Unlock()
+	w.enqueued(seq)
 }
 
 // offer hands a claim to the waiter if it is still waiting and alive.
