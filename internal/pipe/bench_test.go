@@ -237,10 +237,32 @@ func BenchmarkTransfer1GiB(b *testing.B) {
 // onlyReader hides WriterTo so CopyBuffer uses its large buffer.
 type onlyReader struct{ io.Reader }
 
+// requireNPM turns skips for a missing node/npm into failures when
+// SB_REQUIRE_NPM=1.
+type requireNPM struct{ testing.TB }
+
+func (r requireNPM) Skip(args ...any) {
+	r.Helper()
+	if os.Getenv("SB_REQUIRE_NPM") == "1" {
+		r.Fatal(append(args, "(SB_REQUIRE_NPM=1)")...)
+	}
+	r.TB.Skip(args...)
+}
+
+func (r requireNPM) Skipf(format string, args ...any) {
+	r.Helper()
+	if os.Getenv("SB_REQUIRE_NPM") == "1" {
+		r.Fatalf(format+" (SB_REQUIRE_NPM=1)", args...)
+	}
+	r.TB.Skipf(format, args...)
+}
+
 // startPiping installs (once) and starts piping-server on a loopback port
-// and returns its base URL; it skips the benchmark if that fails.
-func startPiping(b testing.TB) string {
-	b.Helper()
+// and returns its base URL; it skips the test or benchmark if that fails,
+// or fails it with SB_REQUIRE_NPM=1 (CI installs node and npm).
+func startPiping(tb testing.TB) string {
+	tb.Helper()
+	b := requireNPM{tb}
 	dir := filepath.Join(os.TempDir(), "switchboard-bench-piping")
 	entry := filepath.Join(dir, "node_modules", "piping-server", "dist", "src", "index.js")
 	if _, err := os.Stat(entry); err != nil {
