@@ -35,7 +35,19 @@ type api struct {
 	adminToken  string
 	// parkPolls takes HTTP/1.1 polls over (see parked).
 	parkPolls bool
+	// opening bounds the polls being opened at once (see maxOpening).
+	opening chan struct{}
 }
+
+// maxOpening is how many /read polls a gateway opens at once (claim,
+// channel refresh, wake-up subscription: a few JetStream round trips
+// each); the others wait their turn. A burst of thousands of readers
+// then does not have thousands of handlers deep in those calls at the
+// same time, whose grown stacks and garbage set the heap's high-water
+// mark that a quiet gateway keeps as RSS (3,000 polls opened at once:
+// RSS per parked poll, median of 7 paired runs, 36.8 -> 31.4 KiB). At
+// ~1 ms per open, 64 at a time opens 3,000 in well under a second.
+const maxOpening = 64
 
 // handlerFunc handles one route; the error it returns is answered by
 // [api.fail].
@@ -355,7 +367,14 @@ func (h *api) read(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("megaphone: %w", err)
 	}
 	release := func() { done(); cancel() }
+	select {
+	case h.opening <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return fmt.Errorf("megaphone: %w", ctx.Err())
+	}
 	p, err := h.b.Open(ctx, addr, after, arrival)
+	<-h.opening
 	if err != nil {
 		release()
 		return err
