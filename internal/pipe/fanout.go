@@ -192,20 +192,11 @@ func (g *group) abort(reason string) {
 // group; for pub/sub whoever waits now, at most want, without waiting.
 func (h *Hub) rendezvousGroup(ctx context.Context, ch Channel, meta Meta, want int, pr progress) ([]*pairing, error) {
 	start := time.Now()
-	id := strconv.FormatUint(h.nextID.Add(1), 36)
-	w, err := newWaiter(ctx, h.id, id, ch, subjects.PipeProducer, meta)
+	w, wctx, done, err := h.join(ctx, ch, subjects.PipeProducer, meta)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadName, err)
+		return nil, err
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if h.cfg.Timeout > 0 {
-		var c2 context.CancelFunc
-		wctx, c2 = context.WithTimeoutCause(wctx, h.cfg.Timeout, ErrTimeout)
-		defer c2()
-	}
-	h.register(w)
-	defer h.unregister(w)
+	defer done()
 	g := &group{want: want}
 	if !meta.Pub {
 		g.pr = pr
@@ -252,13 +243,7 @@ func (h *Hub) arriveGroup(ctx context.Context, w *waiter, g *group) error {
 		}
 		switch {
 		case last != nil && last.info.Role == subjects.PipeMatcher:
-			h.m.contended.Inc()
-			pause = min(max(2*pause, 200*time.Microsecond), 5*time.Millisecond)
-			wait := pause
-			if last.info.Gateway == h.id {
-				wait = 50 * time.Millisecond
-			}
-			err := sleepUnless(ctx, releasedCh, wait)
+			err := h.awaitMatcher(ctx, last, releasedCh, &pause)
 			unwatch()
 			if err != nil {
 				return err

@@ -230,25 +230,34 @@ func (h *Hub) Consume(ctx context.Context, ch Channel) (*Delivery, error) {
 	return &Delivery{Meta: p.meta, Body: p.source, Local: p.local}, nil
 }
 
+// join makes the waiter of one arriving party (its id unique on this
+// gateway), registers it, and returns it with its context: ctx bounded by
+// pipe.timeout when set. done unregisters it and ends that context.
+func (h *Hub) join(ctx context.Context, ch Channel, role string, meta Meta) (*waiter, context.Context, func(), error) {
+	id := strconv.FormatUint(h.nextID.Add(1), 36)
+	w, err := newWaiter(ctx, h.id, id, ch, role, meta)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadName, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	stop := func() {}
+	if h.cfg.Timeout > 0 {
+		wctx, stop = context.WithTimeoutCause(wctx, h.cfg.Timeout, ErrTimeout)
+	}
+	h.register(w)
+	return w, wctx, func() { h.unregister(w); stop(); cancel() }, nil
+}
+
 // rendezvous runs one party from arrival to pairing: it matches with the
 // head of the opposite queue or waits in line until claimed, deleted,
 // timed out or gone. meta is the producer's own (unused for a consumer).
 func (h *Hub) rendezvous(ctx context.Context, ch Channel, role string, meta Meta) (*pairing, error) {
 	start := time.Now()
-	id := strconv.FormatUint(h.nextID.Add(1), 36)
-	w, err := newWaiter(ctx, h.id, id, ch, role, meta)
+	w, wctx, done, err := h.join(ctx, ch, role, meta)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadName, err)
+		return nil, err
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if h.cfg.Timeout > 0 {
-		var c2 context.CancelFunc
-		wctx, c2 = context.WithTimeoutCause(wctx, h.cfg.Timeout, ErrTimeout)
-		defer c2()
-	}
-	h.register(w)
-	defer h.unregister(w)
+	defer done()
 	p, err := h.arrive(wctx, w)
 	switch {
 	case err != nil:

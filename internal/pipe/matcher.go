@@ -61,17 +61,8 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 		}
 		switch {
 		case last != nil && last.info.Role == subjects.PipeMatcher:
-			// Another party is matching: wait until it releases the
-			// marker. A matcher on this gateway wakes us; for one
-			// elsewhere poll with back-off. (The local wait is bounded
-			// too: the release may have come just before we listened.)
-			h.m.contended.Inc()
-			pause = min(max(2*pause, 200*time.Microsecond), 5*time.Millisecond)
-			wait := pause
-			if last.info.Gateway == h.id {
-				wait = 50 * time.Millisecond
-			}
-			err := sleepUnless(ctx, releasedCh, wait)
+			// Another party is matching: wait until it releases the marker.
+			err := h.awaitMatcher(ctx, last, releasedCh, &pause)
 			unwatch()
 			if err != nil {
 				return nil, err
@@ -495,4 +486,18 @@ func (h *Hub) released(channel string) {
 		delete(h.releases, channel)
 	}
 	h.relMu.Unlock()
+}
+
+// awaitMatcher waits while another party holds the channel's matcher
+// marker (last): a matcher on this gateway wakes released; for one
+// elsewhere it polls with a back-off kept in *pause. The local wait is
+// bounded too: the release may have come just before we listened.
+func (h *Hub) awaitMatcher(ctx context.Context, last *entry, released <-chan struct{}, pause *time.Duration) error {
+	h.m.contended.Inc()
+	*pause = min(max(2**pause, 200*time.Microsecond), 5*time.Millisecond)
+	wait := *pause
+	if last.info.Gateway == h.id {
+		wait = 50 * time.Millisecond
+	}
+	return sleepUnless(ctx, released, wait)
 }

@@ -207,22 +207,13 @@ func (h *Hub) collectSubscribers(ctx context.Context, w *waiter, g *group) error
 // producer claims it.
 func (h *Hub) subscribe(ctx context.Context, ch Channel) (*pairing, error) {
 	start := time.Now()
-	id := strconv.FormatUint(h.nextID.Add(1), 36)
-	w, err := newWaiter(ctx, h.id, id, ch, subjects.PipeConsumer, Meta{Length: -1, Pub: true})
+	w, wctx, done, err := h.join(ctx, ch, subjects.PipeConsumer, Meta{Length: -1, Pub: true})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadName, err)
+		return nil, err
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if h.cfg.Timeout > 0 {
-		var c2 context.CancelFunc
-		wctx, c2 = context.WithTimeoutCause(wctx, h.cfg.Timeout, ErrTimeout)
-		defer c2()
-	}
-	h.register(w)
-	defer h.unregister(w)
+	defer done()
 	w.enqueued(0) // waiting, though not in the queue
-	if err := h.pubJoin(wctx, ch, id); err != nil {
+	if err := h.pubJoin(wctx, ch, w.id); err != nil {
 		if _, ok := w.end(); !ok {
 			h.refuse(<-w.claims)
 		}
@@ -231,7 +222,7 @@ func (h *Hub) subscribe(ctx context.Context, ch Channel) (*pairing, error) {
 		}
 		return nil, h.reason(wctx, err)
 	}
-	defer h.pubLeave(ch, id)
+	defer h.pubLeave(ch, w.id)
 	p, err := h.await(wctx, w)
 	if err != nil {
 		return nil, h.reason(wctx, err)
