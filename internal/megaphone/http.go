@@ -369,9 +369,12 @@ func (h *api) read(w http.ResponseWriter, r *http.Request) error {
 	release := func() { done(); cancel() }
 	select {
 	case h.opening <- struct{}{}:
-	case <-ctx.Done():
+	case <-ctx.Done(): // the client left, or the gateway is shutting down
 		release()
-		return fmt.Errorf("megaphone: %w", ctx.Err())
+		if r.Context().Err() != nil {
+			return r.Context().Err()
+		}
+		return protocol.ErrShuttingDown
 	}
 	p, err := h.b.Open(ctx, addr, after, arrival)
 	<-h.opening
