@@ -171,25 +171,31 @@ func BenchmarkRelayLarge(b *testing.B) {
 				defer c.CloseIdleConnections()
 				b.SetBytes(size)
 				for range b.N {
-					var resp *http.Response
-					var err error
-					if dir == "download" {
-						resp, err = c.Get(target.url + "/download?n=" + strconv.Itoa(size))
-					} else {
-						req, _ := http.NewRequest("POST", target.url+"/upload", io.LimitReader(zeros{}, size))
-						req.ContentLength = size
-						resp, err = c.Do(req)
-					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					n, _ := io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 || (dir == "download" && n != size) {
-						b.Fatalf("%d, %d bytes", resp.StatusCode, n)
-					}
+					benchTransfer(b, c, dir, target.url, size)
 				}
 			})
 		}
+	}
+}
+
+// benchTransfer moves size bytes once through the upstream at url: a
+// download (GET /download?n=size) or an upload (POST /upload).
+func benchTransfer(b *testing.B, c *http.Client, dir, url string, size int64) {
+	var resp *http.Response
+	var err error
+	if dir == "download" {
+		resp, err = c.Get(url + "/download?n=" + strconv.FormatInt(size, 10))
+	} else {
+		req, _ := http.NewRequest("POST", url+"/upload", io.LimitReader(zeros{}, size))
+		req.ContentLength = size
+		resp, err = c.Do(req)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || (dir == "download" && n != size) {
+		b.Fatalf("%d, %d bytes", resp.StatusCode, n)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -201,23 +200,7 @@ func BenchmarkRelayTLS(b *testing.B) {
 				defer c.CloseIdleConnections()
 				b.SetBytes(size)
 				for range b.N {
-					var resp *http.Response
-					var err error
-					if dir == "download" {
-						resp, err = c.Get(tg.url + "/download?n=" + strconv.Itoa(size))
-					} else {
-						req, _ := http.NewRequest("POST", tg.url+"/upload", io.LimitReader(zeros{}, size))
-						req.ContentLength = size
-						resp, err = c.Do(req)
-					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					n, _ := io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 || (dir == "download" && n != size) {
-						b.Fatalf("%d, %d bytes", resp.StatusCode, n)
-					}
+					benchTransfer(b, c, dir, tg.url, size)
 				}
 			})
 		}
