@@ -52,30 +52,8 @@ func benchSetup(b *testing.B) (direct, relayed, proxied string) {
 	px := httptest.NewServer(rp)
 	b.Cleanup(px.Close)
 	// Logging goes nowhere: per-request debug logs would dominate.
-	quiet := slog.New(slog.DiscardHandler)
-	cfg := harness.Config(b)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	gw, err := gateway.Start(ctx, cfg, quiet)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		gw.Shutdown(sctx)
-	})
-	harness.WaitReady(b, gw.URL())
-	u, err := agent.StartUpstream(ctx, agentConfig(b, gw.EmbeddedURL(), map[string]string{"bench": up.URL}), quiet)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		u.Shutdown(sctx)
-	})
-	return up.URL, gw.URL() + "/relay/bench", px.URL
+	gw := quietRelay(b, map[string]string{"bench": up.URL})
+	return up.URL, gw + "/relay/bench", px.URL
 }
 
 type zeros struct{}
@@ -198,4 +176,34 @@ func benchTransfer(b *testing.B, c *http.Client, dir, url string, size int64) {
 	if resp.StatusCode != 200 || (dir == "download" && n != size) {
 		b.Fatalf("%d, %d bytes", resp.StatusCode, n)
 	}
+}
+
+// quietRelay starts an embedded gateway and one agent serving upstreams
+// (name to target URL), both logging nothing, stopped at the end of the
+// benchmark, and returns the gateway's URL.
+func quietRelay(b *testing.B, upstreams map[string]string) string {
+	b.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel() // bounds start-up only
+	gw, err := gateway.Start(ctx, harness.Config(b), quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		gw.Shutdown(sctx)
+	})
+	harness.WaitReady(b, gw.URL())
+	u, err := agent.StartUpstream(ctx, agentConfig(b, gw.EmbeddedURL(), upstreams), quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		u.Shutdown(sctx)
+	})
+	return gw.URL()
 }

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -17,8 +16,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/switchboard/switchboard/integration/harness"
-	"github.com/switchboard/switchboard/internal/agent"
-	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 )
 
@@ -175,32 +172,12 @@ type wsTarget struct{ name, url string }
 func wsBenchTargets(b *testing.B) (context.Context, []wsTarget) {
 	b.Helper()
 	up := newWSUpstream(b)
-	quiet := slog.New(slog.DiscardHandler)
-	cfg := harness.Config(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	b.Cleanup(cancel)
-	gw, err := gateway.Start(ctx, cfg, quiet)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		gw.Shutdown(sctx)
-	})
-	harness.WaitReady(b, gw.URL())
-	u, err := agent.StartUpstream(ctx, agentConfig(b, gw.EmbeddedURL(), map[string]string{"ws": up.URL}), quiet)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		u.Shutdown(sctx)
-	})
+	gw := quietRelay(b, map[string]string{"ws": up.URL})
 	targets := []wsTarget{
 		{"direct", wsURL(up.URL, "/echo")},
-		{"relay", wsURL(gw.URL(), "/relay/ws/echo")},
+		{"relay", wsURL(gw, "/relay/ws/echo")},
 	}
 	targets = append(targets, wsTarget{"relay-procs", wsURL(relayProcesses(b, up.URL), "/relay/ws/echo")})
 	if hap, ok := haproxyFront(b, up.URL); ok {
