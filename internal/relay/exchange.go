@@ -121,7 +121,12 @@ func (x *exchange) run() {
 	if x.trailers != nil && req.Body != nil {
 		req.Trailer, req.ContentLength = x.trailers, -1
 	}
-	resp, err := x.s.transport.RoundTrip(req)
+	var resp *http.Response
+	if x.s.lean != nil && !x.streamed && x.trailers == nil && leanable(req) {
+		resp, err = x.s.lean.roundTrip(x.ctx, req, x.inline)
+	} else {
+		resp, err = x.s.transport.RoundTrip(req)
+	}
 	if err != nil {
 		if x.ctx.Err() == nil {
 			x.s.log.Info("upstream unreachable", "err", err)
@@ -194,6 +199,11 @@ func (x *exchange) respond(resp *http.Response) {
 				return
 			}
 		}
+		if noBody || int64(len(data)) == resp.ContentLength {
+			// Read to its end: the connection is free for the next
+			// request before this response leaves.
+			_ = resp.Body.Close()
+		}
 		m := x.msg(opResp)
 		var err error
 		if m.Data, err = head.encode(data); err != nil {
@@ -207,12 +217,14 @@ func (x *exchange) respond(resp *http.Response) {
 		}
 		body = io.MultiReader(bytes.NewReader(data), resp.Body)
 	}
-	x.stream(head, body)
+	x.stream(head, body, resp.Body)
 }
 
 // stream sends the head, waits for the caller's receiver and copies the
-// body to it as it is read.
-func (x *exchange) stream(head respHead, body io.Reader) {
+// body to it as it is read. src, the target's body, is closed once read to
+// its end, before the stream's end is sent, so that its connection is free
+// for the next request first.
+func (x *exchange) stream(head respHead, body io.Reader, src io.Closer) {
 	m := x.msg(opResp)
 	m.Header.Set(hdrBody, bodyStream)
 	var err error
@@ -245,6 +257,7 @@ func (x *exchange) stream(head respHead, body io.Reader) {
 			}
 		}
 		if rerr == io.EOF {
+			_ = src.Close()
 			_ = closeStream(snd, x.respTr)
 			return
 		}

@@ -68,6 +68,7 @@ type Server struct {
 	log       *slog.Logger
 	target    *url.URL
 	transport http.RoundTripper
+	lean      *leanClient // nil: every request goes through transport
 	prefix    string
 	ctlSpace  string
 	svc       micro.Service
@@ -137,6 +138,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		t.DisableCompression = true
 		t.MaxIdleConnsPerHost = cfg.MaxConcurrent
 		s.transport = t
+		s.lean = newLeanClient(target, cfg.MaxConcurrent, nc.MaxPayload())
 	}
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
 	s.upCtx, s.upStop = context.WithCancel(s.hardCtx)
@@ -254,6 +256,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.hardStop()
 	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
+	}
+	if s.lean != nil {
+		s.lean.closeIdle(true)
 	}
 	close(s.stopSweep)
 	<-s.sweepDone
@@ -437,6 +442,9 @@ func (s *Server) sweep() {
 		case <-s.stopSweep:
 			return
 		case <-t.C:
+		}
+		if s.lean != nil {
+			s.lean.closeExpired(time.Now())
 		}
 		s.mu.Lock()
 		waiting := make([]*exchange, 0, len(s.exchanges))
