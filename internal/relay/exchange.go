@@ -81,6 +81,17 @@ func (x *exchange) sendErr(code string, err error) {
 	x.send(m)
 }
 
+// sendAck accepts the request; bodySubj is the receiver of a streamed
+// request body.
+func (x *exchange) sendAck(bodySubj string) {
+	ack := x.msg(opAck)
+	ack.Header.Set(hdrTry, x.try)
+	if bodySubj != "" {
+		ack.Header.Set(hdrBody, bodySubj)
+	}
+	x.send(ack)
+}
+
 // run serves the exchange: accept, call the target, relay the response.
 func (x *exchange) run() {
 	defer x.s.finish(x)
@@ -90,8 +101,6 @@ func (x *exchange) run() {
 		return
 	}
 	var body io.Reader
-	ack := x.msg(opAck)
-	ack.Header.Set(hdrTry, x.try)
 	if x.streamed {
 		rcv, err := natsio.NewReceiver(x.ctx, x.s.nc, x.s.stream())
 		if err != nil {
@@ -99,7 +108,7 @@ func (x *exchange) run() {
 			return
 		}
 		defer rcv.Close()
-		ack.Header.Set(hdrBody, rcv.Subject())
+		x.sendAck(rcv.Subject())
 		body = rcv
 		if x.trailers != nil {
 			body = &trailerBody{r: rcv, dst: x.trailers}
@@ -107,10 +116,13 @@ func (x *exchange) run() {
 	} else if len(x.inline) > 0 {
 		body = bytes.NewReader(x.inline)
 	}
-	if x.streamed || x.ackDelay <= 0 {
-		x.send(ack)
-	} else {
-		x.ackTimer = time.AfterFunc(x.ackDelay, func() { x.send(ack) })
+	switch {
+	case x.streamed:
+	case x.ackDelay <= 0:
+		x.sendAck("")
+	default:
+		// Built only if sent: usually the response goes first.
+		x.ackTimer = time.AfterFunc(x.ackDelay, func() { x.sendAck("") })
 		defer x.ackTimer.Stop()
 	}
 	req, err := x.outgoing(body)
