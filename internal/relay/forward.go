@@ -35,11 +35,14 @@ func (c *Client) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	rc := http.NewResponseController(w)
 	body := &eofReader{r: r.Body}
+	proto := UpgradeProtocol(r) // before the hop-by-hop headers go
 	req := &Request{
-		Method:        r.Method,
-		Path:          path,
-		RawQuery:      r.URL.RawQuery,
-		Header:        OutgoingHeader(r, trusted),
+		Method:   r.Method,
+		Path:     path,
+		RawQuery: r.URL.RawQuery,
+		// r is the relay's own: its headers are changed in place, not
+		// copied.
+		Header:        outgoingHeader(r, r.Header, trusted),
 		Body:          body,
 		ContentLength: r.ContentLength,
 		Interrupt:     func() { _ = rc.SetReadDeadline(time.Now()) },
@@ -49,7 +52,7 @@ func (c *Client) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	} else if len(r.Trailer) > 0 {
 		req.Trailer = r.Trailer
 	}
-	if proto := UpgradeProtocol(r); proto != "" {
+	if proto != "" {
 		req.Upgrade = proto
 		return c.forwardUpgrade(ctx, w, r, upstream, req)
 	}

@@ -120,7 +120,12 @@ func TrustedProxiesFrom(ctx context.Context) *TrustedProxies {
 // written anything there: X-Forwarded-For becomes the peer's address,
 // X-Forwarded-Host r's Host and X-Forwarded-Proto r's scheme.
 func OutgoingHeader(r *http.Request, trusted *TrustedProxies) http.Header {
-	h := r.Header.Clone()
+	return outgoingHeader(r, r.Header.Clone(), trusted)
+}
+
+// outgoingHeader is [OutgoingHeader] on h, r's headers or a copy of them,
+// which it changes.
+func outgoingHeader(r *http.Request, h http.Header, trusted *TrustedProxies) http.Header {
 	if h == nil {
 		h = http.Header{}
 	}

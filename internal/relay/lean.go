@@ -254,21 +254,25 @@ func (l *leanClient) exchange(ctx context.Context, pc *leanConn, req *http.Reque
 	if len(inline) > 0 {
 		req.Body = io.NopCloser(bytes.NewReader(inline))
 	}
-	err := req.Write(pc.bw)
-	if err == nil {
-		err = pc.bw.Flush()
+	werr := req.Write(pc.bw)
+	if werr == nil {
+		werr = pc.bw.Flush()
 	}
-	var resp *http.Response
-	if err == nil {
-		pc.limit = l.maxHead
-		resp, err = l.readHead(pc, req)
-		pc.limit = math.MaxInt64
-	}
+	// A target may answer and close before it read the whole request
+	// (413, 401): its answer is read even when the write failed, as
+	// http.Transport does.
+	pc.limit = l.maxHead
+	resp, err := l.readHead(pc, req)
+	pc.limit = math.MaxInt64
 	if err != nil {
 		stop()
+		if werr != nil {
+			return nil, werr
+		}
 		return nil, err
 	}
-	resp.Body = &leanBody{rc: resp.Body, pc: pc, l: l, stop: stop, close: resp.Close, length: resp.ContentLength}
+	closeAfter := resp.Close || werr != nil
+	resp.Body = &leanBody{rc: resp.Body, pc: pc, l: l, stop: stop, close: closeAfter, length: resp.ContentLength}
 	return resp, nil
 }
 
