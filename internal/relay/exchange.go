@@ -134,8 +134,12 @@ func (x *exchange) run() {
 		req.Trailer, req.ContentLength = x.trailers, -1
 	}
 	var resp *http.Response
-	if x.s.lean != nil && !x.streamed && x.trailers == nil && leanable(req) {
-		resp, err = x.s.lean.roundTrip(x.ctx, req, x.inline)
+	lean, replayable := false, false
+	if x.s.lean != nil && !x.streamed && x.trailers == nil {
+		lean, replayable = leanable(req)
+	}
+	if lean {
+		resp, err = x.s.lean.roundTrip(x.ctx, req, x.inline, replayable)
 	} else {
 		resp, err = x.s.transport.RoundTrip(req)
 	}

@@ -18,8 +18,7 @@ import (
 )
 
 // leanClient calls a plain-HTTP target for the common exchange: a
-// replayable request (GET, HEAD, OPTIONS, TRACE, or one carrying an
-// idempotency key) whose body, if any, came inline in the open message.
+// request whose body, if any, came inline in the open message.
 // The exchange's own goroutine writes the request into a pooled
 // connection's buffer and reads the response from it, where
 // http.Transport hands each request to a connection's write loop and back
@@ -27,8 +26,8 @@ import (
 // wire are http.Transport's: the request is written by
 // [http.Request.Write] and the response read by [http.ReadResponse].
 // Every other request (streamed bodies, trailers, upgrades, Expect,
-// non-idempotent methods, https targets, targets behind a proxy) goes
-// through the Server's http.Transport.
+// CONNECT, https targets, targets behind a proxy) goes through the
+// Server's http.Transport.
 type leanClient struct {
 	addr        string
 	dialer      net.Dialer
@@ -81,36 +80,34 @@ func newLeanClient(target *url.URL, maxIdle int, maxHead int64) *leanClient {
 	}
 }
 
-// leanable reports whether req may take the lean path: replayable, so a
-// connection the target closed while idle can be retried as
-// http.Transport would, without Expect (100-continue needs the body
-// held back), and with valid fields (else http.Transport refuses it with
-// its own error).
-func leanable(req *http.Request) bool {
-	if !httpguts.ValidHeaderFieldName(req.Method) {
-		return false
-	}
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-	default:
-		if !hasHeader(req.Header, "Idempotency-Key") && !hasHeader(req.Header, "X-Idempotency-Key") {
-			return false
-		}
+// leanable reports whether req may take the lean path, and whether it is
+// replayable (a kept-alive connection the target closed while idle may
+// then be retried, as http.Transport does). Requests with Expect
+// (100-continue needs the body held back), CONNECT, and those with
+// invalid fields (http.Transport refuses them with its own error) may
+// not.
+func leanable(req *http.Request) (ok, replayable bool) {
+	if !httpguts.ValidHeaderFieldName(req.Method) || req.Method == http.MethodConnect {
+		return false, false
 	}
 	if hasHeader(req.Header, "Expect") {
-		return false
+		return false, false
 	}
 	for k, vv := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
-			return false
+			return false, false
 		}
 		for _, v := range vv {
 			if !httpguts.ValidHeaderFieldValue(v) {
-				return false
+				return false, false
 			}
 		}
 	}
-	return true
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true, true
+	}
+	return true, hasHeader(req.Header, "Idempotency-Key") || hasHeader(req.Header, "X-Idempotency-Key")
 }
 
 func hasHeader(h http.Header, key string) bool {
@@ -144,8 +141,9 @@ func (pc *leanConn) Read(p []byte) (int, error) {
 }
 
 // get returns an idle connection, or dials one when there is none or
-// fresh is set.
-func (l *leanClient) get(ctx context.Context, fresh bool) (*leanConn, error) {
+// fresh is set. With check, an idle connection is taken only if it is
+// still alive (see idleAlive): for a request that cannot be retried.
+func (l *leanClient) get(ctx context.Context, fresh, check bool) (*leanConn, error) {
 	if !fresh {
 		now := time.Now()
 		l.mu.Lock()
@@ -153,7 +151,7 @@ func (l *leanClient) get(ctx context.Context, fresh bool) (*leanConn, error) {
 			pc := l.idle[n-1]
 			l.idle[n-1] = nil
 			l.idle = l.idle[:n-1]
-			if now.Sub(pc.idleAt) < l.idleTimeout {
+			if now.Sub(pc.idleAt) < l.idleTimeout && (!check || idleAlive(pc.c)) {
 				l.mu.Unlock()
 				pc.reused = true
 				return pc, nil
@@ -223,13 +221,14 @@ func (l *leanClient) closeExpired(now time.Time) {
 }
 
 // roundTrip performs req (body: inline, possibly empty) on a pooled
-// connection. A reused connection that fails before the target sent a
-// byte (it closed the connection while idle) is retried once on a new
-// one: req is replayable (see [leanable]). The response's body gives the
-// connection back when read to its end and closed.
-func (l *leanClient) roundTrip(ctx context.Context, req *http.Request, inline []byte) (*http.Response, error) {
+// connection. If req is replayable, a reused connection that fails before
+// the target sent a byte (it closed the connection while idle) is retried
+// once on a new one; otherwise only a connection seen alive is reused.
+// The response's body gives the connection back when read to its end and
+// closed.
+func (l *leanClient) roundTrip(ctx context.Context, req *http.Request, inline []byte, replayable bool) (*http.Response, error) {
 	for fresh := false; ; fresh = true {
-		pc, err := l.get(ctx, fresh)
+		pc, err := l.get(ctx, fresh, !replayable)
 		if err != nil {
 			return nil, err
 		}
@@ -241,7 +240,7 @@ func (l *leanClient) roundTrip(ctx context.Context, req *http.Request, inline []
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
-		if fresh || !pc.reused || pc.nread > 0 {
+		if fresh || !replayable || !pc.reused || pc.nread > 0 {
 			return nil, err
 		}
 	}

@@ -33,7 +33,7 @@ func TestLeanPool(t *testing.T) {
 	}
 	var conns []*leanConn
 	for range 3 {
-		pc, err := l.get(context.Background(), false)
+		pc, err := l.get(context.Background(), false, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +51,7 @@ func TestLeanPool(t *testing.T) {
 	if !closed(conns[2]) {
 		t.Fatal("the connection beyond maxIdle is open")
 	}
-	pc, _ := l.get(context.Background(), false)
+	pc, _ := l.get(context.Background(), false, false)
 	if pc != conns[1] || !pc.reused {
 		t.Fatal("get did not return the most recently used connection")
 	}
@@ -65,7 +65,7 @@ func TestLeanPool(t *testing.T) {
 	if len(l.idle) != 0 || !closed(conns[1]) {
 		t.Fatal("closeIdle left connections open")
 	}
-	pc, _ = l.get(context.Background(), false)
+	pc, _ = l.get(context.Background(), false, false)
 	l.put(pc)
 	if len(l.idle) != 0 || !closed(pc) {
 		t.Fatal("a closed pool kept a connection")

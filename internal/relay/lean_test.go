@@ -108,6 +108,7 @@ type rawTarget struct {
 	mu      sync.Mutex
 	replies []rawReply
 	conns   atomic.Int64
+	closed  chan struct{} // a connection closed after a reply marked close
 	wg      sync.WaitGroup
 }
 
@@ -122,7 +123,7 @@ func newRawTarget(t *testing.T, replies ...rawReply) *rawTarget {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := &rawTarget{ln: ln, replies: replies}
+	rt := &rawTarget{ln: ln, replies: replies, closed: make(chan struct{}, len(replies))}
 	rt.wg.Add(1)
 	go rt.serve()
 	t.Cleanup(func() { ln.Close(); rt.wg.Wait() })
@@ -158,7 +159,12 @@ func (rt *rawTarget) serve() {
 					r, rt.replies = rt.replies[0], rt.replies[1:]
 				}
 				rt.mu.Unlock()
-				if _, err := io.WriteString(c, r.text); err != nil || r.close {
+				if _, err := io.WriteString(c, r.text); err != nil {
+					return
+				}
+				if r.close {
+					c.Close()
+					rt.closed <- struct{}{}
 					return
 				}
 			}
@@ -214,10 +220,9 @@ func TestLeanBadResponseHeads(t *testing.T) {
 	}
 }
 
-// TestLeanFallsBackForOtherRequests: a POST without an idempotency key
-// goes through http.Transport, which sends the same bytes; both paths
-// carry the request body and headers.
-func TestLeanFallsBackForOtherRequests(t *testing.T) {
+// TestLeanRequestBodies: inline request bodies and headers reach the
+// target whatever the method, with or without an idempotency key.
+func TestLeanRequestBodies(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s %s %q %d", r.Method, r.Header.Get("X-A"), b, r.UserAgent(), r.ContentLength)
@@ -244,5 +249,28 @@ func TestLeanFallsBackForOtherRequests(t *testing.T) {
 		if string(b) != tc.want {
 			t.Fatalf("%s: %q, want %q", tc.method, b, tc.want)
 		}
+	}
+}
+
+// TestLeanPostSkipsClosedIdleConnection: a POST cannot be retried, so it
+// takes a kept-alive connection only if the target has not closed it: after
+// the target closed the one the GET used, the POST gets a new connection.
+func TestLeanPostSkipsClosedIdleConnection(t *testing.T) {
+	rt := newRawTarget(t, rawReply{text: okReply, close: true}, rawReply{text: okReply})
+	e := setup(t, rt.url(), relay.ServerConfig{}, relay.Config{})
+	if resp, b := do(t, e, "GET", "/x"); resp.StatusCode != 200 || string(b) != "ok" {
+		t.Fatalf("GET: %d %q", resp.StatusCode, b)
+	}
+	<-rt.closed
+	resp, err := e.client.Do(context.Background(), "u", &relay.Request{
+		Method: "POST", Path: "/x", Header: http.Header{}, Body: strings.NewReader("body"), ContentLength: 4,
+	})
+	if err != nil {
+		t.Fatalf("POST after the target closed its connection: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "ok" || rt.conns.Load() != 2 {
+		t.Fatalf("POST: %d %q over %d connections", resp.StatusCode, b, rt.conns.Load())
 	}
 }
