@@ -41,6 +41,9 @@ const pipingVersion = "1.12.9"
 type target struct {
 	urls []string
 	path func(ch string) string
+	// pids are the processes besides this one that serve the target
+	// (piping-server's node), counted in the cpu-s/GiB metric.
+	pids []int
 }
 
 func (tg target) url(i int, ch string) string { return tg.urls[i%len(tg.urls)] + tg.path(ch) }
@@ -90,16 +93,17 @@ var targets = []struct {
 }{
 	{"switchboard-embedded", func(b *testing.B) target {
 		g := quietGateway(b, nil)
-		return target{[]string{g.URL()}, switchboardPath}
+		return target{urls: []string{g.URL()}, path: switchboardPath}
 	}},
 	{"switchboard-2gw", func(b *testing.B) target {
 		srv := natstest.RunServer(b, nil)
 		set := func(c *gateway.Config) { c.NATS.URL = srv.URL() }
 		g1, g2 := quietGateway(b, set), quietGateway(b, set)
-		return target{[]string{g1.URL(), g2.URL()}, switchboardPath}
+		return target{urls: []string{g1.URL(), g2.URL()}, path: switchboardPath}
 	}},
 	{"piping-server", func(b *testing.B) target {
-		return target{[]string{startPiping(b)}, func(ch string) string { return "/bench-" + ch }}
+		url, pid := startPipingProcess(b)
+		return target{[]string{url}, func(ch string) string { return "/bench-" + ch }, []int{pid}}
 	}},
 }
 
@@ -209,7 +213,11 @@ func BenchmarkTransfer1GiB(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		b.SetBytes(size)
+		cpu0 := cpuSeconds(b, tg.pids)
 		b.ResetTimer()
+		defer func() {
+			b.ReportMetric((cpuSeconds(b, tg.pids)-cpu0)/float64(b.N), "cpu-s/GiB")
+		}()
 		for i := range b.N {
 			errs := make(chan error, 1)
 			go func() {
@@ -262,6 +270,13 @@ func (r requireNPM) Skipf(format string, args ...any) {
 // or fails it with SB_REQUIRE_NPM=1 (CI installs node and npm).
 func startPiping(tb testing.TB) string {
 	tb.Helper()
+	url, _ := startPipingProcess(tb)
+	return url
+}
+
+// startPipingProcess is startPiping that also returns node's process id.
+func startPipingProcess(tb testing.TB) (string, int) {
+	tb.Helper()
 	b := requireNPM{tb}
 	dir := filepath.Join(os.TempDir(), "switchboard-bench-piping")
 	entry := filepath.Join(dir, "node_modules", "piping-server", "dist", "src", "index.js")
@@ -299,5 +314,31 @@ func startPiping(tb testing.TB) string {
 		resp.Body.Close()
 		return nil
 	})
-	return base
+	return base, cmd.Process.Pid
+}
+
+// cpuSeconds is the user and system CPU time used so far by this process
+// (client and, for Switchboard, gateways and nats-server) and by pids,
+// from /proc (0 where /proc is missing).
+func cpuSeconds(tb testing.TB, pids []int) float64 {
+	tb.Helper()
+	var total float64
+	for _, pid := range append([]int{os.Getpid()}, pids...) {
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return 0
+		}
+		// Fields after the command name (which may hold spaces): state is
+		// field 3, utime and stime fields 14 and 15, in clock ticks (100/s
+		// on Linux).
+		rest := raw[bytes.LastIndexByte(raw, ')')+2:]
+		f := bytes.Fields(rest)
+		if len(f) < 13 {
+			return 0
+		}
+		u, _ := strconv.ParseFloat(string(f[11]), 64)
+		s, _ := strconv.ParseFloat(string(f[12]), 64)
+		total += (u + s) / 100
+	}
+	return total
 }
