@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -113,14 +112,14 @@ func (b *Broker) checkSize(line []byte) error {
 // errFull is a publish rejected because the channel's buffer is full.
 var errFull = errors.New("megaphone: buffer full")
 
-// publish stores line and wakes the channel's reader with its sequence.
+// publish stores line. The stream republishes it, with its sequence, on
+// the channel's wake-up subject, which wakes the reader (see [carried]).
 func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
-	pa, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: line})
-	if err != nil {
+	if _, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: line}); err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum messages per subject") {
 			return errFull
@@ -128,9 +127,6 @@ func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 		return noLeader(fmt.Errorf("megaphone: store event: %w", err))
 	}
 	b.m.received.Inc()
-	if wake, err := subjects.MegaphoneWake(id); err == nil {
-		_ = b.nc.Publish(wake, strconv.AppendUint(nil, pa.Sequence, 10))
-	}
 	return nil
 }
 
@@ -149,7 +145,14 @@ func (b *Broker) store(ctx context.Context, a address, line []byte, deadline tim
 		return fmt.Errorf("megaphone: wait for room: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	wake, err := subjects.MegaphoneWake(a.id)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
 	for {
+		// An empty wake-up asks the reader to remove what it delivered
+		// now rather than lazily; it answers on the room subject.
+		_ = b.nc.Publish(wake, nil)
 		if err := b.publish(ctx, a.id, line); !errors.Is(err, errFull) {
 			return err
 		}
