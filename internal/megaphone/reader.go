@@ -1,9 +1,12 @@
 package megaphone
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +51,7 @@ type Poll struct {
 	urgent     bool // a writer waits for room: remove at the next chance
 	purgeTimer *time.Timer
 	timerOn    bool
+	purgeAPI   string // the purge API subject of the channel's stream
 }
 
 // Open starts a poll of the channel at consumer address addr that lasts
@@ -176,7 +180,7 @@ func (p *Poll) drain(ctx context.Context, emit func(Event) error) error {
 				p.w.set(true, false, false)
 			}
 		}
-		p.settle(ctx, due)
+		p.settle(due)
 		if err != nil || !p.w.busy() {
 			return err
 		}
@@ -245,7 +249,7 @@ var (
 	// share of the buffer (1/purgeShare), so writers rarely meet a buffer
 	// full of them; 0 = no bound but purgeEvery.
 	purgeShare = 4
-	purgeDelay = 100 * time.Millisecond
+	purgeDelay = 250 * time.Millisecond
 )
 
 // purgeThreshold is how many delivered events a poll of a channel with
@@ -259,7 +263,7 @@ func purgeThreshold(bufferSize int) int {
 
 // settle removes the delivered events when that is due (see purgeEvery)
 // or arms the purge delay.
-func (p *Poll) settle(ctx context.Context, due bool) {
+func (p *Poll) settle(due bool) {
 	if p.cursor <= p.purged {
 		return
 	}
@@ -274,7 +278,7 @@ func (p *Poll) settle(ctx context.Context, due bool) {
 		}
 		return
 	}
-	p.purge(ctx)
+	p.purge()
 }
 
 // purgeDue asks the poll's delivery to remove what it delivered.
@@ -284,12 +288,12 @@ func (p *Poll) purgeDue() {
 }
 
 // purge removes every delivered event and tells writers waiting for room.
-func (p *Poll) purge(ctx context.Context) {
+func (p *Poll) purge() {
 	if p.timerOn {
 		p.purgeTimer.Stop()
 		p.timerOn = false
 	}
-	p.remove(ctx, p.cursor)
+	p.remove(p.cursor)
 	p.purged, p.unpurged, p.urgent = p.cursor, 0, false
 	_ = p.b.nc.Publish(p.room, nil)
 }
@@ -325,12 +329,45 @@ func (p *Poll) fetch(ctx context.Context) ([]stored, bool, error) {
 // remove deletes every event of the channel up to and including seq, all
 // delivered. It is not cut short by the end of the poll: an event the
 // client has must not be delivered again.
-func (p *Poll) remove(ctx context.Context, seq uint64) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
-	defer cancel()
-	if err := p.b.events[p.part].Purge(ctx, jetstream.WithPurgeSubject(p.evSubj), jetstream.WithPurgeSequence(seq+1)); err != nil {
+func (p *Poll) remove(seq uint64) {
+	if p.purgeAPI == "" {
+		p.purgeAPI = subjects.JSStreamPurge(subjects.MegaphoneStreamOf(p.part, p.b.parts))
+	}
+	// {"filter":"<event subject>","seq":<seq+1>}: purge the subject below
+	// seq+1. The subject is ASCII letters, digits and dots.
+	req := make([]byte, 0, len(p.evSubj)+40)
+	req = strconv.AppendQuote(append(req, `{"filter":`...), p.evSubj)
+	req = append(strconv.AppendUint(append(req, `,"seq":`...), seq+1, 10), '}')
+	msg, err := p.b.nc.Request(p.purgeAPI, req, readTimeout)
+	if err == nil {
+		err = purgeError(msg.Data)
+	}
+	if err != nil {
 		p.b.log.Warn("remove delivered events", "channel", p.a.id, "through", seq, "err", err)
 	}
+}
+
+var purgeOK = []byte(`"success":true`)
+
+// purgeError returns nil when data is a successful purge answer, else the
+// error it reports.
+func purgeError(data []byte) error {
+	if bytes.Contains(data, purgeOK) && !bytes.Contains(data, ackErrKey) {
+		return nil
+	}
+	var resp struct {
+		Success bool                `json:"success"`
+		Error   *jetstream.APIError `json:"error"`
+	}
+	switch {
+	case json.Unmarshal(data, &resp) != nil:
+		return fmt.Errorf("megaphone: purge: unreadable answer %.100q", data)
+	case resp.Error != nil:
+		return fmt.Errorf("megaphone: purge: %w", resp.Error)
+	case !resp.Success:
+		return fmt.Errorf("megaphone: purge: not done: %.100q", data)
+	}
+	return nil
 }
 
 // Close ends the poll: it counts as the channel's last completed read
@@ -341,7 +378,7 @@ func (p *Poll) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if p.cursor > p.purged {
-		p.purge(ctx)
+		p.purge()
 	} else if p.timerOn {
 		p.purgeTimer.Stop()
 	}

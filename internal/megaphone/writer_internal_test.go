@@ -70,3 +70,21 @@ func TestAckError(t *testing.T) {
 		}
 	}
 }
+
+// TestPurgeError: a successful purge answer is recognised without
+// decoding; an error answer or anything else is an error.
+func TestPurgeError(t *testing.T) {
+	if err := purgeError([]byte(`{"type":"io.nats.jetstream.api.v1.stream_purge_response","success":true,"purged":3}`)); err != nil {
+		t.Fatalf("success: %v", err)
+	}
+	var apiErr *jetstream.APIError
+	notFound := `{"type":"io.nats.jetstream.api.v1.stream_purge_response","error":{"code":404,"err_code":10059,"description":"stream not found"},"success":false,"purged":0}`
+	if err := purgeError([]byte(notFound)); !errors.As(err, &apiErr) || apiErr.ErrorCode != 10059 {
+		t.Fatalf("error answer: %v", err)
+	}
+	for _, bad := range []string{``, `nope`, `{"success":false}`} {
+		if err := purgeError([]byte(bad)); err == nil {
+			t.Fatalf("%q: no error", bad)
+		}
+	}
+}
