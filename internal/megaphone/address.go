@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 const (
@@ -65,7 +67,19 @@ func parseConsumer(addr string) (agent, id string, ok bool) {
 // tokenCodec seals channel ids into producer tokens with AES-256-GCM
 // under the cluster-wide key. The agent name is the associated data, so a
 // token is only valid under the agent it was issued for.
-type tokenCodec struct{ aead cipher.AEAD }
+// Verified producer addresses are remembered (at most maxVerified, then
+// forgotten all at once), so a busy writer's token is opened once, not
+// on every write: the key never changes, so a token that verified once
+// always does.
+type tokenCodec struct {
+	aead     cipher.AEAD
+	verified sync.Map // producer address -> channel id
+	count    atomic.Int64
+}
+
+// maxVerified bounds the verified producer addresses remembered (about
+// 100 bytes each).
+const maxVerified = 8192
 
 var tokenEncoding = base64.RawURLEncoding // [A-Za-z0-9_-], never a dot
 
@@ -120,9 +134,17 @@ func (c *tokenCodec) resolve(addr string) (address, error) {
 	if !found || agent == "" || token == "" {
 		return address{}, fmt.Errorf("%w: %q is not agent.token", ErrBadAddress, addr)
 	}
+	if id, ok := c.verified.Load(addr); ok {
+		return address{agent: agent, id: id.(string)}, nil
+	}
 	id, err := c.open(agent, token)
 	if err != nil {
 		return address{}, err
 	}
+	if c.count.Add(1) > maxVerified {
+		c.verified.Clear()
+		c.count.Store(1)
+	}
+	c.verified.Store(addr, id)
 	return address{agent: agent, id: id}, nil
 }

@@ -49,6 +49,38 @@ func TestProducerTokens(t *testing.T) {
 	}
 }
 
+// TestVerifiedTokens: a producer address that verified is answered from
+// memory the same way; tampered ones still fail next to it; the memory
+// stays bounded.
+func TestVerifiedTokens(t *testing.T) {
+	c, _ := newTokenCodec(make([]byte, 32))
+	id := randomAlnum(idLen)
+	prod := c.ProducerAddress("main", id)
+	for range 3 {
+		if a, err := c.resolve(prod); err != nil || a.id != id || a.agent != "main" || a.consumer {
+			t.Fatalf("resolve(producer) = %+v, %v", a, err)
+		}
+		for _, bad := range []string{"other" + prod[4:], prod + "A", prod[:len(prod)-1]} {
+			if _, err := c.resolve(bad); !errors.Is(err, ErrBadAddress) {
+				t.Fatalf("resolve(%q) = %v, want ErrBadAddress", bad, err)
+			}
+		}
+	}
+	for range maxVerified + 100 {
+		if _, err := c.resolve(c.ProducerAddress("main", randomAlnum(idLen))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	c.verified.Range(func(any, any) bool { n++; return true })
+	if n > maxVerified || c.count.Load() > maxVerified {
+		t.Fatalf("%d verified addresses remembered (count %d), at most %d", n, c.count.Load(), maxVerified)
+	}
+	if a, err := c.resolve(prod); err != nil || a.id != id {
+		t.Fatalf("resolve(producer) after the memory was reset = %+v, %v", a, err)
+	}
+}
+
 func FuzzResolve(f *testing.F) {
 	c, _ := newTokenCodec(make([]byte, 32))
 	f.Add("main." + strings.Repeat("a", 50) + ".1")

@@ -145,6 +145,7 @@ func (b *Broker) ensurePartition(p int, kvCfg func(bucket, desc string) jetstrea
 				DiscardNewPerSubject: true,
 				Duplicates:           time.Minute,
 				AllowDirect:          b.replicas <= 1,
+				RePublish:            republish(p, b.parts),
 			})
 			return err
 		},
@@ -157,6 +158,13 @@ func (b *Broker) ensurePartition(p int, kvCfg func(bucket, desc string) jetstrea
 			return err
 		},
 	}
+}
+
+// republish is the event-stream partition p's republish of every stored
+// event on its channel's wake-up subject.
+func republish(p, k int) *jetstream.RePublish {
+	src, dst := subjects.MegaphoneRepublishOf(p, k)
+	return &jetstream.RePublish{Source: src, Destination: dst}
 }
 
 // part is the partition of channel id.

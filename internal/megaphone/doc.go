@@ -11,14 +11,17 @@
 //
 //   - stream SB_MEGAPHONE, subject sb.mp.ev.<channel> per channel,
 //     MaxMsgsPerSubject = buffer size, DiscardNew per subject: a full
-//     buffer rejects the publish and the writer waits for room;
+//     buffer rejects the publish and the writer waits for room; the
+//     stream republishes every stored event on its channel's wake-up
+//     subject, so a reader that keeps up never reads the stream;
 //   - KV SB_MP_CHANNELS: one key per live channel with a per-key TTL that
 //     a read refreshes; its expiry marker is the channel's death;
 //   - KV SB_MP_READERS: one claim per channel with an open reader,
 //     created with Create and a TTL so a vanished reader frees it;
 //   - KV SB_MP_KEYS: the cluster-wide AEAD key of producer tokens;
 //   - KV SB_MP_DISPOSED: a Create-guard so one gateway disposes a channel;
-//   - core subjects sb.mp.wake.<channel> (writer → reader, after the ack),
+//   - core subjects sb.mp.wake.<channel> (stream → reader: the stored
+//     event; writer → reader, empty: the buffer is full),
 //     sb.mp.room.<channel> (reader → waiting writers), sb.mp.gone.
 //
 // With jetstream.partitions = K > 1 the event stream and the channels and

@@ -163,6 +163,9 @@ func (h *api) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
 	}
+	// Read to its end: closed, net/http need not drain it after the
+	// handler (one read and an allocation less per request).
+	_ = r.Body.Close()
 	return raw, nil
 }
 

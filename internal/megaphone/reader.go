@@ -1,9 +1,12 @@
 package megaphone
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +42,16 @@ type Poll struct {
 	cursor   uint64 // last delivered sequence
 	skip     uint64 // the client already has every event up to this one
 	deadline time.Time
+
+	// Removal of delivered events (see settle): everything up to purged
+	// is removed; unpurged events were delivered since.
+	purged     uint64
+	unpurged   int
+	purgeEvery int
+	urgent     bool // a writer waits for room: remove at the next chance
+	purgeTimer *time.Timer
+	timerOn    bool
+	purgeAPI   string // the purge API subject of the channel's stream
 }
 
 // Open starts a poll of the channel at consumer address addr that lasts
@@ -64,6 +77,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 		return nil, err
 	}
 	p.evSubj, _ = subjects.MegaphoneEventsIn(id, b.parts)
+	p.purgeEvery = purgeThreshold(b.cfg.BufferSize)
 	p.room, _ = subjects.MegaphoneRoom(id)
 	r, err := p.ch.last(ctx)
 	if err != nil {
@@ -83,7 +97,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 		p.release()
 		return nil, err
 	}
-	if p.w, err = b.wakeups.register(id); err != nil {
+	if p.w, err = b.wakeups.register(id, p.evSubj); err != nil {
 		p.release()
 		return nil, fmt.Errorf("megaphone: subscribe: %w", err)
 	}
@@ -144,35 +158,144 @@ func (p *Poll) Run(ctx context.Context, emit func(Event) error) error {
 	}
 }
 
-// drain delivers every buffered event after the cursor, a batch at a
-// time: it reads a batch, delivers its events one by one, then removes
-// what it delivered with one purge and tells writers waiting for room.
+// drain delivers every event after the cursor, in order, while wake-ups
+// keep bringing some. An event republished on the wake-up subject is
+// delivered as it came when the reader has everything stored before it
+// (its prev is at most the cursor); on a gap (a lost or reordered
+// wake-up), on the first drain of a poll and after dropped wake-ups the
+// stream is read instead, a batch at a time. Delivered events are removed
+// by settle.
 func (p *Poll) drain(ctx context.Context, emit func(Event) error) error {
 	for time.Now().Before(p.deadline) {
-		batch, more, err := p.fetch(ctx)
-		if err != nil {
-			return err
+		q, fetch, urgent, due := p.w.take()
+		p.urgent = p.urgent || urgent
+		var err error
+		if !fetch {
+			fetch, err = p.deliverCarried(q, emit)
 		}
-		var done uint64 // the newest event delivered (or skipped) so far
-		for _, ev := range batch {
-			if ev.seq > p.skip { // else delivered before, by the client's Last-Event-ID
-				if err = emit(Event{Cursor: ev.seq, Data: ev.data}); err != nil {
-					break
-				}
-				p.b.m.read.Inc()
+		if fetch && err == nil {
+			var more bool
+			more, err = p.deliverStored(ctx, emit)
+			if more && err == nil {
+				p.w.set(true, false, false)
 			}
-			done = ev.seq
 		}
-		if done > 0 {
-			p.cursor = done
-			p.remove(ctx, done)
-			_ = p.b.nc.Publish(p.room, nil)
-		}
-		if err != nil || !more {
+		p.settle(due)
+		if err != nil || !p.w.busy() {
 			return err
 		}
 	}
 	return nil
+}
+
+// deliverCarried delivers the events wake-ups brought, in order. It
+// stops at a gap and asks for a read.
+func (p *Poll) deliverCarried(q []carried, emit func(Event) error) (gap bool, err error) {
+	for _, ev := range q {
+		if ev.seq <= p.cursor { // already delivered, by a read
+			continue
+		}
+		if ev.prev > p.cursor { // an event before it is not delivered yet
+			return true, nil
+		}
+		if err := p.deliver(ev.seq, ev.data, emit); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// deliverStored reads one batch of the events after the cursor and
+// delivers it; more: the stream holds more.
+func (p *Poll) deliverStored(ctx context.Context, emit func(Event) error) (more bool, err error) {
+	batch, more, err := p.fetch(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, ev := range batch {
+		if ev.seq <= p.cursor {
+			continue
+		}
+		if err := p.deliver(ev.seq, ev.data, emit); err != nil {
+			return false, err
+		}
+	}
+	return more, nil
+}
+
+// deliver emits the event at seq unless the client already has it (SSE
+// Last-Event-ID) and moves the cursor past it.
+func (p *Poll) deliver(seq uint64, data []byte, emit func(Event) error) error {
+	if seq > p.skip {
+		if err := emit(Event{Cursor: seq, Data: data}); err != nil {
+			return err
+		}
+		p.b.m.read.Inc()
+	}
+	p.cursor = seq
+	p.unpurged++
+	return nil
+}
+
+// Delivered events are removed lazily, with one subject purge for many
+// of them: when purgeThreshold of them are waiting, purgeDelay after the
+// first of them was delivered, at once when a writer met a full buffer
+// (it says so on the wake-up subject), and when the poll ends, before the
+// reader claim is released — so the next poll, on any gateway, never
+// gets them again. Writers waiting for room are told after each purge.
+var (
+	purgeEvery = 32
+	// purgeShare: delivered events waiting for removal hold at most this
+	// share of the buffer (1/purgeShare), so writers rarely meet a buffer
+	// full of them; 0 = no bound but purgeEvery.
+	purgeShare = 4
+	purgeDelay = 250 * time.Millisecond
+)
+
+// purgeThreshold is how many delivered events a poll of a channel with
+// bufferSize removes at once.
+func purgeThreshold(bufferSize int) int {
+	if purgeShare > 0 {
+		return max(1, min(purgeEvery, bufferSize/purgeShare))
+	}
+	return max(1, purgeEvery)
+}
+
+// settle removes the delivered events when that is due (see purgeEvery)
+// or arms the purge delay.
+func (p *Poll) settle(due bool) {
+	if p.cursor <= p.purged {
+		return
+	}
+	if !p.urgent && !due && p.unpurged < p.purgeEvery {
+		if !p.timerOn {
+			p.timerOn = true
+			if p.purgeTimer == nil {
+				p.purgeTimer = time.AfterFunc(purgeDelay, p.purgeDue)
+			} else {
+				p.purgeTimer.Reset(purgeDelay)
+			}
+		}
+		return
+	}
+	p.purge()
+}
+
+// purgeDue asks the poll's delivery to remove what it delivered.
+func (p *Poll) purgeDue() {
+	p.w.set(false, false, true)
+	p.w.signal()
+}
+
+// purge removes every delivered event and tells writers waiting for room.
+func (p *Poll) purge() {
+	if p.timerOn {
+		p.purgeTimer.Stop()
+		p.timerOn = false
+	}
+	p.remove(p.cursor)
+	p.purged, p.unpurged, p.urgent = p.cursor, 0, false
+	_ = p.b.nc.Publish(p.room, nil)
 }
 
 // fetch reads the events after the cursor, oldest first, up to readBatch
@@ -206,12 +329,45 @@ func (p *Poll) fetch(ctx context.Context) ([]stored, bool, error) {
 // remove deletes every event of the channel up to and including seq, all
 // delivered. It is not cut short by the end of the poll: an event the
 // client has must not be delivered again.
-func (p *Poll) remove(ctx context.Context, seq uint64) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
-	defer cancel()
-	if err := p.b.events[p.part].Purge(ctx, jetstream.WithPurgeSubject(p.evSubj), jetstream.WithPurgeSequence(seq+1)); err != nil {
+func (p *Poll) remove(seq uint64) {
+	if p.purgeAPI == "" {
+		p.purgeAPI = subjects.JSStreamPurge(subjects.MegaphoneStreamOf(p.part, p.b.parts))
+	}
+	// {"filter":"<event subject>","seq":<seq+1>}: purge the subject below
+	// seq+1. The subject is ASCII letters, digits and dots.
+	req := make([]byte, 0, len(p.evSubj)+40)
+	req = strconv.AppendQuote(append(req, `{"filter":`...), p.evSubj)
+	req = append(strconv.AppendUint(append(req, `,"seq":`...), seq+1, 10), '}')
+	msg, err := p.b.nc.Request(p.purgeAPI, req, readTimeout)
+	if err == nil {
+		err = purgeError(msg.Data)
+	}
+	if err != nil {
 		p.b.log.Warn("remove delivered events", "channel", p.a.id, "through", seq, "err", err)
 	}
+}
+
+var purgeOK = []byte(`"success":true`)
+
+// purgeError returns nil when data is a successful purge answer, else the
+// error it reports.
+func purgeError(data []byte) error {
+	if bytes.Contains(data, purgeOK) && !bytes.Contains(data, ackErrKey) {
+		return nil
+	}
+	var resp struct {
+		Success bool                `json:"success"`
+		Error   *jetstream.APIError `json:"error"`
+	}
+	switch {
+	case json.Unmarshal(data, &resp) != nil:
+		return fmt.Errorf("megaphone: purge: unreadable answer %.100q", data)
+	case resp.Error != nil:
+		return fmt.Errorf("megaphone: purge: %w", resp.Error)
+	case !resp.Success:
+		return fmt.Errorf("megaphone: purge: not done: %.100q", data)
+	}
+	return nil
 }
 
 // Close ends the poll: it counts as the channel's last completed read
@@ -221,6 +377,11 @@ func (p *Poll) Close() {
 	p.b.m.openReaders.Dec()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if p.cursor > p.purged {
+		p.purge()
+	} else if p.timerOn {
+		p.purgeTimer.Stop()
+	}
 	if _, err := p.ch.put(ctx, p.chData, p.chRev, p.b.cfg.ChannelTTL); err != nil && !errors.Is(err, errConflict) {
 		p.b.log.Warn("refresh channel after read", "channel", p.a.id, "err", err)
 	}

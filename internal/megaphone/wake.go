@@ -2,11 +2,13 @@ package megaphone
 
 import (
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -33,9 +35,11 @@ type wakeups struct {
 	byID    map[string]*waiter
 }
 
-// waiter is one open poll's wake-up signal.
+// waiter is one open poll's wake-up signal and what its wake-ups brought.
 type waiter struct {
-	id      string
+	id string
+	// evSubj is the channel's event subject: a carried event must name it.
+	evSubj  string
 	wake    chan struct{}
 	gone    atomic.Bool
 	sub     *nats.Subscription
@@ -43,6 +47,104 @@ type waiter struct {
 	// notify, when set, is called instead of signalling wake: a parked
 	// poll has no goroutine waiting on the channel. It must not block.
 	notify atomic.Pointer[func()]
+
+	mu     sync.Mutex
+	queue  []carried // events republished since the last take, oldest first
+	qbytes int
+	// fetch asks the next drain to read the stream: the poll's first
+	// drain, a wake-up that carried no usable event, dropped wake-ups, a
+	// full queue, a batch that left more behind. Queued events are then
+	// dropped: the read returns them too.
+	fetch bool
+	// urgent: a writer met a full buffer; remove delivered events now.
+	urgent bool
+	// due: the poll's purge delay passed.
+	due bool
+}
+
+// carried is an event that came with its wake-up: the stream leader
+// republishes every stored event on the channel's wake-up subject.
+type carried struct {
+	seq uint64
+	// prev is the newest event of the channel still stored when this one
+	// was (0: none). If the reader delivered everything up to prev, no
+	// event lies between what it delivered and seq.
+	prev uint64
+	data []byte
+}
+
+// take returns and clears what the wake-ups since the last take asked for.
+func (w *waiter) take() (q []carried, fetch, urgent, due bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q, fetch, urgent, due = w.queue, w.fetch, w.urgent, w.due
+	w.queue, w.qbytes, w.fetch, w.urgent, w.due = nil, 0, false, false, false
+	return q, fetch, urgent, due
+}
+
+// busy reports whether a drain has work left.
+func (w *waiter) busy() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue) > 0 || w.fetch || w.urgent || w.due
+}
+
+// set records what a drain must do next: read the stream (fetch), remove
+// delivered events at once (urgent), or remove them because the purge
+// delay passed (due).
+func (w *waiter) set(fetch, urgent, due bool) {
+	w.mu.Lock()
+	w.fetch = w.fetch || fetch
+	if w.fetch {
+		w.queue, w.qbytes = nil, 0
+	}
+	w.urgent = w.urgent || urgent
+	w.due = w.due || due
+	w.mu.Unlock()
+}
+
+// offer records one wake-up message: a republished event is queued for
+// delivery without a read; a message without one (a wake-up of an older
+// writer: its sequence) asks for a read; an empty one is a writer that met
+// a full buffer. The queue holds at most readBatch events and about
+// readBatchBytes; beyond that the drain reads the stream instead.
+func (w *waiter) offer(m *nats.Msg) {
+	ev, ok := carriedOf(m, w.evSubj)
+	switch {
+	case !ok && len(m.Data) == 0 && m.Header == nil:
+		w.set(false, true, false)
+		return
+	case !ok:
+		w.set(true, false, false)
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.fetch:
+	case len(w.queue) >= readBatch || (len(w.queue) > 0 && w.qbytes+len(ev.data) > readBatchBytes):
+		w.fetch, w.queue, w.qbytes = true, nil, 0
+	default:
+		w.queue = append(w.queue, ev)
+		w.qbytes += len(ev.data)
+	}
+}
+
+// carriedOf returns the event m carries when m is a republished event of
+// subject evSubj with well-formed sequences.
+func carriedOf(m *nats.Msg, evSubj string) (carried, bool) {
+	if m.Header == nil || m.Header.Get(jetstream.SubjectHeader) != evSubj {
+		return carried{}, false
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil || seq == 0 {
+		return carried{}, false
+	}
+	prev, err := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64)
+	if err != nil || prev >= seq {
+		return carried{}, false
+	}
+	return carried{seq: seq, prev: prev, data: m.Data}, true
 }
 
 func (w *waiter) signal() {
@@ -94,6 +196,7 @@ func (s *wakeups) run() {
 			w := s.waiters[m.Subject]
 			s.mu.Unlock()
 			if w != nil {
+				w.offer(m)
 				w.signal()
 			}
 		case <-tick.C:
@@ -121,18 +224,20 @@ func (s *wakeups) recoverDrops() {
 	for _, w := range s.waiters {
 		if n, err := w.sub.Dropped(); err == nil && n != w.dropped {
 			w.dropped = n
+			w.set(true, false, false)
 			w.signal()
 		}
 	}
 }
 
-// register subscribes to the wake-ups of channel id.
-func (s *wakeups) register(id string) (*waiter, error) {
+// register subscribes to the wake-ups of channel id, whose events are
+// stored on evSubj. The first drain reads the stream.
+func (s *wakeups) register(id, evSubj string) (*waiter, error) {
 	subj, err := subjects.MegaphoneWake(id)
 	if err != nil {
 		return nil, err
 	}
-	w := &waiter{id: id, wake: make(chan struct{}, 1)}
+	w := &waiter{id: id, evSubj: evSubj, wake: make(chan struct{}, 1), fetch: true}
 	sub, err := s.nc.ChanSubscribe(subj, s.in)
 	if err != nil {
 		return nil, err

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,14 +19,6 @@ import (
 // buffer full, in case a room notification was missed.
 var roomRetry = 250 * time.Millisecond
 
-// event is the stored and delivered form of a write.
-type event struct {
-	SID  string          `json:"sid"`
-	EID  string          `json:"eid"`
-	TS   string          `json:"ts"`
-	Body json.RawMessage `json:"body"`
-}
-
 // stamp is the id and time shared by one message of a batch.
 type stamp struct{ eid, ts string }
 
@@ -35,14 +26,54 @@ func newStamp() stamp {
 	return stamp{eid: randomAlnum(eidLen), ts: time.Now().UTC().Format(time.RFC3339Nano)}
 }
 
-// encodeEvent renders one NDJSON line (without '\n'). The body is
+// encodeEvent renders one NDJSON line (without '\n'), the stored and
+// delivered form of a write: {"sid","eid","ts","body"}, exactly as
+// json.Marshal renders such a struct, built without reflection. The body is
 // compacted so a pretty-printed body never splits the line.
 func encodeEvent(sid string, body []byte, st stamp) ([]byte, error) {
 	var compact bytes.Buffer
+	compact.Grow(len(body))
 	if err := json.Compact(&compact, body); err != nil {
 		return nil, fmt.Errorf("%w: body is not valid JSON: %v", ErrBadRequest, err)
 	}
-	return json.Marshal(event{SID: sid, EID: st.eid, TS: st.ts, Body: compact.Bytes()})
+	var line bytes.Buffer
+	line.Grow(len(`{"sid":,"eid":"","ts":"","body":}`) + len(sid) + 2 + len(st.eid) + len(st.ts) + compact.Len())
+	line.WriteString(`{"sid":`)
+	if err := appendJSONString(&line, sid); err != nil {
+		return nil, err
+	}
+	line.WriteString(`,"eid":`)
+	if err := appendJSONString(&line, st.eid); err != nil {
+		return nil, err
+	}
+	line.WriteString(`,"ts":`)
+	if err := appendJSONString(&line, st.ts); err != nil {
+		return nil, err
+	}
+	line.WriteString(`,"body":`)
+	json.HTMLEscape(&line, compact.Bytes()) // as json.Marshal does to a RawMessage
+	line.WriteByte('}')
+	return line.Bytes(), nil
+}
+
+// appendJSONString writes s as json.Marshal encodes a string: as it is
+// when every byte is printable ASCII that needs no escape, else through
+// json.Marshal.
+func appendJSONString(b *bytes.Buffer, s string) error {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, err := json.Marshal(s)
+			if err != nil {
+				return err
+			}
+			b.Write(q)
+			return nil
+		}
+	}
+	b.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
+	return nil
 }
 
 // Write stores one event on the channel of addr (either form). It returns
@@ -113,13 +144,29 @@ func (b *Broker) checkSize(line []byte) error {
 // errFull is a publish rejected because the channel's buffer is full.
 var errFull = errors.New("megaphone: buffer full")
 
-// publish stores line and wakes the channel's reader with its sequence.
+// publishTimeout bounds one JetStream publish (jetstream's own default).
+const publishTimeout = 5 * time.Second
+
+// publish stores line. The stream republishes it, with its sequence, on
+// the channel's wake-up subject, which wakes the reader (see [carried]).
+// The publish is a plain request whose acknowledgement is recognised
+// without decoding it (see storedAck); anything else (an error answer,
+// no stream leader to answer) goes the jetstream package's way.
 func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
-	pa, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: line})
+	m := &nats.Msg{Subject: subj, Data: line}
+	resp, err := b.nc.RequestMsg(m, publishTimeout)
+	switch {
+	case err == nil:
+		err = ackError(resp.Data)
+	case errors.Is(err, nats.ErrNoResponders):
+		// Nothing was stored: jetstream's publish retries while a stream
+		// leader is elected.
+		_, err = b.js.PublishMsg(ctx, m)
+	}
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum messages per subject") {
@@ -128,8 +175,34 @@ func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 		return noLeader(fmt.Errorf("megaphone: store event: %w", err))
 	}
 	b.m.received.Inc()
-	if wake, err := subjects.MegaphoneWake(id); err == nil {
-		_ = b.nc.Publish(wake, strconv.AppendUint(nil, pa.Sequence, 10))
+	return nil
+}
+
+var (
+	ackPrefix = []byte(`{"stream":"`)
+	ackErrKey = []byte(`"error"`)
+)
+
+// ackError returns nil when data is a JetStream publish acknowledgement,
+// else the error it reports, as the jetstream package does. An
+// acknowledgement is {"stream":"<name>","seq":N[,...]}: a stream name
+// cannot hold a quote, so one without an "error" key is a success and
+// needs no decoding.
+func ackError(data []byte) error {
+	if bytes.HasPrefix(data, ackPrefix) && !bytes.Contains(data, ackErrKey) {
+		return nil
+	}
+	var ack struct {
+		Error  *jetstream.APIError `json:"error"`
+		Stream string              `json:"stream"`
+	}
+	switch {
+	case json.Unmarshal(data, &ack) != nil:
+		return jetstream.ErrInvalidJSAck
+	case ack.Error != nil:
+		return fmt.Errorf("nats: %w", ack.Error)
+	case ack.Stream == "":
+		return jetstream.ErrInvalidJSAck
 	}
 	return nil
 }
@@ -149,7 +222,14 @@ func (b *Broker) store(ctx context.Context, a address, line []byte, deadline tim
 		return fmt.Errorf("megaphone: wait for room: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	wake, err := subjects.MegaphoneWake(a.id)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
 	for {
+		// An empty wake-up asks the reader to remove what it delivered
+		// now rather than lazily; it answers on the room subject.
+		_ = b.nc.Publish(wake, nil)
 		if err := b.publish(ctx, a.id, line); !errors.Is(err, errFull) {
 			return err
 		}

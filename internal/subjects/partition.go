@@ -95,6 +95,15 @@ func MegaphoneEventsAllIn(p, k int) string {
 	return join(Prefix, mpToken, partToken(mpEvents, p, k), "*")
 }
 
+// MegaphoneRepublishOf is the republish of event-stream partition p of
+// k: every stored event of channel c ("sb.mp.ev<p>.<c>") is republished
+// by the stream leader, with its sequence and the previous sequence
+// stored on its subject in the headers, on the channel's wake-up subject
+// [MegaphoneWake] ("sb.mp.wake.<c>").
+func MegaphoneRepublishOf(p, k int) (source, destination string) {
+	return MegaphoneEventsAllIn(p, k), join(Prefix, mpToken, mpWake, "{{wildcard(1)}}")
+}
+
 // MegaphoneDirectGetOf is the direct-get API subject of event-stream
 // partition p of k.
 func MegaphoneDirectGetOf(p, k int) string {

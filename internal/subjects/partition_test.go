@@ -64,6 +64,19 @@ func TestPartitionNames(t *testing.T) {
 	}
 }
 
+// TestMegaphoneRepublish: the republish of every partition maps a
+// channel's event subject onto that channel's wake-up subject.
+func TestMegaphoneRepublish(t *testing.T) {
+	for _, k := range []int{1, 4} {
+		for p := range k {
+			src, dst := MegaphoneRepublishOf(p, k)
+			if src != MegaphoneEventsAllIn(p, k) || dst != "sb.mp.wake.{{wildcard(1)}}" {
+				t.Fatalf("partition %d of %d: %q -> %q", p, k, src, dst)
+			}
+		}
+	}
+}
+
 func TestMegaphoneEventsIn(t *testing.T) {
 	one, err := MegaphoneEventsIn("abc", 1)
 	if err != nil || one != mustSubj(MegaphoneEvents("abc")) {
