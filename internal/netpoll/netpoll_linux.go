@@ -138,23 +138,26 @@ func (h *Handle) Arm(f func()) error {
 	return fmt.Errorf("netpoll: epoll_ctl: %w", ctlErr)
 }
 
-// Disarm cancels an armed wait (its f may still run if it was already
-// firing) and removes the connection from the set. Call it before closing
-// the connection; Arm may be called again afterwards.
-func (h *Handle) Disarm() {
+// Disarm cancels an armed wait and removes the connection from the set.
+// It returns the callback of a wait it cancelled (nil if none was armed or
+// it fired already). Call it before closing the connection; Arm may be
+// called again afterwards.
+func (h *Handle) Disarm() func() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	f := p.waiting[h.token]
 	delete(p.waiting, h.token)
 	if !h.added || p.closed {
-		return
+		return f
 	}
 	h.added = false
 	// Inside Control the fd cannot be closed and reused under us; once
 	// the conn is closed the kernel dropped it from the set already.
 	_ = h.raw.Control(func(fd uintptr) { _ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil) })
+	return f
 }
 
 // Close stops the poller: waits still armed never fire. Connections are

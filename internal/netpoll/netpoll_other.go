@@ -21,7 +21,7 @@ func (p *Poller) Register(net.Conn) (*Handle, error) { return nil, ErrUnsupporte
 func (h *Handle) Arm(func()) error { return ErrUnsupported }
 
 // Disarm is never reached on this system.
-func (h *Handle) Disarm() {}
+func (h *Handle) Disarm() func() { return nil }
 
 // Close does nothing.
 func (p *Poller) Close() error { return nil }
