@@ -154,11 +154,12 @@ func (x *parked) readable() {
 	x.closeConn()
 }
 
-// closeConn closes a polled connection once, out of the poller's set first.
+// closeConn closes a polled connection once and drops a wait still armed
+// (after the close, so that readable cannot arm one that never fires).
 func (x *parked) closeConn() {
 	x.closer.Do(func() {
-		x.polled.Disarm()
 		_ = x.conn.Close()
+		x.polled.Disarm()
 	})
 }
 

@@ -452,14 +452,14 @@ func (c *wsConn) Close(code int, reason string) error {
 		case <-t.C:
 		}
 		t.Stop()
+		_ = c.conn.Close()
 		if c.poll != nil {
-			// A parked read path is not in the set any more once the
-			// socket is closed: wake it so that it sees the close.
+			// The closed socket left the epoll set, and Arm fails from now
+			// on: a read path that parked before is woken to see the close.
 			if resume := c.poll.Disarm(); resume != nil {
-				defer func() { go resume() }()
+				go resume()
 			}
 		}
-		_ = c.conn.Close()
 	})
 	return nil
 }

@@ -140,8 +140,10 @@ func (h *Handle) Arm(f func()) error {
 
 // Disarm cancels an armed wait and removes the connection from the set.
 // It returns the callback of a wait it cancelled (nil if none was armed or
-// it fired already). Call it before closing the connection; Arm may be
-// called again afterwards.
+// it fired already). After the connection was closed it only drops the
+// wait (the kernel removed the socket from the set, and Arm fails from
+// then on), so closing first and then disarming leaves no wait behind
+// that can never fire. Arm may be called again after a Disarm.
 func (h *Handle) Disarm() func() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -156,3 +156,38 @@ func TestUnsupported(t *testing.T) {
 		t.Fatalf("Register(net.Pipe) = %v, want ErrUnsupported", err)
 	}
 }
+
+// TestCloseThenDisarm: a wait armed on a connection that is then closed
+// never fires (the socket left the set); Disarm after the close hands its
+// callback back so the owner can run it, and Arm refuses from then on.
+func TestCloseThenDisarm(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("epoll only")
+	}
+	p := netpoll.New()
+	defer p.Close()
+	server, _ := pair(t)
+	h, err := p.Register(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	if err := h.Arm(func() { ran = true }); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	f := h.Disarm()
+	if f == nil {
+		t.Fatal("Disarm after close returned no callback")
+	}
+	f()
+	if !ran {
+		t.Fatal("callback not handed back")
+	}
+	if h.Disarm() != nil {
+		t.Fatal("second Disarm returned a callback")
+	}
+	if err := h.Arm(func() {}); !errors.Is(err, netpoll.ErrClosed) {
+		t.Fatalf("Arm after close: %v", err)
+	}
+}
