@@ -49,7 +49,7 @@ func moduleImports(t *testing.T, pkg string) []string {
 
 // The layers of ../shared/ARCHITECTURE.md.
 var (
-	leaves    = []string{"internal/subjects", "internal/config", "internal/httpx", "internal/natsio", "internal/natsconn", "internal/jsutil", "internal/logging", "internal/buildinfo", "internal/tlstest"}
+	leaves    = []string{"internal/subjects", "internal/config", "internal/httpx", "internal/natsio", "internal/natsconn", "internal/jsutil", "internal/logging", "internal/buildinfo", "internal/tlstest", "internal/netpoll"}
 	protocols = []string{"internal/megaphone", "internal/pipe", "internal/middleman", "internal/relay"}
 )
 

@@ -331,6 +331,7 @@ func BenchmarkReaders(b *testing.B) {
 	rssBefore := metric(b, base, "process_resident_memory_bytes")
 	heapBefore := metric(b, base, "go_memstats_heap_inuse_bytes")
 	stackBefore := metric(b, base, "go_memstats_stack_inuse_bytes")
+	goroutinesBefore := metric(b, base, "go_goroutines")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -378,6 +379,7 @@ func BenchmarkReaders(b *testing.B) {
 		return nil
 	})
 	rssAfter := metric(b, base, "process_resident_memory_bytes")
+	goroutinesAfter := metric(b, base, "go_goroutines")
 	if path := os.Getenv("MEGAPHONE_BENCH_HEAP"); path != "" {
 		child.command("heap " + path)
 		child.command("goroutines " + path + ".goroutines")
@@ -441,8 +443,15 @@ loop:
 	b.ReportMetric(perReader(rssGC, rssBefore), "rss-after-gc-KB/reader")
 	b.ReportMetric(perReader(heapGC, heapBefore), "heap-KB/reader")
 	b.ReportMetric(perReader(stackGC, stackBefore), "stack-KB/reader")
+	b.ReportMetric((goroutinesAfter-goroutinesBefore)/float64(n), "goroutines/reader")
 	b.ReportMetric(float64(pct(0.5).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(pct(0.99).Microseconds())/1000, "p99-ms")
 	b.ReportMetric(createRate, "creates/s")
 	b.Logf("readers=%d sent=%d received=%d rss %0.f→%0.f MB", n, sent, len(lats), rssBefore/1e6, rssAfter/1e6)
+	if got := perReader(rssAfter, rssBefore); got > readerRSSGoal {
+		b.Errorf("RSS %.1f KiB per parked reader right after opening them, goal %d KiB (issue #15; not met, README)", got, readerRSSGoal)
+	}
 }
+
+// readerRSSGoal is issue #15's goal for the RSS per parked reader, in KiB.
+const readerRSSGoal = 12

@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/httpx"
+	"github.com/switchboard/switchboard/internal/netpoll"
 	"github.com/switchboard/switchboard/internal/protocol"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -37,6 +38,8 @@ type api struct {
 	parkPolls bool
 	// opening bounds the polls being opened at once (see maxOpening).
 	opening chan struct{}
+	// poller watches the sockets of parked polls.
+	poller *netpoll.Poller
 }
 
 // maxOpening is how many /read polls a gateway opens at once (claim,

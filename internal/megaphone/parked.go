@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/netpoll"
 )
 
 // A poll over HTTP/1.1 spends nearly all its life waiting. Served the
@@ -18,10 +20,12 @@ import (
 // background-read goroutine, 4 KiB + 4 KiB of bufio buffers and the parsed
 // request. A parked poll gives all of that back: the handler takes the
 // connection over (http.Hijacker), writes the response head and chunks
-// itself, and returns. What is left is this struct, a runtime timer for
-// the deadline and one goroutine blocked in a 1-byte read to see the
-// client go away. Events are delivered by a short-lived goroutine started
-// by the wake-up dispatcher. The connection closes when the poll ends
+// itself, and returns. What is left is this struct and a runtime timer for
+// the deadline; the socket waits in the gateway's epoll set ([netpoll]) to
+// see the client go away or send bytes, with no goroutine of its own
+// (where it cannot, e.g. TLS, one goroutine blocked in a 1-byte read does
+// that). Events are delivered by a short-lived goroutine started by the
+// wake-up dispatcher. The connection closes when the poll ends
 // (the head says "Connection: close"; both Megaphone clients open a new
 // request for the next poll).
 type parked struct {
@@ -44,8 +48,11 @@ type parked struct {
 
 	timer    *time.Timer
 	stopCtx  func() bool
-	watching bool // watch runs and closes the connection
+	watching bool            // watch or the poller closes the connection
+	polled   *netpoll.Handle // nil: watch waits on the connection instead
+	ended    atomic.Bool     // finish ran: the poller closes the connection
 	once     sync.Once
+	closer   sync.Once
 }
 
 // closeWait is how long a parked poll that ended waits for its client to
@@ -83,7 +90,16 @@ func (h *api) park(w http.ResponseWriter, r *http.Request, ctx context.Context, 
 		return true
 	}
 	x.watching = true
-	go x.watch()
+	if hd, err := h.poller.Register(conn); err == nil {
+		x.polled = hd
+		if err := hd.Arm(x.readable); err != nil {
+			go x.finish()
+			x.closeConn()
+			return true
+		}
+	} else {
+		go x.watch()
+	}
 	kick := x.kick
 	p.w.notify.Store(&kick)
 	x.kick() // what is buffered now, and any wake-up that came before notify was set
@@ -121,6 +137,30 @@ func (x *parked) watch() {
 			return
 		}
 	}
+}
+
+// readable runs when the polled socket has bytes, was shut down by the
+// client or failed: bytes (a client may pipeline its next request) are
+// dropped and the wait re-armed; anything else ends the poll and closes
+// the connection, as does a read after the poll ended.
+func (x *parked) readable() {
+	var b [512]byte
+	if _, err := x.conn.Read(b[:]); err == nil && !x.ended.Load() {
+		if x.polled.Arm(x.readable) == nil {
+			return
+		}
+	}
+	x.finish()
+	x.closeConn()
+}
+
+// closeConn closes a polled connection once and drops a wait still armed
+// (after the close, so that readable cannot arm one that never fires).
+func (x *parked) closeConn() {
+	x.closer.Do(func() {
+		_ = x.conn.Close()
+		x.polled.Disarm()
+	})
 }
 
 // kick makes sure a delivery runs after this call. It never blocks.
@@ -207,9 +247,14 @@ func (x *parked) finish() {
 		if _, err := x.conn.Write([]byte("0\r\n\r\n")); err != nil && !errors.Is(err, net.ErrClosed) {
 			x.log.Debug("end parked poll", "err", err)
 		}
-		if x.watching {
+		switch {
+		case x.polled != nil:
+			// readable closes it when the client does, this timer otherwise.
+			x.ended.Store(true)
+			time.AfterFunc(closeWait, x.closeConn)
+		case x.watching:
 			_ = x.conn.SetReadDeadline(time.Now().Add(closeWait))
-		} else {
+		default:
 			_ = x.conn.Close()
 		}
 		x.release()

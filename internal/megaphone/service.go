@@ -3,6 +3,7 @@ package megaphone
 import (
 	"context"
 
+	"github.com/switchboard/switchboard/internal/netpoll"
 	"github.com/switchboard/switchboard/internal/protocol"
 )
 
@@ -26,7 +27,8 @@ func New(cfg Config, deps protocol.Deps) *Service {
 	return &Service{
 		broker: b,
 		api: &api{b: b, streams: deps.Streams, log: b.log, bodyLimit: deps.HTTP.BodyLimit,
-			bodyTimeout: deps.HTTP.BodyTimeout, adminToken: b.cfg.AdminToken, parkPolls: !b.cfg.KeepAlivePolls, opening: make(chan struct{}, maxOpening)},
+			bodyTimeout: deps.HTTP.BodyTimeout, adminToken: b.cfg.AdminToken, parkPolls: !b.cfg.KeepAlivePolls, opening: make(chan struct{}, maxOpening),
+			poller: netpoll.New()},
 	}
 }
 
@@ -40,5 +42,10 @@ func (s *Service) Provision(ctx context.Context) error { return s.broker.Provisi
 // CORS handling, and the /admin routes when an admin token is set.
 func (s *Service) Routes() []protocol.Route { return s.api.routes() }
 
-// Close stops background work.
-func (s *Service) Close() error { return s.broker.Close() }
+// Close stops background work and the poller of parked polls (they ended
+// with the gateway's streams before).
+func (s *Service) Close() error {
+	err := s.broker.Close()
+	_ = s.api.poller.Close()
+	return err
+}

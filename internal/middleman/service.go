@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/switchboard/switchboard/internal/netpoll"
 	"github.com/switchboard/switchboard/internal/protocol"
 )
 
@@ -18,6 +19,8 @@ type Service struct {
 	origins originPolicy
 	trust   *Trust
 	hub     *Hub
+	// poller waits for idle connections (see wsConn.Park).
+	poller *netpoll.Poller
 }
 
 var _ interface {
@@ -34,6 +37,7 @@ func New(cfg Config, deps protocol.Deps) *Service {
 		deps:    deps,
 		log:     deps.Logger.With("component", "middleman"),
 		origins: newOriginPolicy(cfg.AllowedOrigins),
+		poller:  netpoll.New(),
 	}
 }
 
@@ -57,8 +61,10 @@ func (s *Service) Routes() []protocol.Route {
 	return []protocol.Route{{Method: http.MethodGet, Path: Route, Handler: http.HandlerFunc(s.upgrade)}}
 }
 
-// Close stops the hub and the trust watcher; sessions ended before.
+// Close stops the hub, the trust watcher and the poller; sessions ended
+// before.
 func (s *Service) Close() error {
+	defer s.poller.Close()
 	if s.hub != nil {
 		s.hub.Close()
 	}

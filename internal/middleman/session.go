@@ -3,6 +3,7 @@ package middleman
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -53,12 +54,14 @@ func putBuf(b *bytes.Buffer) {
 	}
 }
 
-// Session is one authenticated middleman connection. Its read loop (the
-// goroutine of Serve) owns the connection and processes frames in order.
-// The hub's dispatcher and other sessions fill a bounded send queue
-// without ever blocking; a writer goroutine exists only while the queue
-// has something in it, and pings come from a timer, so an idle connection
-// costs one parked goroutine.
+// Session is one authenticated middleman connection. Its read loop owns
+// the connection and processes frames in order; when the connection can
+// park (a [parker], the WebSocket of http.go on Linux) the loop ends while
+// nothing is buffered and resumes on a new goroutine when the client sends
+// something. The hub's dispatcher and other sessions fill a bounded send
+// queue without ever blocking; a writer goroutine exists only while the
+// queue has something in it, and pings come from a timer, so an idle
+// connection costs no goroutine (one where it cannot park).
 type Session struct {
 	hub   *Hub
 	conn  Conn
@@ -85,7 +88,23 @@ type Session struct {
 	pinger    *time.Timer // next keepalive ping
 	closeOnce sync.Once
 	closers   sync.WaitGroup
+
+	// Set by run, for the read path resumed after a park.
+	resume  func()
+	stopCtx func() bool
+	ended   func(error)
 }
+
+// parker is a [Conn] that can wait for its next message without a
+// goroutine: Park returns true once it arranged for resume to run on a new
+// goroutine when the client sent something or went away (false: nothing
+// arranged, bytes are buffered or it cannot).
+type parker interface {
+	Park(resume func()) bool
+}
+
+// errParked ends a read loop whose connection waits in the poller.
+var errParked = errors.New("middleman: parked")
 
 // Serve runs one connection: the key handshake (bounded by the handshake
 // timeout), then the session until the peer leaves, the connection fails or
@@ -99,9 +118,9 @@ func (h *Hub) Serve(ctx context.Context, conn Conn) error {
 
 // Start is [Hub.Serve] in the background: ended gets what Serve would
 // return. The handshake and the registration run on a goroutine that ends
-// with them; the read loop that then waits on the connection for its whole
-// life starts on a fresh one, so that it keeps the smallest stack the wait
-// needs (a grown stack shrinks only by halves, and only when mostly unused).
+// with them; the read loop then starts on a fresh one, so that where the
+// connection cannot park it keeps the smallest stack the wait needs (a
+// grown stack shrinks only by halves, and only when mostly unused).
 func (h *Hub) Start(ctx context.Context, conn Conn, ended func(error)) {
 	go func() {
 		s, err := h.open(ctx, conn)
@@ -136,7 +155,8 @@ func (h *Hub) open(ctx context.Context, conn Conn) (*Session, error) {
 // handshake timeout, else the connection is closed with 1008 (1001 when
 // ctx ends first).
 func (h *Hub) handshake(ctx context.Context, conn Conn) (level, error) {
-	conn.SetReadLimit(handshakeLimit)
+	conn.SetReadLimit(handshakeLimit + 1) // readKey reads no more
+
 	var once sync.Once
 	aborted := make(chan struct{})
 	var abortErr error
@@ -191,6 +211,9 @@ func (h *Hub) checkKey(text bool, key string) (level, error) {
 // longer one is returned cut, which no key matches).
 func readKey(conn Conn) (bool, string, error) {
 	text, r, err := conn.NextReader()
+	for errors.Is(err, errNoMessage) { // a ping before the key
+		text, r, err = conn.NextReader()
+	}
 	if err != nil {
 		return false, "", err
 	}
@@ -221,27 +244,48 @@ func (s *Session) setUID(uid string) { s.uid.Store(&uid) }
 func (s *Session) trusted() bool { return s.level >= levelService }
 
 // run serves a registered session until its connection ends, then calls
-// ended.
+// ended. While the connection is idle its read path may park (no
+// goroutine); it resumes on a new one.
 func (s *Session) run(ctx context.Context, ended func(error)) {
 	s.mu.Lock()
 	if !s.closed {
 		s.pinger = time.AfterFunc(s.hub.cfg.PingInterval, s.ping)
 	}
 	s.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { s.close(CloseGoingAway, "gateway shutting down") })
-	err := s.readLoop(ctx)
-	stop()
+	s.ended = ended
+	s.resume = func() { s.serveConn(ctx, true) }
+	s.stopCtx = context.AfterFunc(ctx, func() { s.close(CloseGoingAway, "gateway shutting down") })
+	s.serveConn(ctx, false)
+}
+
+// serveConn reads frames until the connection parks or ends; at the end it
+// tears the session down. woken: the poller found the connection readable.
+func (s *Session) serveConn(ctx context.Context, woken bool) {
+	err := s.readLoop(ctx, woken)
+	if err == errParked {
+		return
+	}
+	s.stopCtx()
 	s.end()
 	s.close(CloseNormal, "")
 	s.closers.Wait()
 	s.hub.m.conns.WithLabelValues(s.level.label()).Dec()
-	ended(err)
+	s.ended(err)
 }
 
-// readLoop processes frames in order until the connection fails.
-func (s *Session) readLoop(ctx context.Context) error {
+// readLoop processes frames in order until the connection fails or, when
+// nothing is buffered, parks. A woken loop reads before it parks again.
+func (s *Session) readLoop(ctx context.Context, woken bool) error {
+	p, canPark := s.conn.(parker)
 	for {
+		if canPark && !woken && p.Park(s.resume) {
+			return errParked
+		}
+		woken = false
 		text, r, err := s.conn.NextReader()
+		if errors.Is(err, errNoMessage) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
