@@ -44,10 +44,13 @@
 // may be served by a lagging follower). A sweeper removes the entries of gateways that vanished
 // without cleaning up (no responders to sb.pipe.alive.<gateway> twice).
 //
-// The common hand-off takes 3 JetStream operations (fastpath.go): an
-// entry appended to an empty channel is marked alone, so a matcher whose
-// marker went in right behind it knows the head without reading it and
-// removes head and marker with one purge; arrivals act on the gateway's
+// The common hand-off takes 2 JetStream operations when both parties
+// reach one gateway and 5 across gateways (fastpath.go): an entry
+// appended to an empty channel is marked alone and is the channel's head
+// while it exists, so a partner on the same gateway claims it without the
+// marker and deletes it by position, and a matcher elsewhere whose marker
+// went in right behind it knows the head without reading it and removes
+// head and marker with one purge; arrivals act on the gateway's
 // guess of the newest entry (its own last waiter there, else "empty")
 // instead of reading it, every step being a compare-and-set against the
 // guess; and arrivals of one channel on one gateway run one at a time.

@@ -50,6 +50,14 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			// it: a wrong guess ends in errConflict and a real read.
 			guess = false
 			last = h.guessLast(w.chFilter)
+			if last != nil && last.alone && last.info.Role != w.role {
+				unwatch()
+				p, err := h.claimAlone(ctx, w, last)
+				if err != nil || p != nil {
+					return p, err
+				}
+				continue // taken or gone meanwhile: read the queue
+			}
 		} else {
 			last, err = h.q.last(ctx, w.chFilter)
 		}
@@ -139,6 +147,36 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			return p, err
 		}
 	}
+}
+
+// claimAlone pairs w with head, a party of the opposite role waiting on
+// this gateway whose entry was appended to an empty channel, without
+// taking the channel's marker, and without waiting for the deletion of
+// head's entry before the transfer starts. Such an entry is the channel's head for as
+// long as it exists (nothing is ever inserted before an entry), so
+// serving it first keeps FIFO, and the waiter's offer admits one claim
+// only: a matcher elsewhere that holds the marker and claims it too is
+// refused and drops the entry, as for any party that left. Without the
+// marker the entry is removed by its position, never by purging the
+// channel: others may have appended behind it. It returns nil, nil when
+// head is no longer there to take.
+func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
+	p, err := h.claim(ctx, w, head)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	if !p.keep {
+		// The served party's entry is deleted while the body flows; the
+		// claimer's transfer ends only once it is gone, so a listing after
+		// the hand-off never shows it.
+		removed := make(chan struct{})
+		h.background("dequeue claimed", func(bctx context.Context) error {
+			defer close(removed)
+			return h.q.remove(bctx, head.seq) // if it fails, the next matcher drops it
+		})
+		p.settleOn(removed)
+	}
+	return p, nil
 }
 
 // appendIf is queue.appendIf run to its answer even if ctx ends

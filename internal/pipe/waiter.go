@@ -179,3 +179,36 @@ type pairing struct {
 	// the claimer leaves its queue entry in place.
 	keep bool
 }
+
+// settleOn makes the end of p's transfer on this side (the sink's or
+// source's Close) wait for done as well.
+func (p *pairing) settleOn(done <-chan struct{}) {
+	if p.sink != nil {
+		p.sink = settledSink{p.sink, done}
+	}
+	if p.source != nil {
+		p.source = settledSource{p.source, done}
+	}
+}
+
+type settledSink struct {
+	Sink
+	done <-chan struct{}
+}
+
+func (s settledSink) Close() error {
+	err := s.Sink.Close()
+	<-s.done
+	return err
+}
+
+type settledSource struct {
+	Source
+	done <-chan struct{}
+}
+
+func (s settledSource) Close() error {
+	err := s.Source.Close()
+	<-s.done
+	return err
+}
