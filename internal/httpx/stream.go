@@ -27,8 +27,11 @@ func (b *Buffers) Put(p *[]byte) { b.pool.Put(p) }
 
 // CopyFlush copies src to w through buf until src ends, calling flush (if
 // not nil) after every write so a stream (SSE, a pipe) reaches the client
-// chunk by chunk. It tells the two ends' failures apart: readErr is src's
-// error (io.EOF is a clean end, reported as nil), writeErr w's or flush's.
+// chunk by chunk. Bytes that come with src's clean end are not flushed
+// on their own: the caller ends the response right after, which sends
+// them with the end (one write instead of two). It tells the two ends'
+// failures apart: readErr is src's error (io.EOF is a clean end,
+// reported as nil), writeErr w's or flush's.
 func CopyFlush(w io.Writer, flush func() error, src io.Reader, buf []byte) (n int64, readErr, writeErr error) {
 	for {
 		k, err := src.Read(buf)
@@ -37,7 +40,7 @@ func CopyFlush(w io.Writer, flush func() error, src io.Reader, buf []byte) (n in
 				return n, nil, werr
 			}
 			n += int64(k)
-			if flush != nil {
+			if flush != nil && !errors.Is(err, io.EOF) {
 				if werr := flush(); werr != nil {
 					return n, nil, werr
 				}

@@ -28,6 +28,7 @@ type queue struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	streams []jetstream.Stream // by partition
+	deletes []string           // message delete API subject, by partition
 	direct  bool
 }
 
@@ -64,6 +65,9 @@ func queueConfig(replicas, p, k int) jetstream.StreamConfig {
 func openQueue(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, replicas, parts int) (*queue, error) {
 	parts = max(parts, 1)
 	q := &queue{nc: nc, js: js, streams: make([]jetstream.Stream, parts), direct: replicas <= 1}
+	for p := range parts {
+		q.deletes = append(q.deletes, subjects.JSMsgDelete(subjects.PipeStreamOf(p, parts)))
+	}
 	steps := make([]func(context.Context) error, parts)
 	for p := range parts {
 		steps[p] = func(ctx context.Context) (err error) {
@@ -174,11 +178,25 @@ func (q *queue) appendIf(ctx context.Context, subject, channel string, expect ui
 	if ttl == 0 && expect == 0 {
 		m.Header.Set(hdrAlone, "1")
 	}
-	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequenceForSubject(seqOf(expect), channel)}
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, channel)
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(seqOf(expect), 10))
 	if ttl > 0 {
-		opts = append(opts, jetstream.WithMsgTTL(ttl))
+		m.Header.Set(jetstream.MsgTTLHeader, ttl.String())
 	}
-	ack, err := q.js.PublishMsg(ctx, m, opts...)
+	// A plain request whose acknowledgement is read without decoding it
+	// (jsutil.PubAck); with no stream leader to answer, jetstream's
+	// publish retries while one is elected.
+	var seq uint64
+	resp, err := q.nc.RequestMsgWithContext(ctx, m)
+	switch {
+	case err == nil:
+		seq, err = jsutil.PubAck(resp.Data)
+	case errors.Is(err, nats.ErrNoResponders):
+		var ack *jetstream.PubAck
+		if ack, err = q.js.PublishMsg(ctx, m); err == nil {
+			seq = ack.Sequence
+		}
+	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
@@ -187,7 +205,7 @@ func (q *queue) appendIf(ctx context.Context, subject, channel string, expect ui
 	if err != nil {
 		return 0, fmt.Errorf("%w: append: %v", ErrUnavailable, err)
 	}
-	return pos(p, ack.Sequence), nil
+	return pos(p, seq), nil
 }
 
 // remove deletes the entry at position seq; an entry already gone is not
@@ -197,10 +215,17 @@ func (q *queue) remove(ctx context.Context, seq uint64) error {
 	if p >= len(q.streams) {
 		return fmt.Errorf("%w: delete entry: no partition %d", ErrUnavailable, p)
 	}
-	err := q.streams[p].DeleteMsg(ctx, seqOf(seq))
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	req := strconv.AppendUint([]byte(`{"seq":`), seqOf(seq), 10)
+	req = append(req, `,"no_erase":true}`...)
+	resp, err := q.nc.RequestWithContext(ctx, q.deletes[p], req)
+	if err == nil {
+		err = jsutil.Success(resp.Data)
+	}
 	var apiErr *jetstream.APIError
-	if err == nil || errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) ||
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound {
+	if err == nil || errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound ||
+		apiErr.ErrorCode == jsutil.ErrCodeSequenceNotFound) {
 		return nil
 	}
 	return fmt.Errorf("%w: delete entry: %v", ErrUnavailable, err)
