@@ -45,12 +45,10 @@
 // without cleaning up (no responders to sb.pipe.alive.<gateway> twice).
 //
 // The common hand-off takes 2 JetStream operations when both parties
-// reach one gateway and 5 across gateways (fastpath.go): an entry
+// reach one gateway and 4 across gateways (fastpath.go): an entry
 // appended to an empty channel is marked alone and is the channel's head
-// while it exists, so a partner on the same gateway claims it without the
-// marker and deletes it by position, and a matcher elsewhere whose marker
-// went in right behind it knows the head without reading it and removes
-// head and marker with one purge; arrivals act on the gateway's
+// while it exists, so its partner claims it without the marker and
+// deletes it by position while the body flows; arrivals act on the gateway's
 // guess of the newest entry (its own last waiter there, else "empty")
 // instead of reading it, every step being a compare-and-set against the
 // guess; and arrivals of one channel on one gateway run one at a time.

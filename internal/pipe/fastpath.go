@@ -12,12 +12,9 @@ import (
 //   - An entry appended to an empty channel (compare-and-set on "no
 //     entry") carries hdrAlone. While it is the channel's newest entry it is
 //     also its only one: nothing can be inserted before it, so it is the
-//     channel's head for as long as it exists. A partner arriving on the
-//     same gateway claims it at once, without the marker (see
-//     claimAlone), and deletes it by position. A matcher elsewhere that
-//     takes the marker right behind such an entry knows the head without
-//     reading it, and once it claimed it the channel holds exactly that
-//     entry and the marker, so one purge of the channel removes both.
+//     channel's head for as long as it exists. Its partner, arriving on
+//     this gateway or another, claims it at once without the marker (see
+//     claimAlone) and deletes it by position.
 //   - This gateway remembers, per channel, the local party that appended
 //     the newest entry it knows of (tail). An arrival uses it as its guess
 //     of the channel's newest entry, or "empty" when there is none, instead

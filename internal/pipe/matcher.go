@@ -50,14 +50,6 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			// it: a wrong guess ends in errConflict and a real read.
 			guess = false
 			last = h.guessLast(w.chFilter)
-			if last != nil && last.alone && last.info.Role != w.role {
-				unwatch()
-				p, err := h.claimAlone(ctx, w, last)
-				if err != nil || p != nil {
-					return p, err
-				}
-				continue // taken or gone meanwhile: read the queue
-			}
 		} else {
 			last, err = h.q.last(ctx, w.chFilter)
 		}
@@ -68,6 +60,13 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			return nil, err
 		}
 		switch {
+		case last != nil && last.alone && last.info.Role != w.role && last.info.Role != subjects.PipeMatcher:
+			// The only entry of the channel waits for w: claim it.
+			p, err := h.claimAlone(ctx, w, last)
+			if err != nil || p != nil {
+				return p, err
+			}
+			continue // taken or gone meanwhile: read the queue
 		case last != nil && last.info.Role == subjects.PipeMatcher:
 			// Another party is matching: wait until it releases the marker.
 			err := h.awaitMatcher(ctx, last, releasedCh, &pause)
@@ -103,17 +102,11 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			head *entry
 			err  error
 		}
-		// An entry appended to an empty channel that is still the newest
-		// is the head: no read needed.
 		early := make(chan read, 1)
-		if last.alone {
-			early <- read{head: last}
-		} else {
-			go func() {
-				head, err := h.q.first(ctx, w.oppFilter)
-				early <- read{head, err}
-			}()
-		}
+		go func() {
+			head, err := h.q.first(ctx, w.oppFilter)
+			early <- read{head, err}
+		}()
 		mseq, err := h.appendIf(ctx, w.markerSubj, w.chFilter, last.seq, w.id, h.cfg.MarkerTTL)
 		first := <-early
 		if errors.Is(err, errConflict) {
@@ -123,15 +116,6 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			return nil, err
 		}
 		p, head, done, err := h.matchLocked(ctx, w, mseq, first.head, first.err)
-		if err == nil && head > 0 && last.alone && head == last.seq {
-			// The channel held the head and the marker, nothing else (no
-			// one appends behind a marker): one purge removes both, before
-			// anyone is answered.
-			if rerr := h.q.purge(context.WithoutCancel(ctx), w.chFilter); rerr == nil {
-				h.released(w.chFilter)
-				return p, nil
-			}
-		}
 		if err == nil && head > 0 {
 			// The served party leaves the queue before anyone is
 			// answered, so listings never show it.
@@ -149,26 +133,30 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 	}
 }
 
-// claimAlone pairs w with head, a party of the opposite role waiting on
-// this gateway whose entry was appended to an empty channel, without
-// taking the channel's marker, and without waiting for the deletion of
-// head's entry before the transfer starts. Such an entry is the channel's head for as
-// long as it exists (nothing is ever inserted before an entry), so
-// serving it first keeps FIFO, and the waiter's offer admits one claim
-// only: a matcher elsewhere that holds the marker and claims it too is
-// refused and drops the entry, as for any party that left. Without the
-// marker the entry is removed by its position, never by purging the
-// channel: others may have appended behind it. It returns nil, nil when
-// head is no longer there to take.
+// claimAlone pairs w with head, a party of the opposite role whose entry
+// was appended to an empty channel and is still the channel's newest
+// (seen so by w's gateway or read), without taking the channel's marker.
+// Such an entry is the channel's head for as long as it exists (nothing
+// is ever inserted before an entry), so serving it first keeps FIFO, and
+// its waiter's offer admits one claim only, locally or from another
+// gateway: a concurrent claimer is refused, and drops the entry as for a
+// party that left. Without the marker the entry is deleted by its
+// position, never by purging the channel, since others may have appended
+// behind it; the deletion runs while the body flows, and the claimer's
+// side of the transfer ends only once it is done, so a listing after the
+// hand-off never shows the served party. It returns nil, nil when head
+// was not there to take any more (its entry is then deleted).
 func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
 	p, err := h.claim(ctx, w, head)
-	if err != nil || p == nil {
+	if err != nil {
 		return nil, err
 	}
+	if p == nil {
+		// Gone, taken, or its gateway did not answer: as matchLocked does
+		// with a refused head, so the next read does not find it again.
+		return nil, h.q.remove(ctx, head.seq)
+	}
 	if !p.keep {
-		// The served party's entry is deleted while the body flows; the
-		// claimer's transfer ends only once it is gone, so a listing after
-		// the hand-off never shows it.
 		removed := make(chan struct{})
 		h.background("dequeue claimed", func(bctx context.Context) error {
 			defer close(removed)
