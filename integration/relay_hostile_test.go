@@ -228,7 +228,10 @@ func TestRelayMaliciousAgent(t *testing.T) {
 		relayConfig(c)
 		c.NATS.User, c.NATS.Password = "gw", "gw"
 		c.Relay.AckTimeout = 500 * time.Millisecond
-		c.Relay.AgentWait = time.Second
+		// Long enough for the evil agent to be seen on a loaded machine:
+		// the scenarios are about what it answers, not about its absence
+		// (a 1 s wait gave 503 NO_AGENT at load 15).
+		c.Relay.AgentWait = 10 * time.Second
 		c.Relay.ResponseTimeout = 3 * time.Second
 		c.Log.Level = "warn"
 	})[0]
