@@ -55,7 +55,7 @@ type api struct {
 // mark that a quiet gateway keeps as RSS (3,000 polls opened at once:
 // RSS per parked poll, median of 7 paired runs, 36.8 -> 31.4 KiB). At
 // ~1 ms per open, 64 at a time opens 3,000 in well under a second.
-const maxOpening = 64
+var maxOpening = 64
 
 // handlerFunc handles one route; the error it returns is answered by
 // [api.fail].
