@@ -370,9 +370,11 @@ func (h *api) read(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The stream outlives the handler when the poll is parked: its
 	// context is not the request's, which ends when the handler returns
-	// (nor does it keep the request's alive); the handler that serves
-	// the poll itself follows the client below.
-	ctx, release, err := h.streams.Begin(context.Background(), kind)
+	// (nor does it keep the request's alive), but the tracker's own,
+	// which ends when shutdown begins and which every poll shares, so a
+	// poll has no context of its own. The handler that serves the poll
+	// itself follows the client below.
+	ctx, release, err := h.streams.BeginDrain(h.streams.StopContext(), kind)
 	if err != nil {
 		return fmt.Errorf("megaphone: %w", err)
 	}
