@@ -41,8 +41,9 @@ type api struct {
 	opening chan struct{}
 	// waiting holds the parked polls taken over while every opening
 	// slot was taken, oldest first (see openQueued).
-	qmu     sync.Mutex
-	waiting []*queued
+	qmu      sync.Mutex
+	waiting  []*queued
+	stopHook sync.Once // shutdown refuses the waiting polls
 	// poller watches the sockets of parked polls.
 	poller *netpoll.Poller
 }

@@ -331,10 +331,26 @@ var queuedPolls atomic.Int64
 // enqueue makes q wait for an opening slot.
 func (h *api) enqueue(q *queued) {
 	queuedPolls.Add(1)
+	// Shutdown answers every waiting poll at once (q.ctx is the
+	// tracker's stop context, the same for every poll).
+	h.stopHook.Do(func() { context.AfterFunc(q.ctx, h.refuseWaiting) })
 	h.qmu.Lock()
 	h.waiting = append(h.waiting, q)
 	h.qmu.Unlock()
 	h.dispatch()
+}
+
+// refuseWaiting answers every waiting poll 503: the gateway is shutting
+// down. A poll that comes in after it still gets its 503 from
+// openQueued when its turn comes.
+func (h *api) refuseWaiting() {
+	h.qmu.Lock()
+	waiting := h.waiting
+	h.waiting = nil
+	h.qmu.Unlock()
+	for _, q := range waiting {
+		h.refuse(q, protocol.ErrShuttingDown)
+	}
 }
 
 // dispatch opens waiting polls, oldest first, while slots are free. It
