@@ -140,13 +140,20 @@ func (b *Broker) Exists(ctx context.Context, addr string) (bool, error) {
 
 // existsCache remembers channels seen alive for a short time.
 type existsCache struct {
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]time.Time
+	ttl  time.Duration
+	mu   sync.Mutex
+	m    map[string]time.Time
+	adds int
 }
 
 // maxCached bounds the cache; past it the cache starts over.
 const maxCached = 100_000
+
+// sweepEvery: every this many additions, the cache drops its expired
+// sightings, so that it holds about the channels seen in the last ttl
+// rather than every channel created since it last started over (the ids
+// of all parked polls' channels, 100,000 at most).
+const sweepEvery = 1024
 
 func newExistsCache(ttl time.Duration) *existsCache {
 	return &existsCache{ttl: ttl, m: make(map[string]time.Time)}
@@ -154,6 +161,14 @@ func newExistsCache(ttl time.Duration) *existsCache {
 
 func (c *existsCache) add(id string) {
 	c.mu.Lock()
+	if c.adds++; c.adds%sweepEvery == 0 {
+		now := time.Now()
+		for k, exp := range c.m {
+			if now.After(exp) {
+				delete(c.m, k)
+			}
+		}
+	}
 	if len(c.m) >= maxCached {
 		clear(c.m)
 	}

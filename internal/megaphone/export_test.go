@@ -20,3 +20,16 @@ func SetPurge(every, share int, delay time.Duration) (restore func()) {
 	purgeEvery, purgeShare, purgeDelay = every, share, delay
 	return func() { purgeEvery, purgeShare, purgeDelay = e, s, d }
 }
+
+// SetMaxOpening sets how many polls a gateway opens at once (see
+// maxOpening) and returns a function that restores it. Call it before any
+// gateway of the test starts.
+func SetMaxOpening(n int) (restore func()) {
+	old := maxOpening
+	maxOpening = n
+	return func() { maxOpening = old }
+}
+
+// QueuedPolls is how many polls waited for an opening slot after being
+// taken over from net/http, in this process.
+func QueuedPolls() int64 { return queuedPolls.Load() }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchboard/switchboard/internal/config"
@@ -38,6 +39,11 @@ type api struct {
 	parkPolls bool
 	// opening bounds the polls being opened at once (see maxOpening).
 	opening chan struct{}
+	// waiting holds the parked polls taken over while every opening
+	// slot was taken, oldest first (see openQueued).
+	qmu      sync.Mutex
+	waiting  []*queued
+	stopHook sync.Once // shutdown refuses the waiting polls
 	// poller watches the sockets of parked polls.
 	poller *netpoll.Poller
 }
@@ -50,7 +56,7 @@ type api struct {
 // mark that a quiet gateway keeps as RSS (3,000 polls opened at once:
 // RSS per parked poll, median of 7 paired runs, 36.8 -> 31.4 KiB). At
 // ~1 ms per open, 64 at a time opens 3,000 in well under a second.
-const maxOpening = 64
+var maxOpening = 64
 
 // handlerFunc handles one route; the error it returns is answered by
 // [api.fail].
@@ -364,41 +370,47 @@ func (h *api) read(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// The stream outlives the handler when the poll is parked: its
-	// context is cut from the request's, which ends when the handler
-	// returns, and follows it only while the handler serves the poll.
-	base, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	ctx, done, err := h.streams.Begin(base, kind)
+	// context is not the request's, which ends when the handler returns
+	// (nor does it keep the request's alive), but the tracker's own,
+	// which ends when shutdown begins and which every poll shares, so a
+	// poll has no context of its own. The handler that serves the poll
+	// itself follows the client below.
+	ctx, release, err := h.streams.BeginDrain(h.streams.StopContext(), kind)
 	if err != nil {
-		cancel()
 		return fmt.Errorf("megaphone: %w", err)
 	}
-	release := func() { done(); cancel() }
-	select {
-	case h.opening <- struct{}{}:
-	case <-ctx.Done(): // the client left, or the gateway is shutting down
-		release()
-		if r.Context().Err() != nil {
-			return r.Context().Err()
+	if !h.openSlot() {
+		// Every opening slot is taken (a burst of readers). A poll that
+		// can be parked is taken over from net/http now and the handler
+		// returns, so that while it waits its turn it holds neither
+		// net/http's buffers nor a goroutine (see openQueued).
+		if h.parkPolls {
+			if conn, ok := hijack(w, r); ok {
+				h.enqueue(&queued{conn: conn, hdr: w.Header().Clone(), ctx: ctx, release: release,
+					addr: addr, after: after, arrival: arrival, sse: sse})
+				return nil
+			}
 		}
-		return protocol.ErrShuttingDown
+		select {
+		case h.opening <- struct{}{}:
+		case <-ctx.Done(): // the gateway is shutting down
+			release()
+			return protocol.ErrShuttingDown
+		}
 	}
 	p, err := h.b.Open(ctx, addr, after, arrival)
-	<-h.opening
+	h.releaseSlot()
 	if err != nil {
 		release()
 		return err
 	}
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	if sse {
-		w.Header().Set("Content-Type", "text/event-stream")
-	} else {
-		w.Header().Set("Content-Type", "application/x-ndjson")
-	}
+	setStreamHeaders(w.Header(), sse)
 	if h.parkPolls && h.park(w, r, ctx, p, sse, release) {
 		return nil
 	}
 	defer release()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	defer context.AfterFunc(r.Context(), cancel)()
 	defer p.Close()
 	_ = http.NewResponseController(w).SetWriteDeadline(p.Deadline().Add(writeSlack))
@@ -415,6 +427,17 @@ func (h *api) read(w http.ResponseWriter, r *http.Request) error {
 		h.log.Debug("poll ended early", "err", err)
 	}
 	return nil
+}
+
+// setStreamHeaders sets the headers of a poll's chunked 200.
+func setStreamHeaders(hdr http.Header, sse bool) {
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	if sse {
+		hdr.Set("Content-Type", "text/event-stream")
+	} else {
+		hdr.Set("Content-Type", "application/x-ndjson")
+	}
 }
 
 // flush sends what w holds to the client and reports a failure. Unlike

@@ -1,6 +1,7 @@
 package megaphone
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/netpoll"
+	"github.com/switchboard/switchboard/internal/protocol"
 )
 
 // A poll over HTTP/1.1 spends nearly all its life waiting. Served the
@@ -29,10 +31,12 @@ import (
 // (the head says "Connection: close"; both Megaphone clients open a new
 // request for the next poll).
 type parked struct {
-	p       *Poll
-	conn    net.Conn
+	p    *Poll
+	conn net.Conn
+	// ctx is the tracked stream's own context (shutdown ends it); the
+	// poll adds no context of its own: ending says deliveries stop.
 	ctx     context.Context
-	cancel  context.CancelFunc // ends deliveries before finish waits for them
+	ending  atomic.Bool
 	sse     bool
 	log     *slog.Logger
 	release func() // ends the tracked stream
@@ -55,6 +59,9 @@ type parked struct {
 	closer   sync.Once
 }
 
+// errPollEnding stops a delivery of a poll that is ending.
+var errPollEnding = errors.New("megaphone: poll ending")
+
 // closeWait is how long a parked poll that ended waits for its client to
 // close the connection first (the last chunk and "Connection: close" ask
 // it to), so that TIME_WAIT stays with the client, not on the gateway.
@@ -66,17 +73,32 @@ const closeWait = 2 * time.Second
 // the caller serves the poll the usual way. release is called once the
 // parked poll ended.
 func (h *api) park(w http.ResponseWriter, r *http.Request, ctx context.Context, p *Poll, sse bool, release func()) bool {
+	conn, ok := hijack(w, r)
+	if !ok {
+		return false
+	}
+	h.parkConn(conn, responseHead(w.Header()), ctx, p, sse, release)
+	return true
+}
+
+// hijack takes w's connection over from net/http when the request is
+// HTTP/1.1 and the connection allows it. The bufio buffers net/http hands
+// over are dropped: anything the client pipelined is ignored.
+func hijack(w http.ResponseWriter, r *http.Request) (net.Conn, bool) {
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
-		return false
+		return nil, false
 	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
+	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return false
+		return nil, false
 	}
-	_ = brw // its buffers are dropped; anything the client pipelined is ignored
-	x := &parked{p: p, conn: conn, sse: sse, log: h.log, release: release}
-	x.ctx, x.cancel = context.WithCancel(ctx)
-	head := responseHead(w.Header())
+	return conn, true
+}
+
+// parkConn serves poll p on conn, taken over from net/http, after
+// writing head (the status line and headers of the chunked 200).
+func (h *api) parkConn(conn net.Conn, head []byte, ctx context.Context, p *Poll, sse bool, release func()) {
+	x := &parked{p: p, conn: conn, ctx: ctx, sse: sse, log: h.log, release: release}
 	if sse {
 		head = appendChunk(head, []byte("retry: 500\n\n"))
 	}
@@ -87,7 +109,7 @@ func (h *api) park(w http.ResponseWriter, r *http.Request, ctx context.Context, 
 	x.stopCtx = context.AfterFunc(ctx, x.finish)
 	if _, err := conn.Write(head); err != nil {
 		go x.finish()
-		return true
+		return
 	}
 	x.watching = true
 	if hd, err := h.poller.Register(conn); err == nil {
@@ -95,7 +117,7 @@ func (h *api) park(w http.ResponseWriter, r *http.Request, ctx context.Context, 
 		if err := hd.Arm(x.readable); err != nil {
 			go x.finish()
 			x.closeConn()
-			return true
+			return
 		}
 	} else {
 		go x.watch()
@@ -103,8 +125,11 @@ func (h *api) park(w http.ResponseWriter, r *http.Request, ctx context.Context, 
 	kick := x.kick
 	p.w.notify.Store(&kick)
 	x.kick() // what is buffered now, and any wake-up that came before notify was set
-	return true
 }
+
+// stopped reports whether deliveries must stop: the poll is ending or the
+// stream was cancelled (shutdown).
+func (x *parked) stopped() bool { return x.ending.Load() || x.ctx.Err() != nil }
 
 // responseHead renders the status line and headers of a chunked 200.
 func responseHead(hdr http.Header) []byte {
@@ -188,16 +213,16 @@ func (x *parked) kick() {
 func (x *parked) deliver() {
 	for {
 		x.mu.Lock()
-		if x.closed || x.ctx.Err() != nil {
+		if x.closed || x.stopped() {
 			x.mu.Unlock()
 			x.state.Store(0)
 			return
 		}
 		err := x.p.drain(x.ctx, x.emit)
-		end := err != nil || x.p.w.gone.Load() || x.ctx.Err() != nil
+		end := err != nil || x.p.w.gone.Load() || x.stopped()
 		x.mu.Unlock()
 		if end {
-			if err != nil && x.ctx.Err() == nil {
+			if err != nil && !x.stopped() {
 				x.log.Debug("poll ended early", "err", err)
 			}
 			x.state.Store(0)
@@ -215,8 +240,8 @@ func (x *parked) deliver() {
 // ending (the client went away, shutdown, the deadline) it writes nothing:
 // an event not written stays buffered for the next poll.
 func (x *parked) emit(ev Event) error {
-	if err := x.ctx.Err(); err != nil {
-		return err
+	if x.stopped() {
+		return errPollEnding
 	}
 	if x.sse {
 		x.frame = append(x.frame[:0], "id: "...)
@@ -235,7 +260,10 @@ func (x *parked) emit(ev Event) error {
 // when the client does, or closeWait later.
 func (x *parked) finish() {
 	x.once.Do(func() {
-		x.cancel()
+		// A delivery under way stops at its next event; a read of the
+		// stream it is waiting for ends within readTimeout (at once on
+		// shutdown, which cancels ctx).
+		x.ending.Store(true)
 		x.mu.Lock()
 		x.closed = true
 		x.frame, x.chunk = nil, nil
@@ -259,4 +287,170 @@ func (x *parked) finish() {
 		}
 		x.release()
 	})
+}
+
+// queued is a poll taken over from net/http while every opening slot was
+// taken. Until its turn it is only this struct and its socket.
+type queued struct {
+	conn    net.Conn
+	hdr     http.Header // the response headers set before the handler (CORS)
+	ctx     context.Context
+	release func() // ends the tracked stream
+	addr    string
+	after   uint64
+	arrival time.Time
+	sse     bool
+}
+
+// openSlot takes an opening slot if one is free and no taken-over poll
+// waits for one (those go first).
+func (h *api) openSlot() bool {
+	h.qmu.Lock()
+	defer h.qmu.Unlock()
+	if len(h.waiting) > 0 {
+		return false
+	}
+	select {
+	case h.opening <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// releaseSlot frees an opening slot and gives it to a waiting poll.
+func (h *api) releaseSlot() {
+	<-h.opening
+	h.dispatch()
+}
+
+// queuedPolls counts the polls that waited for an opening slot taken
+// over from net/http (tests check that the path was taken).
+var queuedPolls atomic.Int64
+
+// enqueue makes q wait for an opening slot.
+func (h *api) enqueue(q *queued) {
+	queuedPolls.Add(1)
+	// Shutdown answers every waiting poll at once (q.ctx is the
+	// tracker's stop context, the same for every poll).
+	h.stopHook.Do(func() { context.AfterFunc(q.ctx, h.refuseWaiting) })
+	h.qmu.Lock()
+	h.waiting = append(h.waiting, q)
+	h.qmu.Unlock()
+	h.dispatch()
+}
+
+// refuseWaiting answers every waiting poll 503: the gateway is shutting
+// down. A poll that comes in after it still gets its 503 from
+// openQueued when its turn comes.
+func (h *api) refuseWaiting() {
+	h.qmu.Lock()
+	waiting := h.waiting
+	h.waiting = nil
+	h.qmu.Unlock()
+	for _, q := range waiting {
+		h.refuse(q, protocol.ErrShuttingDown)
+	}
+}
+
+// dispatch opens waiting polls, oldest first, while slots are free. It
+// runs after every enqueue and every release, so no poll is left waiting
+// beside a free slot.
+func (h *api) dispatch() {
+	for {
+		h.qmu.Lock()
+		if len(h.waiting) == 0 {
+			h.qmu.Unlock()
+			return
+		}
+		select {
+		case h.opening <- struct{}{}:
+		default:
+			h.qmu.Unlock()
+			return
+		}
+		q := h.waiting[0]
+		h.waiting[0] = nil
+		h.waiting = h.waiting[1:]
+		if len(h.waiting) == 0 {
+			h.waiting = nil // the backing array goes with the burst
+		}
+		h.qmu.Unlock()
+		go h.openQueued(q)
+	}
+}
+
+// openQueued opens a waiting poll in the slot dispatch took for it and
+// parks it, or answers why not (the status and body the handler would
+// have answered, with "Connection: close").
+func (h *api) openQueued(q *queued) {
+	if q.ctx.Err() != nil { // shutdown began while it waited
+		h.releaseSlot()
+		h.refuse(q, protocol.ErrShuttingDown)
+		return
+	}
+	p, err := h.b.Open(q.ctx, q.addr, q.after, q.arrival)
+	h.releaseSlot()
+	if err != nil {
+		h.refuse(q, err)
+		return
+	}
+	setStreamHeaders(q.hdr, q.sse)
+	h.parkConn(q.conn, responseHead(q.hdr), q.ctx, p, q.sse, q.release)
+}
+
+// readRoute is the route of /read, for logs.
+const readRoute = "/read/:address"
+
+// refuse answers a taken-over poll that was not opened with err, as
+// [api.fail] does, and closes the connection.
+func (h *api) refuse(q *queued, err error) {
+	rw := &rawResponse{hdr: q.hdr}
+	h.fail(rw, readRoute, err)
+	_ = q.conn.SetWriteDeadline(time.Now().Add(closeWait))
+	if _, werr := q.conn.Write(rw.bytes()); werr != nil {
+		h.log.Debug("refuse poll", "err", werr)
+	}
+	_ = q.conn.Close()
+	q.release()
+}
+
+// rawResponse collects a whole response to write it on a connection
+// taken over from net/http.
+type rawResponse struct {
+	hdr    http.Header
+	status int
+	body   []byte
+}
+
+func (r *rawResponse) Header() http.Header { return r.hdr }
+
+func (r *rawResponse) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+func (r *rawResponse) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	r.body = append(r.body, b...)
+	return len(b), nil
+}
+
+// bytes renders the response with its length, closing the connection.
+func (r *rawResponse) bytes() []byte {
+	r.WriteHeader(http.StatusOK)
+	r.hdr.Set("Content-Length", strconv.Itoa(len(r.body)))
+	r.hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	r.hdr.Set("Connection", "close")
+	var b bytes.Buffer
+	b.WriteString("HTTP/1.1 ")
+	b.WriteString(strconv.Itoa(r.status))
+	b.WriteByte(' ')
+	b.WriteString(http.StatusText(r.status))
+	b.WriteString("\r\n")
+	_ = r.hdr.Write(&b)
+	b.WriteString("\r\n")
+	b.Write(r.body)
+	return b.Bytes()
 }

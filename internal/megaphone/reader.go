@@ -32,10 +32,7 @@ type Poll struct {
 	a        address
 	part     int // the channel's partition
 	evSubj   string
-	room     string
-	claim    kvKey
 	claimRev uint64
-	ch       kvKey
 	chRev    uint64
 	chData   []byte
 	w        *waiter
@@ -68,18 +65,18 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	}
 	p := &Poll{b: b, a: address{agent: agent, id: id, consumer: true}, skip: after,
 		deadline: arrival.Add(b.cfg.PollDuration)}
-	var err error
-	if p.ch, err = b.channelKey(id); err != nil {
+	ch, err := b.channelKey(id)
+	if err != nil {
 		return nil, err
 	}
 	p.part = b.part(id)
-	if p.claim, err = newKVKey(b.nc, b.js, subjects.MegaphoneReadersBucketOf(p.part, b.parts), id); err != nil {
+	claim, err := p.claimKey()
+	if err != nil {
 		return nil, err
 	}
 	p.evSubj, _ = subjects.MegaphoneEventsIn(id, b.parts)
 	p.purgeEvery = purgeThreshold(b.cfg.BufferSize)
-	p.room, _ = subjects.MegaphoneRoom(id)
-	r, err := p.ch.last(ctx)
+	r, err := ch.last(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -87,13 +84,13 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, addr)
 	}
 	claimTTL := time.Until(p.deadline) + claimSlack
-	if p.claimRev, err = p.claim.create(ctx, []byte(b.nc.ConnectedServerId()), claimTTL); err != nil {
+	if p.claimRev, err = claim.create(ctx, []byte(b.nc.ConnectedServerId()), claimTTL); err != nil {
 		if errors.Is(err, errConflict) {
 			return nil, fmt.Errorf("%w: %s", ErrBusy, addr)
 		}
 		return nil, err
 	}
-	if err := p.extend(ctx, r); err != nil {
+	if err := p.extend(ctx, ch, r); err != nil {
 		p.release()
 		return nil, err
 	}
@@ -105,13 +102,19 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	return p, nil
 }
 
-// extend keeps the channel alive for the whole poll plus ChannelTTL, so
-// it never expires under a connected reader and, should this gateway
-// vanish, still dies ChannelTTL after the poll's deadline.
-func (p *Poll) extend(ctx context.Context, r record) error {
+// claimKey is the channel's reader claim. A poll builds its keys again
+// when it needs them instead of holding them for its whole life.
+func (p *Poll) claimKey() (kvKey, error) {
+	return newKVKey(p.b.nc, p.b.js, subjects.MegaphoneReadersBucketOf(p.part, p.b.parts), p.a.id)
+}
+
+// extend keeps the channel (key ch) alive for the whole poll plus
+// ChannelTTL, so it never expires under a connected reader and, should
+// this gateway vanish, still dies ChannelTTL after the poll's deadline.
+func (p *Poll) extend(ctx context.Context, ch kvKey, r record) error {
 	ttl := time.Until(p.deadline) + p.b.cfg.ChannelTTL
 	for range 3 {
-		rev, err := p.ch.put(ctx, r.data, r.rev, ttl)
+		rev, err := ch.put(ctx, r.data, r.rev, ttl)
 		if err == nil {
 			p.chRev, p.chData = rev, r.data
 			return nil
@@ -119,7 +122,7 @@ func (p *Poll) extend(ctx context.Context, r record) error {
 		if !errors.Is(err, errConflict) {
 			return err
 		}
-		if r, err = p.ch.last(ctx); err != nil {
+		if r, err = ch.last(ctx); err != nil {
 			return err
 		}
 		if !r.live {
@@ -295,7 +298,9 @@ func (p *Poll) purge() {
 	}
 	p.remove(p.cursor)
 	p.purged, p.unpurged, p.urgent = p.cursor, 0, false
-	_ = p.b.nc.Publish(p.room, nil)
+	if room, err := subjects.MegaphoneRoom(p.a.id); err == nil {
+		_ = p.b.nc.Publish(room, nil)
+	}
 }
 
 // fetch reads the events after the cursor, oldest first, up to readBatch
@@ -382,7 +387,11 @@ func (p *Poll) Close() {
 	} else if p.timerOn {
 		p.purgeTimer.Stop()
 	}
-	if _, err := p.ch.put(ctx, p.chData, p.chRev, p.b.cfg.ChannelTTL); err != nil && !errors.Is(err, errConflict) {
+	ch, err := p.b.channelKey(p.a.id)
+	if err == nil {
+		_, err = ch.put(ctx, p.chData, p.chRev, p.b.cfg.ChannelTTL)
+	}
+	if err != nil && !errors.Is(err, errConflict) {
 		p.b.log.Warn("refresh channel after read", "channel", p.a.id, "err", err)
 	}
 	p.release()
@@ -392,7 +401,11 @@ func (p *Poll) Close() {
 func (p *Poll) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.claim.remove(ctx, p.claimRev, claimSlack); err != nil && !errors.Is(err, errConflict) &&
+	claim, err := p.claimKey()
+	if err == nil {
+		err = claim.remove(ctx, p.claimRev, claimSlack)
+	}
+	if err != nil && !errors.Is(err, errConflict) &&
 		!errors.Is(err, nats.ErrConnectionClosed) {
 		p.b.log.Warn("release reader claim", "channel", p.a.id, "err", err)
 	}

@@ -122,6 +122,11 @@ func (t *Tracker) begin(parent context.Context, kind string, end int) (context.C
 // Stopping is closed when shutdown begins.
 func (t *Tracker) Stopping() <-chan struct{} { return t.stop.Done() }
 
+// StopContext ends when shutdown begins. Requests begun with BeginDrain
+// on it share it instead of each having a context of its own (a parked
+// Megaphone poll ends at shutdown like a Begin one, without the cost).
+func (t *Tracker) StopContext() context.Context { return t.stop }
+
 // StoppingLast is closed when shutdown ends the streams begun with
 // BeginLast.
 func (t *Tracker) StoppingLast() <-chan struct{} { return t.last.Done() }

@@ -1,0 +1,97 @@
+package megaphone_test
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/internal/megaphone"
+)
+
+// TestQueuedPolls: with one opening slot, a burst of polls mostly waits
+// for it taken over from net/http. Every poll of a live channel still
+// gets its 200 stream and its events; a poll of an unknown channel gets
+// the same 404 (status, headers, body) as one answered by the handler,
+// and a second reader of a channel the same 409 BUSY, each closing the
+// connection.
+func TestQueuedPolls(t *testing.T) {
+	defer megaphone.SetMaxOpening(1)()
+	gw := start(t, fast(20*time.Second, 30*time.Second))
+	base := gw.URL()
+	const n = 40
+	chans := make([]created, n)
+	for i := range chans {
+		chans[i] = create(t, base)
+	}
+	// An address of the right form that names no channel.
+	b := []byte(chans[0].ConsumerAddress)
+	b[len(b)/2] ^= 1
+	unknown := string(b)
+	want := do(t, "GET", base+"/read/"+unknown, "", "")
+	if want.Status != http.StatusNotFound {
+		t.Fatalf("unknown channel: %d %s", want.Status, want.Body)
+	}
+
+	queued := megaphone.QueuedPolls()
+	polls := make([]*poll, n)
+	refused := make([]reply, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			p, status := tryPoll(t, base, chans[i].ConsumerAddress)
+			if p == nil {
+				t.Errorf("poll %d = %d", i, status)
+			}
+			polls[i] = p
+		}()
+		go func() {
+			defer wg.Done()
+			refused[i] = do(t, "GET", base+"/read/"+unknown, "", "")
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	if got := megaphone.QueuedPolls() - queued; got == 0 {
+		t.Fatalf("no poll of %d waited for its opening slot", 2*n)
+	}
+	for i, r := range refused {
+		if r.Status != want.Status || r.Body != want.Body {
+			t.Errorf("unknown channel, poll %d: %d %q, want %d %q", i, r.Status, r.Body, want.Status, want.Body)
+		}
+		for _, k := range []string{"Content-Type", "X-Content-Type-Options"} {
+			if r.Header.Get(k) != want.Header.Get(k) {
+				t.Errorf("unknown channel, poll %d: %s %q, want %q", i, k, r.Header.Get(k), want.Header.Get(k))
+			}
+		}
+	}
+
+	// Every channel has its reader: more polls of them are refused busy.
+	busy := make([]reply, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			busy[i] = do(t, "GET", base+"/read/"+chans[i].ConsumerAddress, "", "")
+		}()
+	}
+	wg.Wait()
+	for i, r := range busy {
+		if r.Status != http.StatusConflict || r.code() != "BUSY" {
+			t.Errorf("second reader %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+
+	for i, c := range chans {
+		mustWrite(t, base, c.ProducerAddress, "s", `{"n":`+string(rune('0'+i%10))+`}`)
+	}
+	for i, p := range polls {
+		if ev := p.next(10 * time.Second); ev.SID != "s" {
+			t.Errorf("poll %d: event %+v", i, ev)
+		}
+	}
+}
