@@ -319,9 +319,10 @@ func TestInboxPrefix(t *testing.T) {
 }
 
 // TestNextMixedWithRead reads a stream partly with Read and partly with
-// Next: the bytes arrive whole and in order, Next hands out at most a
-// chunk, credit keeps flowing (the data is several windows long), and the
-// end is io.EOF after which the sender's Close returns.
+// Next, bounded or not: the bytes arrive whole and in order, Next hands
+// out at most a chunk and at most its bound, credit keeps flowing (the
+// data is several windows long), and the end is io.EOF after which the
+// sender's Close returns.
 func TestNextMixedWithRead(t *testing.T) {
 	snc, rnc := conns(t)
 	ctx := context.Background()
@@ -342,13 +343,20 @@ func TestNextMixedWithRead(t *testing.T) {
 		for i := 0; ; i++ {
 			var p []byte
 			var err error
-			if i%3 == 0 {
+			switch i % 3 {
+			case 0:
 				n, rerr := r.Read(small)
 				p, err = small[:n], rerr
-			} else {
-				p, err = r.Next()
+			case 1:
+				p, err = r.Next(0)
 				if len(p) > chunk {
 					errc <- errors.New("Next returned more than a chunk")
+					return
+				}
+			default:
+				p, err = r.Next(777)
+				if len(p) > 777 {
+					errc <- errors.New("Next(777) returned more than 777 bytes")
 					return
 				}
 			}
@@ -381,7 +389,7 @@ func TestNextMixedWithRead(t *testing.T) {
 	case err := <-errc:
 		t.Fatal(err)
 	}
-	if p, err := r.Next(); len(p) != 0 || err != io.EOF {
+	if p, err := r.Next(0); len(p) != 0 || err != io.EOF {
 		t.Fatalf("Next after the end: %d bytes, %v", len(p), err)
 	}
 }

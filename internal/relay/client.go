@@ -643,7 +643,7 @@ func (b *streamBody) Read(p []byte) (int, error) {
 // next returns the next piece of the body as it arrived from the agent,
 // without a copy (see [natsio.Receiver.Next]); errors as Read.
 func (b *streamBody) next() ([]byte, error) {
-	p, err := b.r.Next()
+	p, err := b.r.Next(0)
 	return p, b.done(len(p), err)
 }
 
