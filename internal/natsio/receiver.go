@@ -197,12 +197,13 @@ func (r *Receiver) Read(p []byte) (int, error) {
 }
 
 // Next returns the next piece of stream data as it arrived, at most one
-// chunk and at most max bytes (max <= 0: no bound but the chunk), without
-// copying it: the caller owns the slice (each NATS message has a payload
-// of its own). It returns io.EOF at a clean end, or the error that ended
-// the stream, as Read does; Read and Next may be mixed. The piece counts
-// as read, so its credit goes back to the sender, once Next returns it.
-func (r *Receiver) Next(max int) ([]byte, error) { return r.take(max) }
+// chunk and at most limit bytes (limit <= 0: only the chunk bounds it),
+// without copying it: the caller owns the slice (each NATS message has a
+// payload of its own). It returns io.EOF at a clean end, or the error
+// that ended the stream, as Read does; Read and Next may be mixed. The
+// piece counts as read, so its credit goes back to the sender, once Next
+// returns it.
+func (r *Receiver) Next(limit int) ([]byte, error) { return r.take(limit) }
 
 // take hands out up to limit bytes (limit <= 0: the rest of the current
 // chunk) of the data received, waiting for some, and grants the sender
