@@ -317,3 +317,79 @@ func TestInboxPrefix(t *testing.T) {
 		t.Fatal("no control message seen under the prefix")
 	}
 }
+
+// TestNextMixedWithRead reads a stream partly with Read and partly with
+// Next, bounded or not: the bytes arrive whole and in order, Next hands
+// out at most a chunk and at most its bound, credit keeps flowing (the
+// data is several windows long), and the end is io.EOF after which the
+// sender's Close returns.
+func TestNextMixedWithRead(t *testing.T) {
+	snc, rnc := conns(t)
+	ctx := context.Background()
+	const chunk, window = 16 << 10, 64 << 10
+	opts := natsio.Options{CheckPeer: literal, ChunkSize: chunk, Window: window}
+	data := make([]byte, 10*window+77)
+	rand.Read(data)
+	r, err := natsio.NewReceiver(ctx, rnc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := make(chan []byte, 1)
+	errc := make(chan error, 1)
+	go func() {
+		var out []byte
+		small := make([]byte, 1000)
+		for i := 0; ; i++ {
+			var p []byte
+			var err error
+			switch i % 3 {
+			case 0:
+				n, rerr := r.Read(small)
+				p, err = small[:n], rerr
+			case 1:
+				p, err = r.Next(0)
+				if len(p) > chunk {
+					errc <- errors.New("Next returned more than a chunk")
+					return
+				}
+			default:
+				p, err = r.Next(777)
+				if len(p) > 777 {
+					errc <- errors.New("Next(777) returned more than 777 bytes")
+					return
+				}
+			}
+			out = append(out, p...)
+			if err == io.EOF {
+				got <- out
+				return
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	s, err := natsio.NewSender(ctx, snc, r.Subject(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	select {
+	case out := <-got:
+		if !bytes.Equal(out, data) {
+			t.Fatalf("got %d bytes, want %d, or corrupted", len(out), len(data))
+		}
+	case err := <-errc:
+		t.Fatal(err)
+	}
+	if p, err := r.Next(0); len(p) != 0 || err != io.EOF {
+		t.Fatalf("Next after the end: %d bytes, %v", len(p), err)
+	}
+}

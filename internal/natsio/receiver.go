@@ -192,20 +192,43 @@ func (r *Receiver) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	b, err := r.take(len(p))
+	return copy(p, b), err
+}
+
+// Next returns the next piece of stream data as it arrived, at most one
+// chunk and at most limit bytes (limit <= 0: only the chunk bounds it),
+// without copying it: the caller owns the slice (each NATS message has a
+// payload of its own). It returns io.EOF at a clean end, or the error
+// that ended the stream, as Read does; Read and Next may be mixed. The
+// piece counts as read, so its credit goes back to the sender, once Next
+// returns it.
+func (r *Receiver) Next(limit int) ([]byte, error) { return r.take(limit) }
+
+// take hands out up to limit bytes (limit <= 0: the rest of the current
+// chunk) of the data received, waiting for some, and grants the sender
+// more credit once half the window was handed out.
+func (r *Receiver) take(limit int) ([]byte, error) {
 	for {
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
-			return 0, ErrClosed
+			return nil, ErrClosed
 		}
 		if len(r.cur) == 0 && len(r.queue) > 0 {
 			r.cur, r.queue[0] = r.queue[0], nil
 			r.queue = r.queue[1:]
 		}
 		if len(r.cur) > 0 {
-			n := copy(p, r.cur)
-			r.cur = r.cur[n:]
-			r.consumed += int64(n)
+			b := r.cur
+			if limit > 0 && len(b) > limit {
+				b = b[:limit]
+			}
+			r.cur = r.cur[len(b):]
+			if len(r.cur) == 0 {
+				r.cur = nil // the chunk is the caller's now
+			}
+			r.consumed += int64(len(b))
 			var grant int64
 			if r.granted-r.consumed <= int64(r.opts.Window)/2 {
 				r.granted = r.consumed + int64(r.opts.Window)
@@ -216,12 +239,12 @@ func (r *Receiver) Read(p []byte) (int, error) {
 			if grant > 0 {
 				r.sendCtl(ctl, hdrCredit, strconv.FormatInt(grant, 10))
 			}
-			return n, nil
+			return b, nil
 		}
 		if r.err != nil {
 			err := r.err
 			r.mu.Unlock()
-			return 0, err
+			return nil, err
 		}
 		if r.eof {
 			send := !r.doneSent
@@ -231,7 +254,7 @@ func (r *Receiver) Read(p []byte) (int, error) {
 			if send {
 				r.sendCtl(ctl, hdrDone, "1")
 			}
-			return 0, io.EOF
+			return nil, io.EOF
 		}
 		r.mu.Unlock()
 		select {

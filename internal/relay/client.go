@@ -637,30 +637,43 @@ type streamBody struct {
 
 func (b *streamBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
+	return n, b.done(n, err)
+}
+
+// next returns the next piece of the body as it arrived from the agent,
+// without a copy (see [natsio.Receiver.Next]); errors as Read.
+func (b *streamBody) next() ([]byte, error) {
+	p, err := b.r.Next(0)
+	return p, b.done(len(p), err)
+}
+
+// done counts n bytes read and maps the stream's error: at the end the
+// trailers are decoded into the response.
+func (b *streamBody) done(n int, err error) error {
 	b.x.c.metrics.addBytes("response", n)
 	switch {
 	case err == nil:
-		return n, nil
+		return nil
 	case err == io.EOF:
 		tr, terr := decodeTrailer(b.r.Trailer())
 		if terr != nil {
 			b.x.c.metrics.violation("trailer")
-			return n, fmt.Errorf("%w: %v", ErrUpstreamBroken, terr)
+			return fmt.Errorf("%w: %v", ErrUpstreamBroken, terr)
 		}
 		b.resp.Trailer = tr
 		b.x.finished.Store(true)
-		return n, io.EOF
+		return io.EOF
 	case errors.Is(err, natsio.ErrPeerLost):
-		return n, fmt.Errorf("%w: %v", ErrAgentLost, err)
+		return fmt.Errorf("%w: %v", ErrAgentLost, err)
 	}
 	var re *natsio.RemoteError
 	if errors.As(err, &re) {
-		return n, fmt.Errorf("%w: %s", ErrUpstreamBroken, re.Reason)
+		return fmt.Errorf("%w: %s", ErrUpstreamBroken, re.Reason)
 	}
 	if b.x.ctx.Err() != nil {
-		return n, context.Cause(b.x.ctx)
+		return context.Cause(b.x.ctx)
 	}
-	return n, err
+	return err
 }
 
 func (b *streamBody) Close() error { b.x.close(); return nil }

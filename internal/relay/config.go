@@ -168,9 +168,10 @@ const (
 	upgradeWindow = 1 << 20
 )
 
-// upgradeBufs hold the copies of upgraded connections, four per
-// connection (one per direction on each side) for as long as it is open,
-// so they are small: an idle WebSocket costs little.
+// upgradeBufs hold the socket reads of upgraded connections, two per
+// connection (the direction towards NATS on each side; the other one
+// writes the received pieces as they are) for as long as it is open, so
+// they are small: an idle WebSocket costs little.
 var upgradeBufs = httpx.NewBuffers(32 << 10)
 
 func getUpgradeBuf() []byte  { return *upgradeBufs.Get() }

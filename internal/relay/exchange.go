@@ -109,7 +109,7 @@ func (x *exchange) run() {
 		}
 		defer rcv.Close()
 		x.sendAck(rcv.Subject())
-		body = rcv
+		body = &streamedBody{r: rcv}
 		if x.trailers != nil {
 			body = &trailerBody{r: rcv, dst: x.trailers}
 		}
@@ -192,7 +192,11 @@ func (x *exchange) outgoing(body io.Reader) (*http.Request, error) {
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 	}
 	if body != nil {
-		req.Body = io.NopCloser(body)
+		if b, ok := body.(*streamedBody); ok {
+			req.Body = b // a type bulkConn knows
+		} else {
+			req.Body = io.NopCloser(body)
+		}
 		req.ContentLength = x.head.Length
 	}
 	return req.WithContext(x.ctx), nil

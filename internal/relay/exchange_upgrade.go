@@ -130,18 +130,15 @@ func (x *exchange) join(conn net.Conn, br *bufio.Reader, rcv *natsio.Receiver, s
 			}
 		}
 	}()
-	go func() { // caller → target
+	go func() { // caller → target: each piece as it came off NATS, no buffer held
 		defer wg.Done()
-		cb := newCopyBuf()
-		defer cb.release()
 		for {
-			n, rerr := rcv.Read(cb.cur)
-			if n > 0 {
-				if _, err := conn.Write(cb.cur[:n]); err != nil {
+			p, rerr := rcv.Next(0)
+			if len(p) > 0 {
+				if _, err := conn.Write(p); err != nil {
 					x.cancel(errUpstreamClosed)
 					return
 				}
-				cb.next(n)
 			}
 			if rerr == io.EOF {
 				if cw, ok := conn.(interface{ CloseWrite() error }); ok {

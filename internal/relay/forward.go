@@ -115,9 +115,30 @@ func (c *Client) writeResponse(ctx context.Context, w http.ResponseWriter, rc *h
 // copyBody copies a response body to w, flushing after every chunk of a
 // streamed body so that SSE and other streams reach the client at once.
 func copyBody(w io.Writer, rc *http.ResponseController, body io.Reader) error {
-	if b, ok := body.(*inlineBody); ok {
+	switch b := body.(type) {
+	case *inlineBody:
 		_, err := b.WriteTo(w)
 		return err
+	case *streamBody:
+		// Each piece goes to w as it came off the NATS connection, not
+		// through a copy buffer.
+		for {
+			p, rerr := b.next()
+			if len(p) > 0 {
+				if _, werr := w.Write(p); werr != nil {
+					return werr
+				}
+				if werr := rc.Flush(); werr != nil {
+					return werr
+				}
+			}
+			if rerr == io.EOF {
+				return nil
+			}
+			if rerr != nil {
+				return rerr
+			}
+		}
 	}
 	buf := getBuf()
 	defer putBuf(buf)

@@ -137,6 +137,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.DisableCompression = true
 		t.MaxIdleConnsPerHost = cfg.MaxConcurrent
+		t.DialContext = bulkDial(t.DialContext)
 		s.transport = t
 		s.lean = newLeanClient(target, cfg.MaxConcurrent, nc.MaxPayload())
 	}

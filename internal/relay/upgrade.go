@@ -96,6 +96,14 @@ func (u *Upgraded) Read(p []byte) (int, error) {
 	return n, mapStreamErr(u.x, err)
 }
 
+// next returns the target's next bytes as they arrived from NATS, without
+// a copy (see [natsio.Receiver.Next]); errors as Read.
+func (u *Upgraded) next() ([]byte, error) {
+	p, err := u.r.Next(0)
+	u.x.c.metrics.upgradeBytes("down", len(p))
+	return p, mapStreamErr(u.x, err)
+}
+
 func (u *Upgraded) Write(p []byte) (int, error) {
 	n, err := u.s.Write(p)
 	u.x.c.metrics.upgradeBytes("up", n)
@@ -315,20 +323,17 @@ func (c *Client) join(shutdown <-chan struct{}, conn net.Conn, br *bufio.Reader,
 			}
 		}
 	}()
-	go func() { // target → caller
+	go func() { // target → caller: each piece as it came off NATS, no buffer held
 		defer wg.Done()
 		defer close(downDone)
-		cb := newCopyBuf()
-		defer cb.release()
 		for {
-			n, rerr := up.Read(cb.cur)
-			if n > 0 {
+			p, rerr := up.next()
+			if len(p) > 0 {
 				touch()
-				if _, err := conn.Write(cb.cur[:n]); err != nil {
+				if _, err := conn.Write(p); err != nil {
 					end(CloseCaller)
 					return
 				}
-				cb.next(n)
 			}
 			if rerr == io.EOF {
 				if cw, ok := conn.(interface{ CloseWrite() error }); ok {
