@@ -41,19 +41,25 @@ func patternSum(n int64) string {
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
-// heapWatch samples the heap in use until stopped and reports the peak
-// growth over the baseline.
+// heapWatch samples the live heap until stopped and reports its peak
+// growth over the baseline. Each sample follows a forced GC: the heap in
+// use without one also counts garbage up to the GC goal, which in a full
+// test run (a larger live heap left by earlier tests) alone passed the
+// bound while the transfer itself kept little.
 func heapWatch() (stop func() uint64) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapInuse
+	live := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	base := live()
 	var peak atomic.Uint64
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(50 * time.Millisecond)
+		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
@@ -61,10 +67,8 @@ func heapWatch() (stop func() uint64) {
 				return
 			case <-t.C:
 			}
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > base && ms.HeapInuse-base > peak.Load() {
-				peak.Store(ms.HeapInuse - base)
+			if h := live(); h > base && h-base > peak.Load() {
+				peak.Store(h - base)
 			}
 		}
 	}()
@@ -75,7 +79,7 @@ func heapWatch() (stop func() uint64) {
 // agent → upstream and checks the data and that memory stays bounded.
 func TestRelayLargeBodies(t *testing.T) {
 	const size = 100 << 20
-	const heapBound = 80 << 20 // everything (client, gateway, agent, upstream) runs in this process
+	const heapBound = 48 << 20 // live heap; everything (client, gateway, agent, upstream) runs in this process
 	if testing.Short() {
 		t.Skip("100 MiB transfers")
 	}
