@@ -24,18 +24,23 @@ const (
 
 // randomAlnum returns n random ASCII alphanumerics from crypto/rand.
 func randomAlnum(n int) string {
-	out := make([]byte, 0, n)
+	return string(appendRandomAlnum(make([]byte, 0, n), n))
+}
+
+// appendRandomAlnum appends n random ASCII alphanumerics from crypto/rand.
+func appendRandomAlnum(out []byte, n int) []byte {
+	want := len(out) + n
 	var buf [64]byte
-	for len(out) < n {
+	for len(out) < want {
 		_, _ = rand.Read(buf[:]) // never fails (Go >= 1.24)
 		for _, b := range buf {
 			// 248 = 4*62: rejecting the rest keeps the draw uniform.
-			if b < 248 && len(out) < n {
+			if b < 248 && len(out) < want {
 				out = append(out, alphanumerics[b%62])
 			}
 		}
 	}
-	return string(out)
+	return out
 }
 
 func isAlnum(s string) bool {
