@@ -176,14 +176,8 @@ func (h *api) bodyInto(w http.ResponseWriter, r *http.Request, buf []byte) ([]by
 	} else {
 		raw, err = io.ReadAll(http.MaxBytesReader(w, r.Body, h.bodyLimit))
 	}
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, fmt.Errorf("%w: request body exceeds http.body_limit of %s", ErrTooLarge, config.ByteSize(h.bodyLimit))
-	case httpx.IsTimeout(err):
-		return nil, fmt.Errorf("%w: request body not received within http.body_timeout of %s", ErrBodyTimeout, h.bodyTimeout)
-	case err != nil:
-		return nil, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
+	if err != nil {
+		return nil, bodyError(err, h.bodyLimit, h.bodyTimeout)
 	}
 	// Read to its end: closed, and net/http's own again, net/http need
 	// not drain it after the handler (one read and an allocation less per
@@ -191,6 +185,21 @@ func (h *api) bodyInto(w http.ResponseWriter, r *http.Request, buf []byte) ([]by
 	httpx.EndBody(r)
 	_ = r.Body.Close()
 	return raw, nil
+}
+
+// bodyError is the error of a failed body read (in a function of its
+// own: the MaxBytesError target escapes, and only a failure should pay
+// for it).
+func bodyError(err error, limit int64, timeout time.Duration) error {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return fmt.Errorf("%w: request body exceeds http.body_limit of %s", ErrTooLarge, config.ByteSize(limit))
+	case httpx.IsTimeout(err):
+		return fmt.Errorf("%w: request body not received within http.body_timeout of %s", ErrBodyTimeout, timeout)
+	default:
+		return fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
+	}
 }
 
 // readSized appends the n bytes of body to buf and reads to the body's

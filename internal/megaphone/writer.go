@@ -175,7 +175,7 @@ const publishTimeout = 5 * time.Second
 // without decoding it (see storedAck); anything else (an error answer,
 // no stream leader to answer) goes the jetstream package's way.
 func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
-	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
+	subj, err := b.eventSubject(id)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
@@ -198,6 +198,26 @@ func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 	}
 	b.m.received.Inc()
 	return nil
+}
+
+// eventSubject returns the event subject of channel id, remembered: a
+// busy channel's subject is built once, not on every write. Only channels
+// that exist are written to; at most maxVerified subjects are kept, then
+// all forgotten at once.
+func (b *Broker) eventSubject(id string) (string, error) {
+	if v, ok := b.evSubjects.Load(id); ok {
+		return v.(string), nil
+	}
+	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
+	if err != nil {
+		return "", err
+	}
+	if b.evCount.Add(1) > maxVerified {
+		b.evSubjects.Clear()
+		b.evCount.Store(1)
+	}
+	b.evSubjects.Store(id, subj)
+	return subj, nil
 }
 
 var (
