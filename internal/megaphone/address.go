@@ -24,23 +24,18 @@ const (
 
 // randomAlnum returns n random ASCII alphanumerics from crypto/rand.
 func randomAlnum(n int) string {
-	return string(appendRandomAlnum(make([]byte, 0, n), n))
-}
-
-// appendRandomAlnum appends n random ASCII alphanumerics from crypto/rand.
-func appendRandomAlnum(out []byte, n int) []byte {
-	want := len(out) + n
+	out := make([]byte, 0, n)
 	var buf [64]byte
-	for len(out) < want {
+	for len(out) < n {
 		_, _ = rand.Read(buf[:]) // never fails (Go >= 1.24)
 		for _, b := range buf {
 			// 248 = 4*62: rejecting the rest keeps the draw uniform.
-			if b < 248 && len(out) < want {
+			if b < 248 && len(out) < n {
 				out = append(out, alphanumerics[b%62])
 			}
 		}
 	}
-	return out
+	return string(out)
 }
 
 func isAlnum(s string) bool {

@@ -3,10 +3,12 @@ package megaphone
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,10 +28,43 @@ type stamp struct{ eid, ts string }
 // allocation instead of three).
 func newStamp() stamp {
 	var b [eidLen + len(time.RFC3339Nano)]byte
-	buf := appendRandomAlnum(b[:0], eidLen)
+	buf := appendEventID(b[:0])
 	buf = time.Now().UTC().AppendFormat(buf, time.RFC3339Nano)
 	s := string(buf)
 	return stamp{eid: s[:eidLen], ts: s[eidLen:]}
+}
+
+// randomBlock is a block of crypto/rand bytes that event ids are drawn
+// from, so that a write costs a fraction of a crypto/rand call instead of
+// one. A block is used by one write at a time (see randomBlocks).
+type randomBlock struct {
+	b   [1024]byte
+	off int
+}
+
+// randomBlocks holds partly used blocks; a block that comes back empty is
+// refilled before use, so no byte is ever used twice.
+var randomBlocks = sync.Pool{New: func() any { return &randomBlock{off: 1024} }}
+
+// appendEventID appends a random event id of eidLen ASCII alphanumerics,
+// drawn uniformly from crypto/rand bytes as randomAlnum does.
+func appendEventID(out []byte) []byte {
+	rb := randomBlocks.Get().(*randomBlock)
+	defer randomBlocks.Put(rb)
+	want := len(out) + eidLen
+	for len(out) < want {
+		if rb.off == len(rb.b) {
+			_, _ = rand.Read(rb.b[:]) // never fails (Go >= 1.24)
+			rb.off = 0
+		}
+		c := rb.b[rb.off]
+		rb.off++
+		// 248 = 4*62: rejecting the rest keeps the draw uniform.
+		if c < 248 {
+			out = append(out, alphanumerics[c%62])
+		}
+	}
+	return out
 }
 
 // eventEnvelope is the fixed part of a stored event's line.
