@@ -204,31 +204,20 @@ func (s *wakeups) run() {
 		case <-s.quit:
 			return
 		case m := <-s.in:
-			s.dispatch(m, gone)
-			// What queued meanwhile is taken with plain receives: a
-			// select with the ticker's channel costs more per message.
-			for n := len(s.in); n > 0; n-- {
-				s.dispatch(<-s.in, gone)
+			if m.Subject == gone {
+				s.markGone(string(m.Data))
+				continue
+			}
+			s.mu.Lock()
+			w := s.waiters[m.Subject]
+			s.mu.Unlock()
+			if w != nil {
+				w.offer(m)
+				w.signal()
 			}
 		case <-tick.C:
 			s.recoverDrops()
 		}
-	}
-}
-
-// dispatch hands one wake-up to its poll, or ends the poll of a disposed
-// channel (subject gone).
-func (s *wakeups) dispatch(m *nats.Msg, gone string) {
-	if m.Subject == gone {
-		s.markGone(string(m.Data))
-		return
-	}
-	s.mu.Lock()
-	w := s.waiters[m.Subject]
-	s.mu.Unlock()
-	if w != nil {
-		w.offer(m)
-		w.signal()
 	}
 }
 
