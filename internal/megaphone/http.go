@@ -166,12 +166,20 @@ func (h *api) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return h.bodyInto(w, r, nil)
 }
 
+// sizedBodyMax bounds the bodies bodyInto reads in one go into a buffer
+// of their announced Content-Length: the buffer is allocated before the
+// bytes arrive, so a client announcing large bodies and sending nothing
+// must not get more than this per request (about net/http's own bufio
+// buffers). Larger bodies are read as they arrive.
+const sizedBodyMax = 8 << 10
+
 // bodyInto is body, appending to buf (its contents are kept) when that
-// can be done in one read: a body of a Content-Length within the limit.
+// can be done in one read: a body of a Content-Length within the limit
+// and sizedBodyMax.
 func (h *api) bodyInto(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
 	var raw []byte
 	var err error
-	if n := r.ContentLength; n >= 0 && n <= h.bodyLimit && r.Body != nil {
+	if n := r.ContentLength; n >= 0 && n <= min(h.bodyLimit, sizedBodyMax) && r.Body != nil {
 		raw, err = readSized(r.Body, buf, int(n))
 	} else {
 		raw, err = io.ReadAll(http.MaxBytesReader(w, r.Body, h.bodyLimit))
@@ -246,7 +254,7 @@ func (h *api) jsonBodyInto(w http.ResponseWriter, r *http.Request, buf []byte) (
 var writeBodies = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxPooledBody is the largest body buffer kept for reuse.
-const maxPooledBody = 64 << 10
+const maxPooledBody = sizedBodyMax
 
 type createRequest struct {
 	Protocols []string `json:"protocols"`
