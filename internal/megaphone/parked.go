@@ -40,8 +40,9 @@ type parked struct {
 	// state is 0 (idle), 1 (a delivery runs) or 2 (a delivery runs and
 	// another wake-up came in meanwhile).
 	state atomic.Int32
-	// run is deliver as a func value, made once: a go statement on it
-	// allocates nothing per wake-up.
+	// run is deliver as a func value, made by the first kick: a go
+	// statement on it allocates nothing per wake-up. Only a kick that
+	// moved state from 0 touches it, so the state's atomics order it.
 	run func()
 
 	mu     sync.Mutex // held by a delivery; finish takes it to end them
@@ -78,7 +79,6 @@ func (h *api) park(w http.ResponseWriter, r *http.Request, ctx context.Context, 
 	}
 	_ = brw // its buffers are dropped; anything the client pipelined is ignored
 	x := &parked{p: p, conn: conn, sse: sse, log: h.log, release: release}
-	x.run = x.deliver
 	x.ctx, x.cancel = context.WithCancel(ctx)
 	head := responseHead(w.Header())
 	if sse {
@@ -173,6 +173,9 @@ func (x *parked) kick() {
 		switch x.state.Load() {
 		case 0:
 			if x.state.CompareAndSwap(0, 1) {
+				if x.run == nil { // only the kick that moved state from 0 gets here
+					x.run = x.deliver
+				}
 				go x.run()
 				return
 			}
