@@ -96,3 +96,34 @@ func TestBodyDeadline(t *testing.T) {
 		t.Fatal("IsTimeout of another error")
 	}
 }
+
+// TestEndBody: once the body was read to its end, EndBody gives the
+// request net/http's own body back; before that it leaves the wrapper,
+// whose deadline still bounds the rest of the body.
+func TestEndBody(t *testing.T) {
+	type result struct{ before, after bool }
+	got := make(chan result, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		BodyDeadline(w, r, 5*time.Second)
+		var one [1]byte
+		_, _ = r.Body.Read(one[:])
+		EndBody(r) // one byte of several read: still wrapped
+		_, before := r.Body.(*deadlineBody)
+		_, _ = io.ReadAll(r.Body)
+		EndBody(r)
+		_, after := r.Body.(*deadlineBody)
+		got <- result{before, after}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	for i := range 2 { // the connection is reused after the first
+		resp, err := http.Post(srv.URL, "application/json", bytes.NewReader([]byte(`{"a":1}`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if r := <-got; !r.before || r.after {
+			t.Fatalf("request %d: wrapped before the end %v, after %v", i, r.before, r.after)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,8 +40,11 @@ type Broker struct {
 	codec    *tokenCodec
 	wakeups  *wakeups
 	cache    *existsCache
-	hooks    *webhook
-	reapers  []jetstream.ConsumeContext // one per channels-bucket partition
+	// evSubjects remembers event subjects by channel id (see eventSubject).
+	evSubjects sync.Map
+	evCount    atomic.Int64
+	hooks      *webhook
+	reapers    []jetstream.ConsumeContext // one per channels-bucket partition
 
 	closeOnce sync.Once
 }

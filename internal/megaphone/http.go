@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,9 +153,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// contentTypeJSON is the Content-Type value of writeBlob's answers,
+// shared: net/http copies the values of the header map when the head is
+// written and nothing changes them in place.
+var contentTypeJSON = []string{"application/json"}
+
 // writeBlob answers the JSON document raw with status.
 func writeBlob(w http.ResponseWriter, status int, raw []byte) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = contentTypeJSON
 	w.WriteHeader(status)
 	_, _ = w.Write(raw)
 }
@@ -162,32 +168,98 @@ func writeBlob(w http.ResponseWriter, status int, raw []byte) {
 // body reads the request body up to the configured limit, within the
 // configured time.
 func (h *api) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.bodyLimit))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, fmt.Errorf("%w: request body exceeds http.body_limit of %s", ErrTooLarge, config.ByteSize(h.bodyLimit))
-	case httpx.IsTimeout(err):
-		return nil, fmt.Errorf("%w: request body not received within http.body_timeout of %s", ErrBodyTimeout, h.bodyTimeout)
-	case err != nil:
-		return nil, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
+	return h.bodyInto(w, r, nil)
+}
+
+// sizedBodyMax bounds the bodies bodyInto reads in one go into a buffer
+// of their announced Content-Length: the buffer is allocated before the
+// bytes arrive, so a client announcing large bodies and sending nothing
+// must not get more than this per request (about net/http's own bufio
+// buffers). Larger bodies are read as they arrive.
+const sizedBodyMax = 8 << 10
+
+// bodyInto is body, appending to buf (its contents are kept) when that
+// can be done in one read: a body of a Content-Length within the limit
+// and sizedBodyMax.
+func (h *api) bodyInto(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
+	var raw []byte
+	var err error
+	if n := r.ContentLength; n >= 0 && n <= min(h.bodyLimit, sizedBodyMax) && r.Body != nil {
+		raw, err = readSized(r.Body, buf, int(n))
+	} else {
+		raw, err = io.ReadAll(http.MaxBytesReader(w, r.Body, h.bodyLimit))
 	}
-	// Read to its end: closed, net/http need not drain it after the
-	// handler (one read and an allocation less per request).
+	if err != nil {
+		return nil, bodyError(err, h.bodyLimit, h.bodyTimeout)
+	}
+	// Read to its end: closed, and net/http's own again, net/http need
+	// not drain it after the handler (one read and an allocation less per
+	// request).
+	httpx.EndBody(r)
 	_ = r.Body.Close()
 	return raw, nil
 }
 
+// bodyError is the error of a failed body read (in a function of its
+// own: the MaxBytesError target escapes, and only a failure should pay
+// for it).
+func bodyError(err error, limit int64, timeout time.Duration) error {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return fmt.Errorf("%w: request body exceeds http.body_limit of %s", ErrTooLarge, config.ByteSize(limit))
+	case httpx.IsTimeout(err):
+		return fmt.Errorf("%w: request body not received within http.body_timeout of %s", ErrBodyTimeout, timeout)
+	default:
+		return fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
+	}
+}
+
+// readSized appends the n bytes of body to buf and reads to the body's
+// end, so that net/http sees the body done (as io.ReadAll leaves it). A
+// body longer than n fails: net/http never gives one.
+func readSized(body io.Reader, buf []byte, n int) ([]byte, error) {
+	buf = slices.Grow(buf, n)
+	start := len(buf)
+	buf = buf[:start+n]
+	if _, err := io.ReadFull(body, buf[start:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	var one [1]byte
+	switch k, err := body.Read(one[:]); {
+	case k > 0:
+		return nil, errors.New("body longer than its Content-Length")
+	case err != nil && !errors.Is(err, io.EOF):
+		return nil, err
+	}
+	return buf, nil
+}
+
 // jsonBody requires Content-Type application/json and reads the body.
 func (h *api) jsonBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	return h.jsonBodyInto(w, r, nil)
+}
+
+// jsonBodyInto is jsonBody appending to buf (see bodyInto).
+func (h *api) jsonBodyInto(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
 			return nil, ErrMediaType
 		}
 	}
-	return h.body(w, r)
+	return h.bodyInto(w, r, buf)
 }
+
+// writeBodies recycles the body buffers of /write: the body is copied
+// into the stored line, so the buffer is free once the write returns.
+var writeBodies = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody is the largest body buffer kept for reuse.
+const maxPooledBody = sizedBodyMax
 
 type createRequest struct {
 	Protocols []string `json:"protocols"`
@@ -226,7 +298,16 @@ func (h *api) create(w http.ResponseWriter, r *http.Request) error {
 
 // write: POST /write/{address}/{stream-id}.
 func (h *api) write(w http.ResponseWriter, r *http.Request) error {
-	raw, err := h.jsonBody(w, r)
+	bp := writeBodies.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledBody {
+			writeBodies.Put(bp)
+		}
+	}()
+	raw, err := h.jsonBodyInto(w, r, (*bp)[:0])
+	if raw != nil {
+		*bp = raw
+	}
 	if err != nil {
 		return err
 	}

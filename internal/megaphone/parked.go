@@ -44,6 +44,10 @@ type parked struct {
 	// state is 0 (idle), 1 (a delivery runs) or 2 (a delivery runs and
 	// another wake-up came in meanwhile).
 	state atomic.Int32
+	// run is deliver as a func value, made by the first kick: a go
+	// statement on it allocates nothing per wake-up. Only a kick that
+	// moved state from 0 touches it, so the state's atomics order it.
+	run func()
 
 	mu     sync.Mutex // held by a delivery; finish takes it to end them
 	closed bool
@@ -194,7 +198,10 @@ func (x *parked) kick() {
 		switch x.state.Load() {
 		case 0:
 			if x.state.CompareAndSwap(0, 1) {
-				go x.deliver()
+				if x.run == nil { // only the kick that moved state from 0 gets here
+					x.run = x.deliver
+				}
+				go x.run()
 				return
 			}
 		case 1:

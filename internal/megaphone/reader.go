@@ -176,6 +176,7 @@ func (p *Poll) drain(ctx context.Context, emit func(Event) error) error {
 		if !fetch {
 			fetch, err = p.deliverCarried(q, emit)
 		}
+		p.w.recycle(q)
 		if fetch && err == nil {
 			var more bool
 			more, err = p.deliverStored(ctx, emit)

@@ -50,6 +50,7 @@ type waiter struct {
 
 	mu     sync.Mutex
 	queue  []carried // events republished since the last take, oldest first
+	spare  []carried // an empty queue a drain handed back (see recycle)
 	qbytes int
 	// fetch asks the next drain to read the stream: the poll's first
 	// drain, a wake-up that carried no usable event, dropped wake-ups, a
@@ -78,8 +79,23 @@ func (w *waiter) take() (q []carried, fetch, urgent, due bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q, fetch, urgent, due = w.queue, w.fetch, w.urgent, w.due
-	w.queue, w.qbytes, w.fetch, w.urgent, w.due = nil, 0, false, false, false
+	w.queue, w.spare = w.spare, nil
+	w.qbytes, w.fetch, w.urgent, w.due = 0, false, false, false
 	return q, fetch, urgent, due
+}
+
+// recycle hands back a queue take returned once the drain is done with
+// it: the next wake-ups queue into it instead of a new slice.
+func (w *waiter) recycle(q []carried) {
+	if cap(q) == 0 || cap(q) > readBatch {
+		return
+	}
+	clear(q) // drop the events' data
+	w.mu.Lock()
+	if w.spare == nil {
+		w.spare = q[:0]
+	}
+	w.mu.Unlock()
 }
 
 // busy reports whether a drain has work left.

@@ -3,10 +3,12 @@ package megaphone
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,58 +24,113 @@ var roomRetry = 250 * time.Millisecond
 // stamp is the id and time shared by one message of a batch.
 type stamp struct{ eid, ts string }
 
+// newStamp draws an event id and takes the time, both in one string (one
+// allocation instead of three).
 func newStamp() stamp {
-	return stamp{eid: randomAlnum(eidLen), ts: time.Now().UTC().Format(time.RFC3339Nano)}
+	var b [eidLen + len(time.RFC3339Nano)]byte
+	buf := appendEventID(b[:0])
+	buf = time.Now().UTC().AppendFormat(buf, time.RFC3339Nano)
+	s := string(buf)
+	return stamp{eid: s[:eidLen], ts: s[eidLen:]}
 }
+
+// randomBlock is a block of crypto/rand bytes that event ids are drawn
+// from, so that a write costs a fraction of a crypto/rand call instead of
+// one. A block is used by one write at a time (see randomBlocks).
+type randomBlock struct {
+	b   [1024]byte
+	off int
+}
+
+// randomBlocks holds partly used blocks; a block that comes back empty is
+// refilled before use, so no byte is ever used twice.
+var randomBlocks = sync.Pool{New: func() any { return &randomBlock{off: 1024} }}
+
+// appendEventID appends a random event id of eidLen ASCII alphanumerics,
+// drawn uniformly from crypto/rand bytes as randomAlnum does.
+func appendEventID(out []byte) []byte {
+	rb := randomBlocks.Get().(*randomBlock)
+	defer randomBlocks.Put(rb)
+	want := len(out) + eidLen
+	for len(out) < want {
+		if rb.off == len(rb.b) {
+			_, _ = rand.Read(rb.b[:]) // never fails (Go >= 1.24)
+			rb.off = 0
+		}
+		c := rb.b[rb.off]
+		rb.off++
+		// 248 = 4*62: rejecting the rest keeps the draw uniform.
+		if c < 248 {
+			out = append(out, alphanumerics[c%62])
+		}
+	}
+	return out
+}
+
+// eventEnvelope is the fixed part of a stored event's line.
+const eventEnvelope = `{"sid":,"eid":"","ts":"","body":}`
 
 // encodeEvent renders one NDJSON line (without '\n'), the stored and
 // delivered form of a write: {"sid","eid","ts","body"}, exactly as
 // json.Marshal renders such a struct, built without reflection. The body is
-// compacted so a pretty-printed body never splits the line.
+// compacted so a pretty-printed body never splits the line. The line is
+// one allocation: a body without the bytes json.Marshal escapes in a
+// RawMessage (<, >, &, U+2028, U+2029) is compacted straight into it.
 func encodeEvent(sid string, body []byte, st stamp) ([]byte, error) {
-	var compact bytes.Buffer
-	compact.Grow(len(body))
-	if err := json.Compact(&compact, body); err != nil {
-		return nil, fmt.Errorf("%w: body is not valid JSON: %v", ErrBadRequest, err)
+	line := make([]byte, 0, len(eventEnvelope)+len(sid)+2+len(st.eid)+len(st.ts)+len(body))
+	line = append(line, `{"sid":`...)
+	line = appendJSONString(line, sid)
+	line = append(line, `,"eid":`...)
+	line = appendJSONString(line, st.eid)
+	line = append(line, `,"ts":`...)
+	line = appendJSONString(line, st.ts)
+	line = append(line, `,"body":`...)
+	out := bytes.NewBuffer(line)
+	if !needsHTMLEscape(body) {
+		if err := json.Compact(out, body); err != nil {
+			return nil, badBody(err)
+		}
+	} else {
+		var compact bytes.Buffer
+		compact.Grow(len(body))
+		if err := json.Compact(&compact, body); err != nil {
+			return nil, badBody(err)
+		}
+		json.HTMLEscape(out, compact.Bytes()) // as json.Marshal does to a RawMessage
 	}
-	var line bytes.Buffer
-	line.Grow(len(`{"sid":,"eid":"","ts":"","body":}`) + len(sid) + 2 + len(st.eid) + len(st.ts) + compact.Len())
-	line.WriteString(`{"sid":`)
-	if err := appendJSONString(&line, sid); err != nil {
-		return nil, err
-	}
-	line.WriteString(`,"eid":`)
-	if err := appendJSONString(&line, st.eid); err != nil {
-		return nil, err
-	}
-	line.WriteString(`,"ts":`)
-	if err := appendJSONString(&line, st.ts); err != nil {
-		return nil, err
-	}
-	line.WriteString(`,"body":`)
-	json.HTMLEscape(&line, compact.Bytes()) // as json.Marshal does to a RawMessage
-	line.WriteByte('}')
-	return line.Bytes(), nil
+	out.WriteByte('}')
+	return out.Bytes(), nil
 }
 
-// appendJSONString writes s as json.Marshal encodes a string: as it is
-// when every byte is printable ASCII that needs no escape, else through
-// json.Marshal.
-func appendJSONString(b *bytes.Buffer, s string) error {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, err := json.Marshal(s)
-			if err != nil {
-				return err
-			}
-			b.Write(q)
-			return nil
+func badBody(err error) error {
+	return fmt.Errorf("%w: body is not valid JSON: %v", ErrBadRequest, err)
+}
+
+// needsHTMLEscape reports whether json.HTMLEscape would change b: it
+// holds <, >, & or the first byte of U+2028 or U+2029 in UTF-8 (0xE2,
+// checked loosely: any 0xE2 takes the slower path).
+func needsHTMLEscape(b []byte) bool {
+	for _, c := range b {
+		if c == '<' || c == '>' || c == '&' || c == 0xE2 {
+			return true
 		}
 	}
-	b.WriteByte('"')
-	b.WriteString(s)
-	b.WriteByte('"')
-	return nil
+	return false
+}
+
+// appendJSONString appends s as json.Marshal encodes a string: as it is
+// when every byte is printable ASCII that needs no escape, else through
+// json.Marshal (which never fails on a string).
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Write stores one event on the channel of addr (either form). It returns
@@ -153,7 +210,7 @@ const publishTimeout = 5 * time.Second
 // without decoding it (see storedAck); anything else (an error answer,
 // no stream leader to answer) goes the jetstream package's way.
 func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
-	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
+	subj, err := b.eventSubject(id)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
@@ -176,6 +233,26 @@ func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 	}
 	b.m.received.Inc()
 	return nil
+}
+
+// eventSubject returns the event subject of channel id, remembered: a
+// busy channel's subject is built once, not on every write. Only channels
+// that exist are written to; at most maxVerified subjects are kept, then
+// all forgotten at once.
+func (b *Broker) eventSubject(id string) (string, error) {
+	if v, ok := b.evSubjects.Load(id); ok {
+		return v.(string), nil
+	}
+	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
+	if err != nil {
+		return "", err
+	}
+	if b.evCount.Add(1) > maxVerified {
+		b.evSubjects.Clear()
+		b.evCount.Store(1)
+	}
+	b.evSubjects.Store(id, subj)
+	return subj, nil
 }
 
 var (
