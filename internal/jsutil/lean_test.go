@@ -30,6 +30,11 @@ func TestPubAckForms(t *testing.T) {
 		{in: `not json`, bad: true},
 		{in: ``, bad: true},
 		{in: `{"stream":"S","seq":12`, bad: true},
+		{in: `{}`, bad: true},
+		{in: `{"seq":1}`, bad: true},
+		{in: `{"stream":"SB_MEGAPHONE_P3", "domain":"hub", "seq":1}`, seq: 1},
+		{in: `{"error":{"code":503,"err_code":10077,"description":"maximum messages per subject exceeded"},"stream":"SB_MEGAPHONE","seq":0}`, code: 10077},
+		{in: `{"stream":"SB_MEGAPHONE","seq":0,"error":{"code":500,"err_code":10049,"description":"stream store failed"}}`, code: 10049},
 	} {
 		seq, err := PubAck([]byte(tc.in))
 		var apiErr *jetstream.APIError
@@ -52,8 +57,10 @@ func TestSuccessForms(t *testing.T) {
 	for in, ok := range map[string]bool{
 		`{"type":"io.nats.jetstream.api.v1.stream_msg_delete_response","success":true}`: true,
 		`{"success":true,"purged":3}`: true,
-		`{"type":"x","error":{"code":404,"err_code":10037,"description":"no message found"},"success":false}`: false,
+		`{"type":"x","error":{"code":404,"err_code":10037,"description":"no message found"},"success":false}`:                                                         false,
+		`{"type":"io.nats.jetstream.api.v1.stream_purge_response","error":{"code":404,"err_code":10059,"description":"stream not found"},"success":false,"purged":0}`: false,
 		`{"success":false}`: false,
+		``:                  false,
 		`garbage`:           false,
 	} {
 		if err := Success([]byte(in)); (err == nil) != ok {

@@ -1,9 +1,7 @@
 package megaphone
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -13,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard/switchboard/internal/jsutil"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
@@ -346,34 +345,11 @@ func (p *Poll) remove(seq uint64) {
 	req = append(strconv.AppendUint(append(req, `,"seq":`...), seq+1, 10), '}')
 	msg, err := p.b.nc.Request(p.purgeAPI, req, readTimeout)
 	if err == nil {
-		err = purgeError(msg.Data)
+		err = jsutil.Success(msg.Data)
 	}
 	if err != nil {
 		p.b.log.Warn("remove delivered events", "channel", p.a.id, "through", seq, "err", err)
 	}
-}
-
-var purgeOK = []byte(`"success":true`)
-
-// purgeError returns nil when data is a successful purge answer, else the
-// error it reports.
-func purgeError(data []byte) error {
-	if bytes.Contains(data, purgeOK) && !bytes.Contains(data, ackErrKey) {
-		return nil
-	}
-	var resp struct {
-		Success bool                `json:"success"`
-		Error   *jetstream.APIError `json:"error"`
-	}
-	switch {
-	case json.Unmarshal(data, &resp) != nil:
-		return fmt.Errorf("megaphone: purge: unreadable answer %.100q", data)
-	case resp.Error != nil:
-		return fmt.Errorf("megaphone: purge: %w", resp.Error)
-	case !resp.Success:
-		return fmt.Errorf("megaphone: purge: not done: %.100q", data)
-	}
-	return nil
 }
 
 // Close ends the poll: it counts as the channel's last completed read

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard/switchboard/internal/jsutil"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
@@ -207,7 +208,7 @@ const publishTimeout = 5 * time.Second
 // publish stores line. The stream republishes it, with its sequence, on
 // the channel's wake-up subject, which wakes the reader (see [carried]).
 // The publish is a plain request whose acknowledgement is recognised
-// without decoding it (see storedAck); anything else (an error answer,
+// without decoding it (jsutil.PubAck); anything else (an error answer,
 // no stream leader to answer) goes the jetstream package's way.
 func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 	subj, err := b.eventSubject(id)
@@ -218,7 +219,7 @@ func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 	resp, err := b.nc.RequestMsg(m, publishTimeout)
 	switch {
 	case err == nil:
-		err = ackError(resp.Data)
+		_, err = jsutil.PubAck(resp.Data)
 	case errors.Is(err, nats.ErrNoResponders):
 		// Nothing was stored: jetstream's publish retries while a stream
 		// leader is elected.
@@ -253,35 +254,6 @@ func (b *Broker) eventSubject(id string) (string, error) {
 	}
 	b.evSubjects.Store(id, subj)
 	return subj, nil
-}
-
-var (
-	ackPrefix = []byte(`{"stream":"`)
-	ackErrKey = []byte(`"error"`)
-)
-
-// ackError returns nil when data is a JetStream publish acknowledgement,
-// else the error it reports, as the jetstream package does. An
-// acknowledgement is {"stream":"<name>","seq":N[,...]}: a stream name
-// cannot hold a quote, so one without an "error" key is a success and
-// needs no decoding.
-func ackError(data []byte) error {
-	if bytes.HasPrefix(data, ackPrefix) && !bytes.Contains(data, ackErrKey) {
-		return nil
-	}
-	var ack struct {
-		Error  *jetstream.APIError `json:"error"`
-		Stream string              `json:"stream"`
-	}
-	switch {
-	case json.Unmarshal(data, &ack) != nil:
-		return jetstream.ErrInvalidJSAck
-	case ack.Error != nil:
-		return fmt.Errorf("nats: %w", ack.Error)
-	case ack.Stream == "":
-		return jetstream.ErrInvalidJSAck
-	}
-	return nil
 }
 
 // store publishes line, waiting for room until deadline.
