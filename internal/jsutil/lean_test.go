@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard/switchboard/internal/natstest"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 func TestPubAckForms(t *testing.T) {
@@ -108,7 +109,7 @@ func TestLeanAgainstServer(t *testing.T) {
 		t.Fatalf("wrong expected sequence %q: err %v", m.Data, err)
 	}
 	del := func(seq string) error {
-		m, err := nc.Request("$JS.API.STREAM.MSG.DELETE.LEAN", []byte(`{"seq":`+seq+`,"no_erase":true}`), 5*time.Second)
+		m, err := nc.Request(subjects.JSMsgDelete("LEAN"), []byte(`{"seq":`+seq+`,"no_erase":true}`), 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
