@@ -12,6 +12,7 @@ type metrics struct {
 	lost        prometheus.Counter
 	openReaders prometheus.Gauge
 	webhook     *prometheus.CounterVec
+	queued      *prometheus.CounterVec // result: opened, or the refusal's status code
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,9 +33,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "megaphone_webhook_batches_total",
 			Help: "on-channel-deleted webhook batches by result (delivered, failed after retries).",
 		}, []string{"result"}),
+		queued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_megaphone_queued_polls_total",
+			Help: "Read polls taken over from net/http to wait for an opening slot, by outcome: opened, or the status code they were refused with (their http_requests_total entry is the 200 of the takeover).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.created, m.disposed, m.received, m.read, m.unroutable, m.lost, m.openReaders, m.webhook)
+		reg.MustRegister(m.created, m.disposed, m.received, m.read, m.unroutable, m.lost, m.openReaders, m.webhook, m.queued)
 	}
 	return m
 }

@@ -402,6 +402,7 @@ func (h *api) openQueued(q *queued) {
 		h.refuse(q, err)
 		return
 	}
+	h.b.m.queued.WithLabelValues("opened").Inc()
 	setStreamHeaders(q.hdr, q.sse)
 	h.parkConn(q.conn, responseHead(q.hdr), q.ctx, p, q.sse, q.release)
 }
@@ -414,6 +415,7 @@ const readRoute = "/read/:address"
 func (h *api) refuse(q *queued, err error) {
 	rw := &rawResponse{hdr: q.hdr}
 	h.fail(rw, readRoute, err)
+	h.b.m.queued.WithLabelValues(strconv.Itoa(rw.status)).Inc()
 	_ = q.conn.SetWriteDeadline(time.Now().Add(closeWait))
 	if _, werr := q.conn.Write(rw.bytes()); werr != nil {
 		h.log.Debug("refuse poll", "err", werr)

@@ -24,7 +24,7 @@ import (
 // tracker's shutdown then finds them ended.
 func TestShutdownRefusesWaitingPolls(t *testing.T) {
 	tr := protocol.NewTracker(nil)
-	h := &api{streams: tr, log: slog.New(slog.DiscardHandler), parkPolls: true, opening: make(chan struct{}, 1)}
+	h := &api{b: &Broker{m: newMetrics(nil)}, streams: tr, log: slog.New(slog.DiscardHandler), parkPolls: true, opening: make(chan struct{}, 1)}
 	h.opening <- struct{}{} // the only slot is taken for the whole test
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /read/{address}", func(w http.ResponseWriter, r *http.Request) {

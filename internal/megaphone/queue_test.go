@@ -2,6 +2,8 @@ package megaphone_test
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,8 +58,15 @@ func TestQueuedPolls(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	if got := megaphone.QueuedPolls() - queued; got == 0 {
+	got := megaphone.QueuedPolls() - queued
+	if got == 0 {
 		t.Fatalf("no poll of %d waited for its opening slot", 2*n)
+	}
+	// Each queued poll is counted once by its outcome: opened (a live
+	// channel) or refused with the handler's status (404 here).
+	outcomes := queuedOutcomes(t, base)
+	if sum := outcomes["opened"] + outcomes["404"]; sum != float64(got) || len(outcomes) > 2 {
+		t.Errorf("queued poll outcomes %v, want %d opened or 404", outcomes, got)
 	}
 	for i, r := range refused {
 		if r.Status != want.Status || r.Body != want.Body {
@@ -94,4 +103,28 @@ func TestQueuedPolls(t *testing.T) {
 			t.Errorf("poll %d: event %+v", i, ev)
 		}
 	}
+}
+
+// queuedOutcomes reads switchboard_megaphone_queued_polls_total by result
+// from the gateway's /metrics page.
+func queuedOutcomes(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	const prefix = `switchboard_megaphone_queued_polls_total{result="`
+	for _, line := range strings.Split(do(t, "GET", base+"/metrics", "", "").Body, "\n") {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		label, value, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			t.Fatalf("metrics line %q", line)
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[label] = v
+	}
+	return out
 }
