@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 )
 
 const (
@@ -73,8 +71,7 @@ func parseConsumer(addr string) (agent, id string, ok bool) {
 // always does.
 type tokenCodec struct {
 	aead     cipher.AEAD
-	verified sync.Map // producer address -> channel id
-	count    atomic.Int64
+	verified *memo[string, string] // producer address -> channel id
 }
 
 // maxVerified bounds the verified producer addresses remembered (about
@@ -92,7 +89,7 @@ func newTokenCodec(key []byte) (*tokenCodec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("megaphone: token key: %w", err)
 	}
-	return &tokenCodec{aead: aead}, nil
+	return &tokenCodec{aead: aead, verified: newMemo[string, string](maxVerified)}, nil
 }
 
 // ProducerAddress returns agent.token for channel id.
@@ -134,17 +131,13 @@ func (c *tokenCodec) resolve(addr string) (address, error) {
 	if !found || agent == "" || token == "" {
 		return address{}, fmt.Errorf("%w: %q is not agent.token", ErrBadAddress, addr)
 	}
-	if id, ok := c.verified.Load(addr); ok {
-		return address{agent: agent, id: id.(string)}, nil
+	if id, ok := c.verified.load(addr); ok {
+		return address{agent: agent, id: id}, nil
 	}
 	id, err := c.open(agent, token)
 	if err != nil {
 		return address{}, err
 	}
-	if c.count.Add(1) > maxVerified {
-		c.verified.Clear()
-		c.count.Store(1)
-	}
-	c.verified.Store(addr, id)
+	c.verified.store(addr, id)
 	return address{agent: agent, id: id}, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,10 +40,11 @@ type Broker struct {
 	wakeups  *wakeups
 	cache    *existsCache
 	// evSubjects remembers event subjects by channel id (see eventSubject).
-	evSubjects sync.Map
-	evCount    atomic.Int64
-	hooks      *webhook
-	reapers    []jetstream.ConsumeContext // one per channels-bucket partition
+	evSubjects *memo[string, string]
+	// purgeAPIs are the purge API subjects of the event stream, by partition.
+	purgeAPIs []string
+	hooks     *webhook
+	reapers   []jetstream.ConsumeContext // one per channels-bucket partition
 
 	closeOnce sync.Once
 }
@@ -60,16 +60,23 @@ func NewBroker(cfg Config, deps protocol.Deps) *Broker {
 	}
 	log := logger.With("component", "megaphone")
 	m := newMetrics(deps.Registry)
+	parts := max(deps.Partitions, 1)
+	purgeAPIs := make([]string, parts)
+	for p := range parts {
+		purgeAPIs[p] = subjects.JSStreamPurge(subjects.MegaphoneStreamOf(p, parts))
+	}
 	return &Broker{
-		cfg:      cfg,
-		replicas: max(deps.Replicas, 1),
-		parts:    max(deps.Partitions, 1),
-		nc:       deps.NC,
-		js:       deps.JS,
-		log:      log,
-		m:        m,
-		cache:    newExistsCache(cacheTTL),
-		hooks:    newWebhook(cfg.WebhookURL, log, m.webhook),
+		cfg:        cfg,
+		replicas:   max(deps.Replicas, 1),
+		parts:      parts,
+		nc:         deps.NC,
+		js:         deps.JS,
+		log:        log,
+		m:          m,
+		cache:      newExistsCache(cacheTTL),
+		evSubjects: newMemo[string, string](maxVerified),
+		purgeAPIs:  purgeAPIs,
+		hooks:      newWebhook(cfg.WebhookURL, log, m.webhook),
 	}
 }
 

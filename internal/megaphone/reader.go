@@ -47,7 +47,6 @@ type Poll struct {
 	urgent     bool // a writer waits for room: remove at the next chance
 	purgeTimer *time.Timer
 	timerOn    bool
-	purgeAPI   string // the purge API subject of the channel's stream
 }
 
 // Open starts a poll of the channel at consumer address addr that lasts
@@ -335,15 +334,12 @@ func (p *Poll) fetch(ctx context.Context) ([]stored, bool, error) {
 // delivered. It is not cut short by the end of the poll: an event the
 // client has must not be delivered again.
 func (p *Poll) remove(seq uint64) {
-	if p.purgeAPI == "" {
-		p.purgeAPI = subjects.JSStreamPurge(subjects.MegaphoneStreamOf(p.part, p.b.parts))
-	}
 	// {"filter":"<event subject>","seq":<seq+1>}: purge the subject below
 	// seq+1. The subject is ASCII letters, digits and dots.
 	req := make([]byte, 0, len(p.evSubj)+40)
 	req = strconv.AppendQuote(append(req, `{"filter":`...), p.evSubj)
 	req = append(strconv.AppendUint(append(req, `,"seq":`...), seq+1, 10), '}')
-	msg, err := p.b.nc.Request(p.purgeAPI, req, readTimeout)
+	msg, err := p.b.nc.Request(p.b.purgeAPIs[p.part], req, readTimeout)
 	if err == nil {
 		err = jsutil.Success(msg.Data)
 	}

@@ -241,18 +241,14 @@ func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 // that exist are written to; at most maxVerified subjects are kept, then
 // all forgotten at once.
 func (b *Broker) eventSubject(id string) (string, error) {
-	if v, ok := b.evSubjects.Load(id); ok {
-		return v.(string), nil
+	if subj, ok := b.evSubjects.load(id); ok {
+		return subj, nil
 	}
 	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
 	if err != nil {
 		return "", err
 	}
-	if b.evCount.Add(1) > maxVerified {
-		b.evSubjects.Clear()
-		b.evCount.Store(1)
-	}
-	b.evSubjects.Store(id, subj)
+	b.evSubjects.store(id, subj)
 	return subj, nil
 }
 

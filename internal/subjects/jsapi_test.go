@@ -7,3 +7,9 @@ func TestJSMsgDelete(t *testing.T) {
 		t.Fatalf("JSMsgDelete = %q", got)
 	}
 }
+
+func TestJSMsgGet(t *testing.T) {
+	if got := JSMsgGet("KV_X"); got != "$JS.API.STREAM.MSG.GET.KV_X" {
+		t.Fatalf("JSMsgGet = %q", got)
+	}
+}

@@ -105,14 +105,6 @@ func KeyFromKVSubject(bucket, subject string) (string, error) {
 // tokens; the encoding keeps any other string from aliasing one.
 func MegaphoneKVKey(channel string) (string, error) { return Encode(channel) }
 
-// JSMsgGet is the JetStream API subject that reads a stream message
-// through the stream leader.
-func JSMsgGet(stream string) string { return join("$JS", "API", "STREAM", "MSG", "GET", stream) }
-
-// JSStreamPurge is the JetStream API subject that purges a stream (a
-// filter in the request limits it to one subject).
-func JSStreamPurge(stream string) string { return join("$JS", "API", "STREAM", "PURGE", stream) }
-
 // MegaphoneDirectGet is the JetStream direct-get API subject of
 // [MegaphoneStream]: any replica answers, and a batch request returns
 // several events in one round trip.

@@ -82,12 +82,6 @@ func TestKVSubjects(t *testing.T) {
 	}
 }
 
-func TestJSMsgGet(t *testing.T) {
-	if got := JSMsgGet("KV_X"); got != "$JS.API.STREAM.MSG.GET.KV_X" {
-		t.Fatalf("JSMsgGet = %q", got)
-	}
-}
-
 func TestJSStreamPurge(t *testing.T) {
 	if got := JSStreamPurge("S"); got != "$JS.API.STREAM.PURGE.S" {
 		t.Fatalf("JSStreamPurge = %q", got)
