@@ -221,8 +221,10 @@ func (x *exchange) respond(resp *http.Response) {
 		}
 		if noBody || int64(len(data)) == resp.ContentLength {
 			// Read to its end: the connection is free for the next
-			// request before this response leaves.
+			// request before this response leaves, and what is left to
+			// send is data.
 			_ = resp.Body.Close()
+			body = bytes.NewReader(data)
 		}
 		m := x.msg(opResp)
 		var err error
@@ -235,7 +237,9 @@ func (x *exchange) respond(resp *http.Response) {
 			x.send(m)
 			return
 		}
-		body = io.MultiReader(bytes.NewReader(data), resp.Body)
+		if body == resp.Body {
+			body = io.MultiReader(bytes.NewReader(data), resp.Body)
+		}
 	}
 	x.stream(head, body, resp.Body)
 }

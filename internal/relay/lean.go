@@ -58,7 +58,7 @@ var errHeadTooLarge = errors.New("response head too large")
 // environment). maxIdle bounds the idle connections kept; maxHead bounds
 // a response head, which has to fit in one NATS message anyway.
 func newLeanClient(target *url.URL, maxIdle int, maxHead int64) *leanClient {
-	if target.Scheme != "http" {
+	if target.Scheme != "http" || !canPeek {
 		return nil
 	}
 	if p, err := http.ProxyFromEnvironment(&http.Request{URL: target}); err != nil || p != nil {
@@ -141,24 +141,27 @@ func (pc *leanConn) Read(p []byte) (int, error) {
 }
 
 // get returns an idle connection, or dials one when there is none or
-// fresh is set. With check, an idle connection is taken only if it is
-// still alive (see idleAlive): for a request that cannot be retried.
-func (l *leanClient) get(ctx context.Context, fresh, check bool) (*leanConn, error) {
-	if !fresh {
-		now := time.Now()
+// fresh is set. An idle connection is taken only if it is still alive and
+// holds no bytes the target sent unasked (see idleAlive): those would be
+// read as the next request's response. The check and closes run outside
+// the pool's lock.
+func (l *leanClient) get(ctx context.Context, fresh bool) (*leanConn, error) {
+	for !fresh {
 		l.mu.Lock()
-		for n := len(l.idle); n > 0; n = len(l.idle) {
-			pc := l.idle[n-1]
-			l.idle[n-1] = nil
-			l.idle = l.idle[:n-1]
-			if now.Sub(pc.idleAt) < l.idleTimeout && (!check || idleAlive(pc.c)) {
-				l.mu.Unlock()
-				pc.reused = true
-				return pc, nil
-			}
-			_ = pc.c.Close()
+		n := len(l.idle)
+		if n == 0 {
+			l.mu.Unlock()
+			break
 		}
+		pc := l.idle[n-1]
+		l.idle[n-1] = nil
+		l.idle = l.idle[:n-1]
 		l.mu.Unlock()
+		if time.Since(pc.idleAt) < l.idleTimeout && idleAlive(pc.c) {
+			pc.reused = true
+			return pc, nil
+		}
+		_ = pc.c.Close()
 	}
 	c, err := l.dialer.DialContext(ctx, "tcp", l.addr)
 	if err != nil {
@@ -223,12 +226,13 @@ func (l *leanClient) closeExpired(now time.Time) {
 // roundTrip performs req (body: inline, possibly empty) on a pooled
 // connection. If req is replayable, a reused connection that fails before
 // the target sent a byte (it closed the connection while idle) is retried
-// once on a new one; otherwise only a connection seen alive is reused.
+// once on a new one (a connection seen alive can still be closed by the
+// target as the request goes out).
 // The response's body gives the connection back when read to its end and
 // closed.
 func (l *leanClient) roundTrip(ctx context.Context, req *http.Request, inline []byte, replayable bool) (*http.Response, error) {
 	for fresh := false; ; fresh = true {
-		pc, err := l.get(ctx, fresh, !replayable)
+		pc, err := l.get(ctx, fresh)
 		if err != nil {
 			return nil, err
 		}
@@ -270,7 +274,7 @@ func (l *leanClient) exchange(ctx context.Context, pc *leanConn, req *http.Reque
 		}
 		return nil, err
 	}
-	closeAfter := resp.Close || werr != nil
+	closeAfter := resp.Close || req.Close || werr != nil
 	resp.Body = &leanBody{rc: resp.Body, pc: pc, l: l, stop: stop, close: closeAfter, length: resp.ContentLength}
 	return resp, nil
 }

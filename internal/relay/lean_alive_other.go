@@ -4,6 +4,8 @@ package relay
 
 import "net"
 
-// idleAlive cannot peek on this platform: a request that cannot be
-// retried gets a new connection.
+// canPeek: this platform cannot check an idle connection without reading
+// from it (see idleAlive), so agents here use http.Transport.
+const canPeek = false
+
 func idleAlive(net.Conn) bool { return false }

@@ -7,9 +7,12 @@ import (
 	"syscall"
 )
 
-// idleAlive reports whether a kept-alive connection may carry a request
-// that cannot be retried: the target has neither closed it nor sent
-// anything unasked. It peeks without blocking, one system call.
+// canPeek: idleAlive can check an idle connection here.
+const canPeek = true
+
+// idleAlive reports whether a kept-alive connection may carry the next
+// request: the target has neither closed it nor sent anything unasked.
+// It peeks without blocking, one system call.
 func idleAlive(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {

@@ -1,3 +1,5 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
 package relay
 
 import (
@@ -33,7 +35,7 @@ func TestLeanPool(t *testing.T) {
 	}
 	var conns []*leanConn
 	for range 3 {
-		pc, err := l.get(context.Background(), false, false)
+		pc, err := l.get(context.Background(), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +53,7 @@ func TestLeanPool(t *testing.T) {
 	if !closed(conns[2]) {
 		t.Fatal("the connection beyond maxIdle is open")
 	}
-	pc, _ := l.get(context.Background(), false, false)
+	pc, _ := l.get(context.Background(), false)
 	if pc != conns[1] || !pc.reused {
 		t.Fatal("get did not return the most recently used connection")
 	}
@@ -65,7 +67,7 @@ func TestLeanPool(t *testing.T) {
 	if len(l.idle) != 0 || !closed(conns[1]) {
 		t.Fatal("closeIdle left connections open")
 	}
-	pc, _ = l.get(context.Background(), false, false)
+	pc, _ = l.get(context.Background(), false)
 	l.put(pc)
 	if len(l.idle) != 0 || !closed(pc) {
 		t.Fatal("a closed pool kept a connection")

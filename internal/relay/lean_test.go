@@ -1,3 +1,5 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
 package relay_test
 
 import (
@@ -115,6 +117,10 @@ type rawTarget struct {
 type rawReply struct {
 	text  string
 	close bool
+	// unasked, when set, gives bytes the target writes on the connection
+	// after this reply, unasked; wrote is closed once they were written.
+	unasked <-chan string
+	wrote   chan struct{}
 }
 
 func newRawTarget(t *testing.T, replies ...rawReply) *rawTarget {
@@ -161,6 +167,13 @@ func (rt *rawTarget) serve() {
 				rt.mu.Unlock()
 				if _, err := io.WriteString(c, r.text); err != nil {
 					return
+				}
+				if r.unasked != nil {
+					_, err := io.WriteString(c, <-r.unasked)
+					close(r.wrote)
+					if err != nil {
+						return
+					}
 				}
 				if r.close {
 					c.Close()
@@ -272,5 +285,26 @@ func TestLeanPostSkipsClosedIdleConnection(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(b) != "ok" || rt.conns.Load() != 2 {
 		t.Fatalf("POST: %d %q over %d connections", resp.StatusCode, b, rt.conns.Load())
+	}
+}
+
+// TestLeanDropsConnectionWithUnaskedBytes: a target writes a second,
+// unasked response on a kept-alive connection after the first one was
+// read (as a target that sends a body with a 204 or more than its
+// Content-Length does). The next request, a GET that could be retried,
+// must not take that connection: the stray bytes would be read as its
+// response.
+func TestLeanDropsConnectionWithUnaskedBytes(t *testing.T) {
+	unasked := make(chan string, 1)
+	wrote := make(chan struct{})
+	rt := newRawTarget(t, rawReply{text: okReply, unasked: unasked, wrote: wrote}, rawReply{text: okReply})
+	e := setup(t, rt.url(), relay.ServerConfig{}, relay.Config{})
+	if resp, b := do(t, e, "GET", "/x"); resp.StatusCode != 200 || string(b) != "ok" {
+		t.Fatalf("first GET: %d %q", resp.StatusCode, b)
+	}
+	unasked <- "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!"
+	<-wrote
+	if resp, b := do(t, e, "GET", "/x"); resp.StatusCode != 200 || string(b) != "ok" || rt.conns.Load() != 2 {
+		t.Fatalf("GET after unasked bytes: %d %q over %d connections, want ok over a new one", resp.StatusCode, b, rt.conns.Load())
 	}
 }

@@ -78,6 +78,10 @@ func TestMalformedOpenRequests(t *testing.T) {
 		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("GET\nx\n\n0\n\n")},
 		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("\n/x\n\n0\n\n")},
 		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"nope"}}, Data: []byte("GET\n/x\n\n0\n\n")},
+		// A whole body that is not what its length says.
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("POST\n/x\n\n10\n\nabc")},
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("POST\n/x\n\n0\n\nabc")},
+		{Subject: open, Header: nats.Header{"Sb-Relay-Op": {"open"}}, Data: []byte("POST\n/x\n\n-1\n\nabc")},
 	}
 	for i, m := range bad {
 		resp, err := e.caller.RequestMsg(m, 5*time.Second)

@@ -292,6 +292,12 @@ func (s *Server) handle(req micro.Request) {
 		s.reply(m.Reply, try, opErr, "BAD_REQUEST", "malformed trailer declaration")
 		return
 	}
+	if !streamed && head.Length != int64(len(inline)) {
+		// A body sent whole must be what its length says: the target
+		// would wait for the rest, or read the excess as a request.
+		s.reply(m.Reply, try, opErr, "BAD_REQUEST", "request body does not match its length")
+		return
+	}
 	if upgrade != "" && (!validUpgrade(upgrade) || streamed || len(inline) > 0) {
 		s.reply(m.Reply, try, opErr, "BAD_REQUEST", "malformed upgrade request")
 		return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 
@@ -198,6 +199,10 @@ func parseHeaderLines(s string) (http.Header, error) {
 		if !ok || name == "" {
 			return nil, errMalformedHead
 		}
+		// Canonical, as net/http stores names: every check by name (hop-
+		// by-hop removal, Content-Length, Expect) must see "content-length"
+		// as Content-Length. A canonical name is returned as it is.
+		name = textproto.CanonicalMIMEHeaderKey(name)
 		value = strings.TrimPrefix(value, " ")
 		if prior, ok := h[name]; ok {
 			h[name] = append(prior, value)

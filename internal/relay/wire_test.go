@@ -17,7 +17,12 @@ func TestHeadRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, body, err := decodeReq(data)
-	if err != nil || !reflect.DeepEqual(got, req) || string(body) != "body\n\nbytes" {
+	// Names come back canonical (see TestHeaderNamesCanonical).
+	want := req
+	want.Header = req.Header.Clone()
+	want.Header["Lower-Case"] = want.Header["lower-case"]
+	delete(want.Header, "lower-case")
+	if err != nil || !reflect.DeepEqual(got, want) || string(body) != "body\n\nbytes" {
 		t.Fatalf("got %+v %q %v", got, body, err)
 	}
 	resp := respHead{Status: 207, Length: 12, Header: http.Header{"Set-Cookie": {"a=1", "b=2"}}}
@@ -76,4 +81,28 @@ func FuzzDecodeResp(f *testing.F) {
 			t.Fatalf("accepted %+v", h)
 		}
 	})
+}
+
+// TestHeaderNamesCanonical: header names arrive from gateways, agent
+// clients and agents as they were written; they are stored canonical, so
+// hop-by-hop removal and every check by name see "transfer-encoding" as
+// Transfer-Encoding (else it would pass through next to the writer's own
+// framing headers).
+func TestHeaderNamesCanonical(t *testing.T) {
+	h, err := parseHeaderLines("transfer-encoding: chunked\nCONNECTION: close\ncontent-length: 5\nx-custom: a\nX-Custom: b\n\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Values("X-Custom"); !reflect.DeepEqual(got, []string{"a", "b"}) {
+		t.Fatalf("X-Custom = %q, want both values under the canonical name", got)
+	}
+	RemoveHopByHop(h)
+	for _, k := range []string{"Transfer-Encoding", "Connection", "transfer-encoding", "CONNECTION"} {
+		if _, ok := h[k]; ok {
+			t.Fatalf("%s survived hop-by-hop removal: %v", k, h)
+		}
+	}
+	if h.Get("Content-Length") != "5" {
+		t.Fatalf("Content-Length not found by its canonical name: %v", h)
+	}
 }
