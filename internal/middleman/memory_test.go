@@ -168,6 +168,35 @@ func memClients(spec string) int {
 }
 
 func wsHandshake(addr, key string) (net.Conn, error) {
+	c, err := wsUpgrade(addr)
+	if err != nil {
+		return nil, err
+	}
+	// A masked text frame (zero mask key) holding the key.
+	frame := append([]byte{0x81, 0x80 | byte(len(key)), 0, 0, 0, 0}, key...)
+	if _, err := c.Write(frame); err != nil {
+		return nil, err
+	}
+	for _, want := range []string{"MM OK", ""} {
+		hdr := make([]byte, 2)
+		if _, err := io.ReadFull(c, hdr); err != nil {
+			return nil, err
+		}
+		payload := make([]byte, hdr[1]&0x7f)
+		if _, err := io.ReadFull(c, payload); err != nil {
+			return nil, err
+		}
+		if want != "" && string(payload) != want {
+			return nil, fmt.Errorf("handshake answer %q", payload)
+		}
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// wsUpgrade opens a WebSocket to addr's /mm by hand, up to the 101; the
+// connection has a 60 s deadline.
+func wsUpgrade(addr string) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, 30*time.Second)
 	if err != nil {
 		return nil, err
@@ -190,24 +219,5 @@ func wsHandshake(addr, key string) (net.Conn, error) {
 	if !bytes.HasPrefix(resp, []byte("HTTP/1.1 101")) {
 		return nil, fmt.Errorf("upgrade: %q", resp)
 	}
-	// A masked text frame (zero mask key) holding the key.
-	frame := append([]byte{0x81, 0x80 | byte(len(key)), 0, 0, 0, 0}, key...)
-	if _, err := c.Write(frame); err != nil {
-		return nil, err
-	}
-	for _, want := range []string{"MM OK", ""} {
-		hdr := make([]byte, 2)
-		if _, err := io.ReadFull(c, hdr); err != nil {
-			return nil, err
-		}
-		payload := make([]byte, hdr[1]&0x7f)
-		if _, err := io.ReadFull(c, payload); err != nil {
-			return nil, err
-		}
-		if want != "" && string(payload) != want {
-			return nil, fmt.Errorf("handshake answer %q", payload)
-		}
-	}
-	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }

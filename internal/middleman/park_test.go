@@ -2,8 +2,10 @@ package middleman_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -270,5 +272,50 @@ func TestParkedKeepalive(t *testing.T) {
 			t.Fatalf("answering client: op %x %q", op, p)
 		}
 		return
+	}
+}
+
+// TestRefusedKeyClosesCleanly: a refused key ends with the close
+// handshake. Once the client answers the gateway's close frame the gateway
+// closes the TCP connection at once: the client reads EOF, not a reset
+// after the gateway's whole close wait (5 s) with its reply unread.
+func TestRefusedKeyClosesCleanly(t *testing.T) {
+	gw := harness.StartEmbedded(t, mmConfig(nil))
+	conn, err := wsUpgrade(gw.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &rawWS{Conn: conn, br: bufio.NewReader(conn)}
+	defer c.Close()
+	c.writeFrame(t, true, 0x1, []byte("not-a-configured-key"))
+	code := c.closeCode(t)
+	start := time.Now()
+	c.writeFrame(t, true, 0x8, binary.BigEndian.AppendUint16(nil, uint16(code)))
+	_ = c.SetReadDeadline(time.Now().Add(ioTimeout))
+	if _, err := c.br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the close handshake (code %d): %v, want EOF", code, err)
+	}
+	if d := time.Since(start); d >= 4*time.Second {
+		t.Fatalf("the gateway closed %s after the client's close frame, want at once", d)
+	}
+}
+
+// TestEmptyFragmentsBounded: a message kept going with empty
+// continuation frames counts each fragment's header against the frame
+// limit, so it ends with 1009 instead of holding the connection forever.
+func TestEmptyFragmentsBounded(t *testing.T) {
+	gw := harness.StartEmbedded(t, mmConfig(func(c *gateway.Config) { c.Middleman.MaxFrame = 4 << 10 }))
+	c := openRaw(t, gw, svcKey)
+	defer c.Close()
+	c.writeFrame(t, false, 0x1, []byte("P"))
+	empty := []byte{0x00, 0x80, 1, 2, 3, 4} // a masked, empty, non-final continuation
+	go func() {
+		// More fragments than the limit allows; the gateway closes before
+		// the end, so the writes may fail.
+		_ = c.SetWriteDeadline(time.Now().Add(ioTimeout))
+		_, _ = c.Write(bytes.Repeat(empty, 2000))
+	}()
+	if code := c.closeCode(t); code != 1009 {
+		t.Fatalf("close code %d, want 1009", code)
 	}
 }

@@ -179,12 +179,12 @@ func (h *Hub) handshake(ctx context.Context, conn Conn) (level, error) {
 		return levelNone, abortErr
 	}
 	if err != nil {
-		_ = conn.Close(ClosePolicy, "handshake failed")
+		closeReading(conn, ClosePolicy, "handshake failed")
 		return levelNone, fmt.Errorf("middleman: handshake: %w", err)
 	}
 	lvl, err := h.checkKey(text, key)
 	if err != nil {
-		_ = conn.Close(CloseCode(err), "key refused")
+		closeReading(conn, CloseCode(err), "key refused")
 		return levelNone, err
 	}
 	conn.SetReadLimit(int64(h.cfg.MaxFrame))
@@ -305,7 +305,12 @@ func (s *Session) readLoop(ctx context.Context, woken bool) error {
 			putBuf(buf)
 			s.hub.m.received("other")
 			s.hub.m.error(ErrInvalidUTF8)
-			s.close(CloseInvalidData, "invalid UTF-8")
+			s.closeOnce.Do(func() {
+				s.mu.Lock()
+				s.closed = true
+				s.mu.Unlock()
+				closeReading(s.conn, CloseInvalidData, "invalid UTF-8")
+			})
 			return ErrInvalidUTF8
 		}
 		f, err := Parse(buf.Bytes())
@@ -355,6 +360,16 @@ func setKeys(m map[string]struct{}) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// closeReading closes conn from its read path: a transport that can
+// read the client's close frame itself does (see wsConn.CloseReading).
+func closeReading(conn Conn, code int, reason string) {
+	if rc, ok := conn.(interface{ CloseReading(int, string) error }); ok {
+		_ = rc.CloseReading(code, reason)
+		return
+	}
+	_ = conn.Close(code, reason)
 }
 
 // close starts closing the connection with code once; it never blocks.

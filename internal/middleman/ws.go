@@ -11,9 +11,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/switchboard/switchboard/internal/httpx"
 	"github.com/switchboard/switchboard/internal/netpoll"
@@ -309,6 +310,11 @@ func (m *msgReader) Read(p []byte) (int, error) {
 			return 0, c.readFailed(c.violation(closeProtocolError, "new message inside a fragmented one"))
 		}
 		m.h, m.left, m.pos = h, h.length, 0
+		// Each further fragment counts its smallest header against the
+		// limit, so empty fragments cannot keep a message going forever.
+		if m.read += minFrameHeader; m.read >= c.limit {
+			return 0, c.readFailed(c.violation(CloseTooBig, "message too big"))
+		}
 	}
 	// The limit counts bytes as they are read, so a reader that stops
 	// early (the key handshake) decides itself about a longer message.
@@ -329,6 +335,10 @@ func (m *msgReader) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// minFrameHeader is the size of the smallest client frame header (two
+// bytes and the mask key).
+const minFrameHeader = 6
 
 func unmask(p []byte, key [4]byte, pos int) {
 	for i := range p {
@@ -452,16 +462,73 @@ func (c *wsConn) Close(code int, reason string) error {
 		case <-t.C:
 		}
 		t.Stop()
-		_ = c.conn.Close()
-		if c.poll != nil {
-			// The closed socket left the epoll set, and Arm fails from now
-			// on: a read path that parked before is woken to see the close.
-			if resume := c.poll.Disarm(); resume != nil {
-				go resume()
-			}
-		}
+		c.shut()
 	})
 	return nil
+}
+
+// CloseReading is Close for the read path itself, when nothing else reads
+// the connection (a refused key, invalid UTF-8): unless reading already
+// ended, it reads and drops what the client sends until its close frame
+// or a failure (see drainFrames), within closeHandshakeWait, so the
+// connection ends with the close handshake instead of a reset after the
+// whole wait.
+func (c *wsConn) CloseReading(code int, reason string) error {
+	c.closeOnce.Do(func() {
+		_ = c.sendClose(code, reason)
+		_ = c.conn.SetReadDeadline(time.Now().Add(closeHandshakeWait))
+		c.drainFrames()
+		c.shut()
+	})
+	return nil
+}
+
+// drainFrames reads and drops frames, whatever their size (the rest of a
+// message cut short by the read limit included), answering control
+// frames, until the client's close frame or a failure.
+func (c *wsConn) drainFrames() {
+	if c.msg.left > 0 {
+		if _, err := io.CopyN(io.Discard, c.reader(), c.msg.left); err != nil {
+			_ = c.readFailed(err)
+			return
+		}
+		c.msg.left = 0
+	}
+	for !c.readEnded() {
+		h, err := c.readHeader()
+		if err == nil && h.op >= opClose {
+			err = c.control(h)
+		} else if err == nil {
+			_, err = io.CopyN(io.Discard, c.reader(), h.length)
+		}
+		if err != nil {
+			_ = c.readFailed(err)
+			return
+		}
+	}
+}
+
+// readEnded reports whether reading already failed or saw the client's
+// close: there is no frame to read any more.
+func (c *wsConn) readEnded() bool {
+	select {
+	case <-c.readDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// shut closes the connection at the end of the close handshake.
+func (c *wsConn) shut() {
+	_ = c.conn.Close()
+	if c.poll != nil {
+		// The closed socket left the epoll set, and Arm fails from now
+		// on: a read path that parked before is woken to see the close.
+		if resume := c.poll.Disarm(); resume != nil {
+			go resume()
+		}
+	}
 }
 
 // acceptWS answers a WebSocket upgrade (RFC 6455 section 4.2) and takes
@@ -470,23 +537,23 @@ func (c *wsConn) Close(code int, reason string) error {
 func acceptWS(w http.ResponseWriter, r *http.Request) (net.Conn, error) {
 	key := r.Header.Get("Sec-WebSocket-Key")
 	switch {
-	case !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket"):
+	case !httpguts.HeaderValuesContainsToken(r.Header.Values("Connection"), "upgrade") || !httpguts.HeaderValuesContainsToken(r.Header.Values("Upgrade"), "websocket"):
 		w.Header().Set("Connection", "Upgrade")
 		w.Header().Set("Upgrade", "websocket")
 		httpx.WriteError(w, http.StatusUpgradeRequired, "UPGRADE_REQUIRED", "WebSocket protocol violation: Connection and Upgrade headers must ask for websocket")
 		return nil, errors.New("middleman: not an upgrade")
 	case r.Header.Get("Sec-WebSocket-Version") != "13":
 		w.Header().Set("Sec-WebSocket-Version", "13")
-		httpx.WriteError(w, http.StatusBadRequest, "BAD_REQUEST", "unsupported WebSocket protocol version (only 13 is supported)")
+		httpx.WriteError(w, http.StatusBadRequest, httpx.CodeBadRequest, "unsupported WebSocket protocol version (only 13 is supported)")
 		return nil, errors.New("middleman: websocket version")
 	}
 	if k, err := base64.StdEncoding.DecodeString(key); err != nil || len(k) != 16 {
-		httpx.WriteError(w, http.StatusBadRequest, "BAD_REQUEST", "invalid Sec-WebSocket-Key")
+		httpx.WriteError(w, http.StatusBadRequest, httpx.CodeBadRequest, "invalid Sec-WebSocket-Key")
 		return nil, errors.New("middleman: websocket key")
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		httpx.WriteError(w, http.StatusInternalServerError, "INTERNAL", "cannot take the connection over")
+		httpx.WriteError(w, http.StatusInternalServerError, httpx.CodeInternal, "cannot take the connection over")
 		return nil, err
 	}
 	if n := brw.Reader.Buffered(); n > 0 {
@@ -503,17 +570,4 @@ func acceptWS(w http.ResponseWriter, r *http.Request) (net.Conn, error) {
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
 	return conn, nil
-}
-
-// headerHasToken reports whether a comma-separated header holds token
-// (case-insensitive).
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/switchboard/switchboard/internal/natsio"
 )
 
@@ -56,23 +58,10 @@ func validUpgrade(v string) bool {
 // to (Connection: Upgrade and Upgrade: <protocol>), or "" for an ordinary
 // request. HTTP/2 requests never upgrade this way.
 func UpgradeProtocol(r *http.Request) string {
-	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || !headerHasToken(r.Header, "Connection", "upgrade") {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || !httpguts.HeaderValuesContainsToken(r.Header.Values("Connection"), "upgrade") {
 		return ""
 	}
 	return strings.Join(r.Header.Values("Upgrade"), ", ")
-}
-
-// headerHasToken reports whether a comma-separated header holds token
-// (case-insensitively).
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Upgraded is the body of a relayed 101 response: the full-duplex byte
