@@ -319,3 +319,28 @@ func TestEmptyFragmentsBounded(t *testing.T) {
 		t.Fatalf("close code %d, want 1009", code)
 	}
 }
+
+// TestCloseReason: the reason of a client's close frame must be UTF-8
+// (RFC 6455 §7.1.6). A valid one is answered with the client's code; one
+// that is not fails the connection with 1007, like any other invalid text.
+func TestCloseReason(t *testing.T) {
+	gw := harness.StartEmbedded(t, mmConfig(nil))
+	for _, tc := range []struct {
+		name   string
+		reason []byte
+		want   int
+	}{
+		{"utf8", []byte("bye ✓"), 1000},
+		{"not utf8", []byte{'b', 0xff, 0xfe}, 1007},
+		{"cut rune", []byte("✓")[:2], 1007},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := openRaw(t, gw, svcKey)
+			defer c.Close()
+			c.writeFrame(t, true, 0x8, append(binary.BigEndian.AppendUint16(nil, 1000), tc.reason...))
+			if code := c.closeCode(t); code != tc.want {
+				t.Fatalf("close code %d, want %d", code, tc.want)
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -249,6 +250,10 @@ func (c *wsConn) control(h frameHeader) error {
 	}
 	if len(p) == 1 || (len(p) >= 2 && !validCloseCode(code)) {
 		_ = c.sendClose(closeProtocolError, "bad close frame")
+	} else if !utf8.Valid(p[min(len(p), 2):]) {
+		// RFC 6455 §7.1.6: the reason is UTF-8; one that is not fails
+		// the connection like any other invalid text.
+		_ = c.sendClose(CloseInvalidData, "invalid close reason")
 	} else if code == closeNoStatus {
 		_ = c.sendClose(0, "")
 	} else {
