@@ -126,15 +126,24 @@ func (c *wsConn) reader() *bufio.Reader {
 	return c.br
 }
 
+// parkAfterIdle is how long a read path waits on its goroutine for the
+// next frame before it parks: a connection that keeps sending (a
+// requester awaiting answers, a service replying) costs no epoll_ctl and
+// no new goroutine per message, and one that went quiet parks after it.
+const parkAfterIdle = 5 * time.Millisecond
+
 // Park hands the read buffer back and arms the poller: resume runs on a
 // new goroutine once the client sent something or went away. It returns
-// false, and the caller reads on, when bytes are buffered already or the
-// connection cannot park.
+// false, and the caller reads on, when bytes are buffered already, arrive
+// within parkAfterIdle, or the connection cannot park.
 func (c *wsConn) Park(resume func()) bool {
 	if c.poll == nil || (c.br != nil && c.br.Buffered() > 0) {
 		return false
 	}
 	if pc, ok := c.conn.(*prefixConn); ok && len(pc.early) > 0 {
+		return false
+	}
+	if c.br != nil && c.awaitFrame() {
 		return false
 	}
 	if c.br != nil {
@@ -143,6 +152,17 @@ func (c *wsConn) Park(resume func()) bool {
 		c.br = nil
 	}
 	return c.poll.Arm(resume) == nil
+}
+
+// awaitFrame waits up to parkAfterIdle for the client's next bytes. It
+// reports whether there is something to read: bytes, or a failure the
+// next read returns (a closed or reset connection).
+func (c *wsConn) awaitFrame() bool {
+	_ = c.conn.SetReadDeadline(time.Now().Add(parkAfterIdle))
+	_, err := c.br.Peek(1)
+	_ = c.conn.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // frameHeader is a parsed client frame header.
