@@ -144,6 +144,11 @@ type HTTP struct {
 	// H2C also serves cleartext HTTP/2 on a plain-HTTP listener. Default
 	// false.
 	H2C bool `mapstructure:"h2c"`
+	// MaxConns caps the client connections the public listener holds open
+	// at once (hijacked ones included); a new one beyond it gets 503 (TLS:
+	// is closed). Default 0: the process's file limit minus a reserve of a
+	// tenth (at least 256) for NATS, the store and agents; -1: no cap.
+	MaxConns int `mapstructure:"max_conns"`
 }
 
 // Keys is the gateway's key table: its own keys, then each protocol's.
@@ -182,6 +187,7 @@ func Keys() []config.Key {
 		config.Key{Name: "http.cors_origins", Default: []string{}, Usage: "CORS allow-list for Megaphone routes (* = any)"},
 		config.Key{Name: "http.body_limit", Default: config.ByteSize(1 << 20), Usage: "largest request body of the JSON APIs (pipes and relay stream any size)"},
 		config.Key{Name: "http.body_timeout", Default: 30 * time.Second, Usage: "time allowed to send the request body of a JSON API before 408; 0 = none (pipes, relay, /read, /mm: never)"},
+		config.Key{Name: "http.max_conns", Default: 0, Usage: "most client connections held open at once (hijacked included); beyond it 503 (TLS: closed); 0 = the file limit minus a tenth (at least 256) kept for NATS, the store and agents; -1 = no cap"},
 		config.Key{Name: "http.trusted_proxies", Default: []string{}, Usage: "IPs and CIDRs of proxies whose X-Forwarded-For/-Host/-Proto the relay keeps; others' are replaced"},
 		config.Key{Name: "log.level", Default: "info", Usage: "log level: debug, info, warn, error"},
 		config.Key{Name: "log.format", Default: "text", Usage: "log format: text or json"},
@@ -238,6 +244,7 @@ func (c *Config) Validate() error {
 	check(c.JetStream.Partitions >= 1 && c.JetStream.Partitions <= subjects.MaxPartitions, "jetstream.partitions", "%d is not in 1..%d", c.JetStream.Partitions, subjects.MaxPartitions)
 	check(c.Shutdown.Grace > 0, "shutdown.grace", "%s must be > 0", c.Shutdown.Grace)
 	check(c.HTTP.BodyLimit >= 1024, "http.body_limit", "%s must be >= 1KiB", c.HTTP.BodyLimit)
+	check(c.HTTP.MaxConns >= -1, "http.max_conns", "%d must be -1 (no cap), 0 (from the file limit) or positive", c.HTTP.MaxConns)
 	check(c.HTTP.BodyTimeout >= 0, "http.body_timeout", "%s must be >= 0", c.HTTP.BodyTimeout)
 	if bad := config.BadProxy(c.HTTP.TrustedProxies); bad != "" {
 		check(false, "http.trusted_proxies", "%q is not an IP address or CIDR prefix", bad)

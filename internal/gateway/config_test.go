@@ -109,6 +109,7 @@ func TestBadConfigNamesKey(t *testing.T) {
 		{name: "bad size", env: map[string]string{"SWITCHBOARD_MIDDLEMAN_MAX_FRAME": "huge"}, key: "middleman.max_frame"},
 		{name: "bad replicas", args: []string{"--replicas", "0"}, key: "jetstream.replicas"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, key: "log.level"},
+		{name: "max_conns below -1", args: []string{"--http-max-conns", "-2"}, key: "http.max_conns"},
 		{name: "bad api keys env", env: map[string]string{"SWITCHBOARD_RELAY_API_KEYS": "novalue"}, key: "relay.api_keys"},
 	}
 	for _, tc := range cases {

@@ -143,6 +143,7 @@ func (g *Gateway) listen() error {
 	if err != nil {
 		return fmt.Errorf("gateway: listen %q: %w", g.cfg.Listen, err)
 	}
+	ln = g.capConns(ln)
 	g.srv = &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.router.Load().ServeHTTP(w, r) }),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,17 +107,6 @@ func liveBytes() (uint64, uint64, int) {
 	return m.HeapAlloc + m.StackInuse, m.StackInuse, runtime.NumGoroutine()
 }
 
-func raiseFDLimit(tb testing.TB) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		tb.Fatal(err)
-	}
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 // memClients is the child process of BenchmarkIdleConnMemory. Each client
 // is a bare TCP connection speaking just enough WebSocket for the
 // handshake, with no goroutine of its own.
@@ -129,10 +117,7 @@ func memClients(spec string) int {
 		fmt.Fprintln(os.Stderr, "memclients:", err)
 		return 2
 	}
-	var lim syscall.Rlimit
-	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	lim.Cur = lim.Max
-	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	raiseFDLimit(nil)
 	conns := make([]net.Conn, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex

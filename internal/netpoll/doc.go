@@ -13,7 +13,10 @@
 // caller keeps its goroutine.
 package netpoll
 
-import "errors"
+import (
+	"errors"
+	"net"
+)
 
 // ErrUnsupported is returned by [Poller.Register] for a connection it
 // cannot watch; the caller then waits with a goroutine of its own.
@@ -21,3 +24,11 @@ var ErrUnsupported = errors.New("netpoll: connection cannot be polled")
 
 // ErrClosed is returned once the poller or the connection was closed.
 var ErrClosed = errors.New("netpoll: closed")
+
+// Wrapper is a net.Conn that passes every read and write straight to the
+// socket it wraps, buffering nothing (a connection counted by a listener,
+// say): [Poller.Register] watches that socket. A wrapper that buffers (TLS)
+// must not implement it.
+type Wrapper interface {
+	Socket() net.Conn
+}

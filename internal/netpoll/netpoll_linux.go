@@ -41,6 +41,9 @@ type Handle struct {
 // Register prepares conn for [Handle.Arm]. It returns [ErrUnsupported]
 // when conn is not a TCP or Unix socket.
 func (p *Poller) Register(conn net.Conn) (*Handle, error) {
+	if w, ok := conn.(Wrapper); ok {
+		conn = w.Socket()
+	}
 	var sc syscall.Conn
 	switch c := conn.(type) {
 	case *net.TCPConn:
