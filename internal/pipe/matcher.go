@@ -258,6 +258,7 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing,
 		return nil, nil
 	}
 	c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1), meta: w.meta, firm: w.firm}
+	w.handTo(c.local)
 	switch screen(other, c) {
 	case screenRefuse:
 		return nil, nil
@@ -273,9 +274,9 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing,
 			return nil, nil
 		}
 		if w.role == subjects.PipeProducer {
-			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
+			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true, handed: c.local.handed}, nil
 		}
-		return &pairing{source: newLocalSource(c.local, w.ctx), meta: a.meta, local: true, keep: a.keep}, nil
+		return &pairing{source: newLocalSource(c.local, w.ctx), meta: a.meta, local: true, keep: a.keep, handed: c.local.handed}, nil
 	case <-ctx.Done():
 		c.local.abort(fmt.Errorf("%w: partner left while pairing", ErrPartnerLost))
 		return nil, ctx.Err()
@@ -410,11 +411,12 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 		return nil, mismatchError(c.meta.N, w.meta.N)
 	}
 	if c.local != nil {
+		w.handTo(c.local)
 		c.reply <- claimAnswer{ok: true, meta: w.meta, keep: c.keep}
 		if w.role == subjects.PipeProducer {
-			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
+			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true, handed: c.local.handed}, nil
 		}
-		return &pairing{source: newLocalSource(c.local, w.ctx), meta: c.meta, local: true}, nil
+		return &pairing{source: newLocalSource(c.local, w.ctx), meta: c.meta, local: true, handed: c.local.handed}, nil
 	}
 	reply := nats.NewMsg(c.msg.Reply)
 	reply.Header.Set(hdrOK, "1")
