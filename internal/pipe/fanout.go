@@ -312,7 +312,7 @@ func (h *Hub) matchGroupLocked(ctx context.Context, w *waiter, mseq uint64, g *g
 			return true, nil
 		}
 		w.firm = len(g.got) > 0
-		p, err := h.claim(ctx, w, head)
+		p, err := h.claim(ctx, w, head, nil)
 		if err != nil {
 			return false, err
 		}

@@ -192,7 +192,7 @@ func (h *Hub) collectSubscribers(ctx context.Context, w *waiter, g *group) error
 		}
 	}
 	for _, head := range heads {
-		p, err := h.claim(ctx, w, head)
+		p, err := h.claim(ctx, w, head, nil)
 		if err != nil {
 			return err
 		}
