@@ -234,8 +234,9 @@ func (h *Hub) Consume(ctx context.Context, ch Channel) (*Delivery, error) {
 }
 
 // join makes the waiter of one arriving party (its id unique on this
-// gateway; body as in [waiter.body]), registers it, and returns it with its context: ctx bounded by
-// pipe.timeout when set. done unregisters it and ends that context.
+// gateway; body as in [waiter.body]), registers it, and returns it with
+// its context: ctx bounded by pipe.timeout when set. done unregisters it
+// and ends that context.
 func (h *Hub) join(ctx context.Context, ch Channel, role string, meta Meta, body *prefetch) (*waiter, context.Context, func(), error) {
 	id := strconv.FormatUint(h.nextID.Add(1), 36)
 	w, err := newWaiter(ctx, h.id, id, ch, role, meta)
