@@ -192,7 +192,7 @@ func (g *group) abort(reason string) {
 // group; for pub/sub whoever waits now, at most want, without waiting.
 func (h *Hub) rendezvousGroup(ctx context.Context, ch Channel, meta Meta, want int, pr progress) ([]*pairing, error) {
 	start := time.Now()
-	w, wctx, done, err := h.join(ctx, ch, subjects.PipeProducer, meta)
+	w, wctx, done, err := h.join(ctx, ch, subjects.PipeProducer, meta, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +312,7 @@ func (h *Hub) matchGroupLocked(ctx context.Context, w *waiter, mseq uint64, g *g
 			return true, nil
 		}
 		w.firm = len(g.got) > 0
-		p, err := h.claim(ctx, w, head)
+		p, err := h.claim(ctx, w, head, nil)
 		if err != nil {
 			return false, err
 		}
@@ -484,7 +484,7 @@ func (h *Hub) consumeWith(ctx context.Context, ch Channel, o ReceiveOptions) (*D
 	if o.N <= 1 {
 		return h.Consume(ctx, ch)
 	}
-	p, err := h.rendezvous(ctx, ch, subjects.PipeConsumer, Meta{Length: -1, N: o.N})
+	p, err := h.rendezvous(ctx, ch, subjects.PipeConsumer, Meta{Length: -1, N: o.N}, nil)
 	if err != nil {
 		return nil, err
 	}

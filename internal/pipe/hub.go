@@ -205,7 +205,7 @@ func (h *Hub) onGone(m *nats.Msg) {
 // body is written to. meta is what the consumer is told (see [Meta]);
 // the caller vetted it.
 func (h *Hub) Produce(ctx context.Context, ch Channel, meta Meta) (Sink, error) {
-	p, err := h.rendezvous(ctx, ch, subjects.PipeProducer, meta)
+	p, err := h.rendezvous(ctx, ch, subjects.PipeProducer, meta, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -219,26 +219,31 @@ type Delivery struct {
 	Body Source
 	// Local reports that the producer is held by this gateway too.
 	Local bool
+	// whole: Body is the producer's whole body, already here (see
+	// [localPipe.hand]).
+	whole bool
 }
 
 // Consume waits for a producer on ch.
 func (h *Hub) Consume(ctx context.Context, ch Channel) (*Delivery, error) {
-	p, err := h.rendezvous(ctx, ch, subjects.PipeConsumer, Meta{Length: -1})
+	p, err := h.rendezvous(ctx, ch, subjects.PipeConsumer, Meta{Length: -1}, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &Delivery{Meta: p.meta, Body: p.source, Local: p.local}, nil
+	return &Delivery{Meta: p.meta, Body: p.source, Local: p.local, whole: p.handed}, nil
 }
 
 // join makes the waiter of one arriving party (its id unique on this
-// gateway), registers it, and returns it with its context: ctx bounded by
-// pipe.timeout when set. done unregisters it and ends that context.
-func (h *Hub) join(ctx context.Context, ch Channel, role string, meta Meta) (*waiter, context.Context, func(), error) {
+// gateway; body as in [waiter.body]), registers it, and returns it with
+// its context: ctx bounded by pipe.timeout when set. done unregisters it
+// and ends that context.
+func (h *Hub) join(ctx context.Context, ch Channel, role string, meta Meta, body *prefetch) (*waiter, context.Context, func(), error) {
 	id := strconv.FormatUint(h.nextID.Add(1), 36)
 	w, err := newWaiter(ctx, h.id, id, ch, role, meta)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadName, err)
 	}
+	w.body = body
 	wctx, cancel := context.WithCancel(ctx)
 	stop := func() {}
 	if h.cfg.Timeout > 0 {
@@ -250,10 +255,11 @@ func (h *Hub) join(ctx context.Context, ch Channel, role string, meta Meta) (*wa
 
 // rendezvous runs one party from arrival to pairing: it matches with the
 // head of the opposite queue or waits in line until claimed, deleted,
-// timed out or gone. meta is the producer's own (unused for a consumer).
-func (h *Hub) rendezvous(ctx context.Context, ch Channel, role string, meta Meta) (*pairing, error) {
+// timed out or gone. meta is the producer's own (unused for a consumer);
+// body, if set, is the producer's read-ahead (see [localPipe.hand]).
+func (h *Hub) rendezvous(ctx context.Context, ch Channel, role string, meta Meta, body *prefetch) (*pairing, error) {
 	start := time.Now()
-	w, wctx, done, err := h.join(ctx, ch, role, meta)
+	w, wctx, done, err := h.join(ctx, ch, role, meta, body)
 	if err != nil {
 		return nil, err
 	}

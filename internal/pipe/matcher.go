@@ -147,21 +147,33 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 // hand-off never shows the served party. It returns nil, nil when head
 // was not there to take any more (its entry is then deleted).
 func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
-	p, err := h.claim(ctx, w, head)
+	var removed chan struct{}
+	dequeue := func() {
+		removed = make(chan struct{})
+		h.background("dequeue claimed", func(bctx context.Context) error {
+			defer close(removed)
+			return h.q.remove(bctx, head.seq) // if it fails, the next matcher drops it
+		})
+	}
+	// A local head's deletion starts as soon as it is taken, before its
+	// party answers.
+	p, err := h.claim(ctx, w, head, dequeue)
 	if err != nil {
 		return nil, err
 	}
 	if p == nil {
 		// Gone, taken, or its gateway did not answer: as matchLocked does
 		// with a refused head, so the next read does not find it again.
+		if removed != nil {
+			<-removed
+			return nil, nil
+		}
 		return nil, h.q.remove(ctx, head.seq)
 	}
 	if !p.keep {
-		removed := make(chan struct{})
-		h.background("dequeue claimed", func(bctx context.Context) error {
-			defer close(removed)
-			return h.q.remove(bctx, head.seq) // if it fails, the next matcher drops it
-		})
+		if removed == nil {
+			dequeue()
+		}
 		p.settleOn(removed)
 	}
 	return p, nil
@@ -208,7 +220,7 @@ func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *ent
 			h.setTail(w)
 			return nil, 0, true, nil
 		}
-		p, err := h.claim(ctx, w, head)
+		p, err := h.claim(ctx, w, head, nil)
 		if err != nil {
 			// Not the head's fault (w left, or the stream failed after a
 			// yes, when a later claim finds the head taken and drops it).
@@ -228,14 +240,17 @@ func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *ent
 }
 
 // claim asks head's gateway to pair its waiting party with w. It returns
-// nil, nil when that party is gone or already taken.
-func (h *Hub) claim(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
+// nil, nil when that party is gone or already taken. taken, if set, is
+// called as soon as a party on this gateway is known to leave the queue
+// with this claim (it took the claim and keeps no entry), before it
+// answers; its entry then goes whether or not the pairing completes.
+func (h *Hub) claim(ctx context.Context, w *waiter, head *entry, taken func()) (*pairing, error) {
 	var p *pairing
 	var err error
 	path := "remote"
 	if head.info.Gateway == h.id {
 		path = "local"
-		p, err = h.claimLocal(ctx, w, head)
+		p, err = h.claimLocal(ctx, w, head, taken)
 	} else {
 		p, err = h.claimRemote(ctx, w, head)
 	}
@@ -252,12 +267,13 @@ func (h *Hub) claim(ctx context.Context, w *waiter, head *entry) (*pairing, erro
 
 // claimLocal pairs w with a party waiting on this same gateway through an
 // in-process pipe.
-func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
+func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry, taken func()) (*pairing, error) {
 	other := h.lookup(head.id)
 	if other == nil {
 		return nil, nil
 	}
 	c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1), meta: w.meta, firm: w.firm}
+	w.handTo(c.local)
 	switch screen(other, c) {
 	case screenRefuse:
 		return nil, nil
@@ -267,15 +283,18 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry) (*pairing,
 	if !other.offer(c) {
 		return nil, nil
 	}
+	if taken != nil && !c.keep {
+		taken()
+	}
 	select {
 	case a := <-c.reply:
 		if !a.ok {
 			return nil, nil
 		}
 		if w.role == subjects.PipeProducer {
-			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
+			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true, handed: c.local.handed}, nil
 		}
-		return &pairing{source: newLocalSource(c.local, w.ctx), meta: a.meta, local: true, keep: a.keep}, nil
+		return &pairing{source: newLocalSource(c.local, w.ctx), meta: a.meta, local: true, keep: a.keep, handed: c.local.handed}, nil
 	case <-ctx.Done():
 		c.local.abort(fmt.Errorf("%w: partner left while pairing", ErrPartnerLost))
 		return nil, ctx.Err()
@@ -410,11 +429,12 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 		return nil, mismatchError(c.meta.N, w.meta.N)
 	}
 	if c.local != nil {
+		w.handTo(c.local)
 		c.reply <- claimAnswer{ok: true, meta: w.meta, keep: c.keep}
 		if w.role == subjects.PipeProducer {
-			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true}, nil
+			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true, handed: c.local.handed}, nil
 		}
-		return &pairing{source: newLocalSource(c.local, w.ctx), meta: c.meta, local: true}, nil
+		return &pairing{source: newLocalSource(c.local, w.ctx), meta: c.meta, local: true, handed: c.local.handed}, nil
 	}
 	reply := nats.NewMsg(c.msg.Reply)
 	reply.Header.Set(hdrOK, "1")

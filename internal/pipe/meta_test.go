@@ -140,11 +140,12 @@ type recorder struct {
 	meta    Meta
 	started bool
 	buf     bytes.Buffer
+	flushes int
 }
 
 func (o *recorder) Start(m Meta)                { o.meta, o.started = m, true }
 func (o *recorder) Write(p []byte) (int, error) { return o.buf.Write(p) }
-func (o *recorder) Flush() error                { return nil }
+func (o *recorder) Flush() error                { o.flushes++; return nil }
 func (o *recorder) Interrupt()                  {}
 
 // startHubs starts n hubs on one nats-server.

@@ -59,6 +59,20 @@ func (p *prefetch) reader() io.Reader {
 	return io.MultiReader(head, errReader{p.err})
 }
 
+// whole returns the whole body if the prefetch has already read all of
+// it (ok); it does not wait.
+func (p *prefetch) whole() (b []byte, ok bool) {
+	select {
+	case <-p.done:
+	default:
+		return nil, false
+	}
+	if !errors.Is(p.err, io.EOF) {
+		return nil, false
+	}
+	return p.buf[:p.n], true
+}
+
 // stop ends a prefetch still blocked in a read (the producer is leaving
 // without the body) with interrupt, and waits for it.
 func (p *prefetch) stop(interrupt func()) {
@@ -81,6 +95,10 @@ func (r *byteReader) Read(p []byte) (int, error) {
 	r.b = r.b[n:]
 	return n, nil
 }
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 type errReader struct{ err error }
 

@@ -192,7 +192,7 @@ func (h *Hub) collectSubscribers(ctx context.Context, w *waiter, g *group) error
 		}
 	}
 	for _, head := range heads {
-		p, err := h.claim(ctx, w, head)
+		p, err := h.claim(ctx, w, head, nil)
 		if err != nil {
 			return err
 		}
@@ -207,7 +207,7 @@ func (h *Hub) collectSubscribers(ctx context.Context, w *waiter, g *group) error
 // producer claims it.
 func (h *Hub) subscribe(ctx context.Context, ch Channel) (*pairing, error) {
 	start := time.Now()
-	w, wctx, done, err := h.join(ctx, ch, subjects.PipeConsumer, Meta{Length: -1, Pub: true})
+	w, wctx, done, err := h.join(ctx, ch, subjects.PipeConsumer, Meta{Length: -1, Pub: true}, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/switchboard/switchboard/internal/httpx"
 	"github.com/switchboard/switchboard/internal/natsio"
 	"github.com/switchboard/switchboard/internal/protocol"
+	"github.com/switchboard/switchboard/internal/subjects"
 )
 
 // copyBufSize is the buffer of a transfer's copy loop.
@@ -78,11 +79,15 @@ func (h *Hub) Send(ctx context.Context, ch Channel, in Input) error {
 	if in.Meta.N > 1 || in.Meta.Pub || in.Progress != nil {
 		return h.sendGroup(wctx, ch, in, body)
 	}
-	sink, err := h.Produce(wctx, ch, in.Meta)
+	p, err := h.rendezvous(wctx, ch, subjects.PipeProducer, in.Meta, body)
 	if err != nil {
 		return err
 	}
-	if err := h.send(sink, body.reader()); err != nil {
+	var rest io.Reader = eofReader{} // the consumer took the body with the pairing
+	if !p.handed {
+		rest = body.reader()
+	}
+	if err := h.send(p.sink, rest); err != nil {
 		return err
 	}
 	h.m.transfers.WithLabelValues("ok").Inc()
@@ -153,10 +158,17 @@ func (h *Hub) ReceiveWith(ctx context.Context, ch Channel, o ReceiveOptions, out
 	// A write blocked on a client that stopped reading must end when the
 	// request does (gateway shutdown).
 	defer whileRunning(ctx, out.Interrupt)()
-	_ = out.Flush()
+	flush := out.Flush
+	if d.whole {
+		// The whole body is here already: the head goes out with it, in
+		// one write when the response ends.
+		flush = nil
+	} else {
+		_ = out.Flush()
+	}
 	// The producer's side checks the length too; checking here as well
 	// keeps the announced length true whatever the source.
-	n, readErr, writeErr := copyFlush(out, out.Flush, newExactBody(d.Body, d.Meta.Length))
+	n, readErr, writeErr := copyFlush(out, flush, newExactBody(d.Body, d.Meta.Length))
 	h.m.bytes.Add(float64(n))
 	switch {
 	case writeErr != nil:
@@ -234,11 +246,24 @@ type localPipe struct {
 	once sync.Once
 	done chan struct{}
 	err  error // nil: the consumer read to EOF
+
+	// handed: the producer's whole body, read ahead before the pairing
+	// (see [prefetch]), is whole; the consumer reads it from there and
+	// the pipe carries nothing. Set by the producer's side before the
+	// claim or its answer is sent, read by the consumer's after.
+	handed bool
+	whole  []byte
 }
 
 func newLocalPipe() *localPipe {
 	pr, pw := io.Pipe()
 	return &localPipe{pr: pr, pw: pw, done: make(chan struct{})}
+}
+
+// hand records the producer's whole body, if its read-ahead has it all
+// (ok), so the consumer takes it without the pipe.
+func (p *localPipe) hand(whole []byte, ok bool) {
+	p.handed, p.whole = ok, whole
 }
 
 // abort fails both ends (the pairing fell through).
@@ -300,14 +325,41 @@ func (s *localSink) CloseWithError(reason string) error {
 	return s.p.pw.CloseWithError(&natsio.RemoteError{Reason: reason})
 }
 
-type localSource struct{ p *localPipe }
+type localSource struct {
+	p   *localPipe
+	off int // of p.whole, when handed
+}
 
 func (s *localSource) Read(b []byte) (int, error) {
+	if s.p.handed {
+		return s.readWhole(b)
+	}
 	n, err := s.p.pr.Read(b)
 	if errors.Is(err, io.EOF) {
 		s.p.finish(nil)
 	}
 	return n, err
+}
+
+// readWhole reads the body handed over with the pairing; the end of it
+// is the end of the transfer, as the pipe's EOF is. A producer that left
+// before fails the read, as it fails the pipe's.
+func (s *localSource) readWhole(b []byte) (int, error) {
+	select {
+	case <-s.p.done:
+		if s.p.err != nil {
+			return 0, s.p.err
+		}
+		return 0, io.EOF
+	default:
+	}
+	n := copy(b, s.p.whole[s.off:])
+	s.off += n
+	if s.off < len(s.p.whole) {
+		return n, nil
+	}
+	s.p.finish(nil)
+	return n, io.EOF
 }
 
 func (s *localSource) Close() error { return s.CloseWithError("consumer closed") }

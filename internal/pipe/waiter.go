@@ -42,6 +42,11 @@ type waiter struct {
 	gone     chan struct{}
 	goneOnce sync.Once
 
+	// body is a producer's read-ahead when its whole body may be handed
+	// over with a local pairing (see [localPipe.hand]); nil otherwise.
+	// Set before the waiter is claimable.
+	body *prefetch
+
 	// firm is set by a group producer once it has a receiver: a consumer
 	// whose n differs is then refused with 400 instead of the producer.
 	// Read and written by the producer's own goroutine only.
@@ -97,6 +102,14 @@ func (w *waiter) enqueuedAlone(seq uint64) {
 	w.alone = true
 	w.mu.Unlock()
 	w.enqueued(seq)
+}
+
+// handTo gives a local pairing's pipe the producer's whole body, if w is
+// a producer whose read-ahead has it all.
+func (w *waiter) handTo(p *localPipe) {
+	if w.body != nil {
+		p.hand(w.body.whole())
+	}
 }
 
 // offer hands a claim to the waiter if it is still waiting and alive.
@@ -175,6 +188,9 @@ type pairing struct {
 	source Source
 	meta   Meta
 	local  bool
+	// handed: the producer's whole body went with the pairing (see
+	// [localPipe.hand]); the producer writes nothing to its sink.
+	handed bool
 	// keep: the holder is a group producer waiting for more receivers;
 	// the claimer leaves its queue entry in place.
 	keep bool
