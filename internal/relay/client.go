@@ -246,7 +246,7 @@ func (x *call) openExchange() error {
 	backoff := 20 * time.Millisecond
 	timeouts := 0
 	for try := 1; ; try++ {
-		x.open.Header[hdrTry] = []string{strconv.Itoa(try)}
+		x.open.Header[hdrTry] = tryValue(try)
 		x.open.Reply = x.reply
 		if err := x.c.nc.PublishMsg(x.open); err != nil {
 			return fmt.Errorf("%w: publish: %v", ErrNoAgent, err)

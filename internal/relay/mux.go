@@ -65,7 +65,6 @@ func (ms *muxes) register(upstream, prefix string, ch chan *nats.Msg) (string, f
 	}
 	if m.idle != nil {
 		m.idle.Stop()
-		m.idle = nil
 	}
 	ms.next++
 	tok := strconv.FormatUint(ms.next, 36)
@@ -99,6 +98,12 @@ func (ms *muxes) release(upstream string, m *mux, tok string) {
 	}
 	if ms.closed || len(ms.by) > maxIdleMuxes {
 		ms.drop(upstream, m)
+		return
+	}
+	if m.idle != nil {
+		// One timer per mux, re-armed: a mux of sequential requests
+		// goes idle after every one of them.
+		m.idle.Reset(muxIdle)
 		return
 	}
 	m.idle = time.AfterFunc(muxIdle, func() {

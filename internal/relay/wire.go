@@ -213,11 +213,48 @@ func parseHeaderLines(s string) (http.Header, error) {
 	}
 }
 
+// opValues holds the hdrOp value of every message kind, shared by all
+// messages: header values are only read once set (capacity = length, so
+// an append copies).
+var opValues = func() map[string][]string {
+	vals := map[string][]string{}
+	for _, op := range []string{opOpen, opAck, opBusy, opResp, opStarted, opErr, opKA, opCancel, opPull} {
+		vals[op] = []string{op}[:1:1]
+	}
+	return vals
+}()
+
+// msgHeaders is room for the headers of a relay message (op, attempt,
+// control subject, body or code): one allocation of the map, none later.
+const msgHeaders = 4
+
 // newMsg returns a message of kind op to subject.
 func newMsg(subject, op string) *nats.Msg {
-	m := nats.NewMsg(subject)
-	m.Header.Set(hdrOp, op)
-	return m
+	h := make(nats.Header, msgHeaders)
+	if v, ok := opValues[op]; ok {
+		h[hdrOp] = v
+	} else {
+		h[hdrOp] = []string{op}
+	}
+	return &nats.Msg{Subject: subject, Header: h}
+}
+
+// tryValues are the hdrTry values of the first attempts, shared as
+// opValues are; almost every exchange needs one attempt.
+var tryValues = func() [][]string {
+	vals := make([][]string, 8)
+	for i := range vals {
+		vals[i] = []string{strconv.Itoa(i)}[:1:1]
+	}
+	return vals
+}()
+
+// tryValue is the hdrTry value of attempt try.
+func tryValue(try int) []string {
+	if try >= 0 && try < len(tryValues) {
+		return tryValues[try]
+	}
+	return []string{strconv.Itoa(try)}
 }
 
 // isNoResponders reports whether m is the server's "no responders" status.
