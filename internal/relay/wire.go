@@ -14,7 +14,7 @@ import (
 // NATS headers of relay messages.
 const (
 	hdrOp   = "Sb-Relay-Op"    // message kind, one of the op* constants
-	hdrTry  = "Sb-Relay-Try"   // attempt number of an open, echoed by ack/busy
+	hdrTry  = "Sb-Relay-Try"   // attempt of an open, a value no other attempt of the caller has; echoed by ack/busy/resp/err
 	hdrCtl  = "Sb-Relay-Ctl"   // the agent's control subject of the exchange
 	hdrBody = "Sb-Relay-Body"  // open/resp: "stream" when the body is not inline; ack: receiver subject; pull: receiver subject
 	hdrCode = "Sb-Relay-Code"  // err: envelope code
@@ -237,24 +237,6 @@ func newMsg(subject, op string) *nats.Msg {
 		h[hdrOp] = []string{op}
 	}
 	return &nats.Msg{Subject: subject, Header: h}
-}
-
-// tryValues are the hdrTry values of the first attempts, shared as
-// opValues are; almost every exchange needs one attempt.
-var tryValues = func() [][]string {
-	vals := make([][]string, 8)
-	for i := range vals {
-		vals[i] = []string{strconv.Itoa(i)}[:1:1]
-	}
-	return vals
-}()
-
-// tryValue is the hdrTry value of attempt try.
-func tryValue(try int) []string {
-	if try >= 0 && try < len(tryValues) {
-		return tryValues[try]
-	}
-	return []string{strconv.Itoa(try)}
 }
 
 // isNoResponders reports whether m is the server's "no responders" status.
