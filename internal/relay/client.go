@@ -30,6 +30,7 @@ type Client struct {
 	metrics *Metrics
 	muxes   *muxes
 	ackMs   []string // the open message's hdrAck value, the same for every request
+	tries   atomic.Uint64
 	// upgrades counts upgraded connections; closing ends them (Close).
 	upgrades  atomic.Int64
 	closing   chan struct{}
@@ -46,6 +47,13 @@ func NewClient(nc *nats.Conn, cfg Config, metrics *Metrics, log *slog.Logger) *C
 	c := &Client{nc: nc, cfg: cfg.withDefaults(), log: log, metrics: metrics, muxes: newMuxes(nc), closing: make(chan struct{})}
 	c.ackMs = []string{strconv.FormatInt(c.cfg.AckTimeout.Milliseconds(), 10)}
 	return c
+}
+
+// nextTry returns the hdrTry value of an attempt: no other attempt of this
+// client has it, so the answers of an earlier exchange on a reused reply
+// subject are told apart.
+func (c *Client) nextTry() string {
+	return strconv.FormatUint(c.tries.Add(1), 36)
 }
 
 // Close releases the client's idle reply subscriptions; requests still in
@@ -121,7 +129,7 @@ type call struct {
 	open     *nats.Msg
 	streamed bool
 	reply    string
-	release  func() // stops the delivery of replies
+	release  func(reuse bool) // stops the delivery of replies
 	msgs     chan *nats.Msg
 
 	agentCtl    string
@@ -245,13 +253,14 @@ func (x *call) openExchange() error {
 	deadline := time.Now().Add(o.AgentWait)
 	backoff := 20 * time.Millisecond
 	timeouts := 0
-	for try := 1; ; try++ {
-		x.open.Header[hdrTry] = []string{strconv.Itoa(try)}
+	for {
+		want := x.c.nextTry()
+		x.open.Header[hdrTry] = []string{want}
 		x.open.Reply = x.reply
 		if err := x.c.nc.PublishMsg(x.open); err != nil {
 			return fmt.Errorf("%w: publish: %v", ErrNoAgent, err)
 		}
-		res, err := x.awaitAck(try)
+		res, err := x.awaitAck(want)
 		if err != nil {
 			return err
 		}
@@ -281,10 +290,10 @@ func (x *call) openExchange() error {
 	}
 }
 
-func (x *call) awaitAck(try int) (ackResult, error) {
+// awaitAck waits for the answer to the attempt whose hdrTry value is want.
+func (x *call) awaitAck(want string) (ackResult, error) {
 	timer := time.NewTimer(x.c.cfg.AckTimeout)
 	defer timer.Stop()
-	want := strconv.Itoa(try)
 	for {
 		select {
 		case <-x.ctx.Done():
@@ -616,7 +625,15 @@ func (x *call) close() {
 }
 
 // stopReplies ends the delivery of messages on the reply subject.
-func (x *call) stopReplies() { x.releaseOnce.Do(x.release) }
+//
+// Only the reply subject of an exchange that is over at the agent too (its
+// whole response came inline) may serve another exchange: an agent keys
+// the exchanges it serves by reply subject for the cancel broadcast (see
+// close), and one still streaming a response or an upgraded connection
+// must not be cancelled by a later exchange's broadcast.
+func (x *call) stopReplies() {
+	x.releaseOnce.Do(func() { x.release(x.finished.Load()) })
+}
 
 var errExchangeClosed = errors.New("relay: exchange closed")
 

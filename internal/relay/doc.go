@@ -20,12 +20,16 @@
 //
 // # One exchange
 //
-//  1. The caller subscribes to a fresh reply subject R and publishes an
-//     "open" request to the endpoint with reply R. Its data is a JSON head
-//     (method, escaped path, raw query, headers, content length) followed,
-//     for bodies of known size up to InlineMax, by the whole body. No
-//     responders: the caller polls until an agent appears or AgentWait
-//     passes (503 NO_AGENT).
+//  1. The caller takes a reply subject R no exchange in flight has (one
+//     wildcard subscription per upstream carries them all; R of an
+//     exchange that ended inline is reused, see call.stopReplies) and
+//     publishes an "open" request to the endpoint with reply R and an
+//     attempt value (Sb-Relay-Try) no other attempt of the caller has,
+//     which every answer echoes. Its data is a text head (method, escaped
+//     path, raw query, content length, headers) followed, for bodies of
+//     known size up to InlineMax, by the whole body. No responders: the
+//     caller polls until an agent appears or AgentWait passes (503
+//     NO_AGENT).
 //  2. The agent answers "ack" on R with its control subject C and, for a
 //     streamed request body, the subject of its natsio receiver. Without an
 //     ack within AckTimeout the caller asks again (NATS picks another agent

@@ -25,6 +25,8 @@ type exchange struct {
 	ctl      string
 	reply    string
 	try      string
+	ctlVal   []string // hdrCtl value of every message to the caller, shared (read only)
+	tryVal   []string // hdrTry value, likewise
 	head     reqHead
 	inline   []byte
 	streamed bool
@@ -45,6 +47,7 @@ func (s *Server) newExchange(parent context.Context, id, reply, try string, head
 		s: s, id: id, ctl: subjects.RelayExchange(s.ctlSpace, id), reply: reply, try: try,
 		head: head, inline: inline, streamed: streamed, pull: make(chan string, 1),
 	}
+	x.ctlVal, x.tryVal = []string{x.ctl}[:1:1], []string{try}[:1:1]
 	x.ctx, x.cancel = context.WithCancelCause(parent)
 	x.heard()
 	x.waiting.Store(true)
@@ -60,9 +63,9 @@ func (x *exchange) lastHeard() time.Time { return time.Unix(0, x.heardAt.Load())
 // beats the delayed ack stands in for it.
 func (x *exchange) msg(op string) *nats.Msg {
 	m := newMsg(x.reply, op)
-	m.Header.Set(hdrCtl, x.ctl)
+	m.Header[hdrCtl] = x.ctlVal
 	if op == opResp || op == opErr {
-		m.Header.Set(hdrTry, x.try)
+		m.Header[hdrTry] = x.tryVal
 	}
 	return m
 }
@@ -75,7 +78,6 @@ func (x *exchange) send(m *nats.Msg) {
 
 func (x *exchange) sendErr(code string, err error) {
 	m := x.msg(opErr)
-	m.Header.Set(hdrTry, x.try)
 	m.Header.Set(hdrCode, code)
 	m.Data = []byte(err.Error())
 	x.send(m)
@@ -85,7 +87,7 @@ func (x *exchange) sendErr(code string, err error) {
 // request body.
 func (x *exchange) sendAck(bodySubj string) {
 	ack := x.msg(opAck)
-	ack.Header.Set(hdrTry, x.try)
+	ack.Header[hdrTry] = x.tryVal
 	if bodySubj != "" {
 		ack.Header.Set(hdrBody, bodySubj)
 	}
@@ -219,12 +221,11 @@ func (x *exchange) respond(resp *http.Response) {
 				return
 			}
 		}
-		if noBody || int64(len(data)) == resp.ContentLength {
+		whole := noBody || int64(len(data)) == resp.ContentLength
+		if whole {
 			// Read to its end: the connection is free for the next
-			// request before this response leaves, and what is left to
-			// send is data.
+			// request before this response leaves.
 			_ = resp.Body.Close()
-			body = bytes.NewReader(data)
 		}
 		m := x.msg(opResp)
 		var err error
@@ -237,7 +238,9 @@ func (x *exchange) respond(resp *http.Response) {
 			x.send(m)
 			return
 		}
-		if body == resp.Body {
+		if whole {
+			body = bytes.NewReader(data) // what is left to send is data
+		} else {
 			body = io.MultiReader(bytes.NewReader(data), resp.Body)
 		}
 	}

@@ -34,7 +34,6 @@ func (c *Client) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return err
 	}
 	rc := http.NewResponseController(w)
-	body := &eofReader{r: r.Body}
 	proto := UpgradeProtocol(r) // before the hop-by-hop headers go
 	req := &Request{
 		Method:   r.Method,
@@ -42,15 +41,16 @@ func (c *Client) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		RawQuery: r.URL.RawQuery,
 		// r is the relay's own: its headers are changed in place, not
 		// copied.
-		Header:        outgoingHeader(r, r.Header, trusted),
-		Body:          body,
-		ContentLength: r.ContentLength,
-		Interrupt:     func() { _ = rc.SetReadDeadline(time.Now()) },
+		Header: outgoingHeader(r, r.Header, trusted),
 	}
-	if r.Body == nil || r.Body == http.NoBody {
-		req.Body, req.ContentLength = nil, 0
-	} else if len(r.Trailer) > 0 {
-		req.Trailer = r.Trailer
+	var body *eofReader
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &eofReader{r: r.Body}
+		req.Body, req.ContentLength = body, r.ContentLength
+		req.Interrupt = func() { _ = rc.SetReadDeadline(time.Now()) }
+		if len(r.Trailer) > 0 {
+			req.Trailer = r.Trailer
+		}
 	}
 	if proto != "" {
 		req.Upgrade = proto
@@ -88,7 +88,7 @@ func (c *Client) writeResponse(ctx context.Context, w http.ResponseWriter, rc *h
 		h[k] = v
 	}
 	if resp.ContentLength >= 0 {
-		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	} else {
 		h.Del("Content-Length")
 	}

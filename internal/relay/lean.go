@@ -119,6 +119,7 @@ func hasHeader(h http.Header, key string) bool {
 // read and stops at limit, which bounds a response head.
 type leanConn struct {
 	c      net.Conn
+	peek   *peeker
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	limit  int64
@@ -157,7 +158,7 @@ func (l *leanClient) get(ctx context.Context, fresh bool) (*leanConn, error) {
 		l.idle[n-1] = nil
 		l.idle = l.idle[:n-1]
 		l.mu.Unlock()
-		if time.Since(pc.idleAt) < l.idleTimeout && idleAlive(pc.c) {
+		if time.Since(pc.idleAt) < l.idleTimeout && pc.peek.idleAlive() {
 			pc.reused = true
 			return pc, nil
 		}
@@ -167,7 +168,7 @@ func (l *leanClient) get(ctx context.Context, fresh bool) (*leanConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc := &leanConn{c: c, bw: bufio.NewWriter(c)}
+	pc := &leanConn{c: c, peek: newPeeker(c), bw: bufio.NewWriter(c)}
 	pc.br = bufio.NewReader(pc)
 	return pc, nil
 }

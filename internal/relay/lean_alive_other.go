@@ -8,4 +8,8 @@ import "net"
 // from it (see idleAlive), so agents here use http.Transport.
 const canPeek = false
 
-func idleAlive(net.Conn) bool { return false }
+type peeker struct{}
+
+func newPeeker(net.Conn) *peeker { return nil }
+
+func (*peeker) idleAlive() bool { return false }

@@ -23,12 +23,23 @@ const (
 // mux is one wildcard subscription per upstream that carries the replies
 // of all the client's exchanges with it, so a request costs no SUB/UNSUB
 // (which a cluster would propagate to every server).
+//
+// Reply tokens are reused (see muxes.release): a handful of reply subjects
+// serve all the exchanges, so the NATS server's subject caches hit for
+// the agents' answers, where a fresh subject per exchange missed them
+// every time. What tells a reused subject's exchanges apart is the
+// attempt value (hdrTry), which no two attempts share, and the agent's
+// control subject.
 type mux struct {
 	space string // subjects.RelayExchangeSpace(<RelayInbox(upstream)>, <client id>)
 	sub   *nats.Subscription
 	calls map[string]chan *nats.Msg
+	free  []string // released tokens, reused last in, first out
 	idle  *time.Timer
 }
+
+// maxFreeTokens bounds the released tokens a mux keeps for reuse.
+const maxFreeTokens = 1024
 
 // muxes is a Client's set of reply subscriptions.
 type muxes struct {
@@ -44,10 +55,11 @@ func newMuxes(nc *nats.Conn) *muxes {
 	return &muxes{nc: nc, id: strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix), by: map[string]*mux{}}
 }
 
-// register returns a fresh reply subject for upstream, whose inbox prefix
-// (subjects.RelayInbox) is prefix, whose messages go to ch, and the
-// function that releases it.
-func (ms *muxes) register(upstream, prefix string, ch chan *nats.Msg) (string, func(), error) {
+// register returns a reply subject for upstream, whose inbox prefix
+// (subjects.RelayInbox) is prefix, no exchange in flight has, whose
+// messages go to ch, and the function that releases it: with reuse, a
+// later exchange may get the same subject.
+func (ms *muxes) register(upstream, prefix string, ch chan *nats.Msg) (string, func(reuse bool), error) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if ms.closed {
@@ -65,12 +77,17 @@ func (ms *muxes) register(upstream, prefix string, ch chan *nats.Msg) (string, f
 	}
 	if m.idle != nil {
 		m.idle.Stop()
-		m.idle = nil
 	}
-	ms.next++
-	tok := strconv.FormatUint(ms.next, 36)
+	var tok string
+	if n := len(m.free); n > 0 {
+		tok = m.free[n-1]
+		m.free = m.free[:n-1]
+	} else {
+		ms.next++
+		tok = strconv.FormatUint(ms.next, 36)
+	}
 	m.calls[tok] = ch
-	return subjects.RelayExchange(m.space, tok), func() { ms.release(upstream, m, tok) }, nil
+	return subjects.RelayExchange(m.space, tok), func(reuse bool) { ms.release(upstream, m, tok, reuse) }, nil
 }
 
 // dispatch hands a message to its exchange; a full channel drops it (the
@@ -90,15 +107,26 @@ func (m *mux) dispatch(mu *sync.Mutex) nats.MsgHandler {
 	}
 }
 
-func (ms *muxes) release(upstream string, m *mux, tok string) {
+// release ends the delivery to tok's exchange. With reuse, tok may serve
+// a later exchange (see call.stopReplies for when it may).
+func (ms *muxes) release(upstream string, m *mux, tok string, reuse bool) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	delete(m.calls, tok)
+	if reuse && len(m.free) < maxFreeTokens {
+		m.free = append(m.free, tok)
+	}
 	if len(m.calls) > 0 || ms.by[upstream] != m {
 		return
 	}
 	if ms.closed || len(ms.by) > maxIdleMuxes {
 		ms.drop(upstream, m)
+		return
+	}
+	if m.idle != nil {
+		// One timer per mux, re-armed: a mux of sequential requests
+		// goes idle after every one of them.
+		m.idle.Reset(muxIdle)
 		return
 	}
 	m.idle = time.AfterFunc(muxIdle, func() {

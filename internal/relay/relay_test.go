@@ -310,3 +310,96 @@ func TestTargetBasePath(t *testing.T) {
 		t.Fatalf("upstream saw %q", b)
 	}
 }
+
+// TestReplySubjectReuse proves that reply subjects are reused, that an
+// answer of an earlier exchange arriving on a reused subject is ignored,
+// and that a subject sent as the key of a cancel broadcast is never
+// reused.
+func TestReplySubjectReuse(t *testing.T) {
+	srv := natstest.RunServer(t, nil)
+	anc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anc.Close()
+	cnc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cnc.Close()
+	client := relay.NewClient(cnc, relay.Config{AckTimeout: 5 * time.Second}, nil, nil)
+	defer client.Close()
+	prefix, _ := subjects.RelayInbox("u")
+	open, _ := subjects.RelayRequest("u")
+	type opened struct{ reply, try string }
+	opens := make(chan opened, 8)
+	// A fake agent: the second request gets the first one's answer again
+	// (a late answer of an earlier exchange) before its own; the third
+	// is never answered.
+	var first opened
+	n := 0
+	sub, err := anc.QueueSubscribe(open, "sb-relay", func(m *nats.Msg) {
+		n++
+		o := opened{m.Reply, m.Header.Get("Sb-Relay-Try")}
+		opens <- o
+		answer := func(try, body string) {
+			r := nats.NewMsg(o.reply)
+			r.Header.Set("Sb-Relay-Op", "resp")
+			r.Header.Set("Sb-Relay-Try", try)
+			r.Header.Set("Sb-Relay-Ctl", prefix+".fake."+try)
+			r.Data = []byte(fmt.Sprintf("200\n%d\n\n%s", len(body), body))
+			_ = anc.PublishMsg(r)
+		}
+		switch n {
+		case 1:
+			first = o
+			answer(o.try, "first")
+		case 2:
+			answer(first.try, "stale")
+			answer(o.try, "fresh")
+		case 4:
+			answer(o.try, "fourth")
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	anc.Flush()
+	do := func(ctx context.Context) (string, error) {
+		resp, err := client.Do(ctx, "u", &relay.Request{Method: "GET", Path: "/", Header: http.Header{}})
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	if body, err := do(context.Background()); err != nil || body != "first" {
+		t.Fatalf("first: %q %v", body, err)
+	}
+	o1 := <-opens
+	if body, err := do(context.Background()); err != nil || body != "fresh" {
+		t.Fatalf("second: %q %v (a late answer of the first exchange was taken)", body, err)
+	}
+	o2 := <-opens
+	if o2.reply != o1.reply || o2.try == o1.try {
+		t.Fatalf("reply subject not reused, or attempt value repeated: %+v %+v", o1, o2)
+	}
+	// Given up before any agent accepted: the caller broadcasts a cancel
+	// keyed by its reply subject, which must not serve another exchange.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := do(ctx); done <- err }()
+	o3 := <-opens
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("third: %v", err)
+	}
+	if body, err := do(context.Background()); err != nil || body != "fourth" {
+		t.Fatalf("fourth: %q %v", body, err)
+	}
+	if o4 := <-opens; o4.reply == o3.reply {
+		t.Fatalf("the cancelled exchange's reply subject %q was reused", o3.reply)
+	}
+}

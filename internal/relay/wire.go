@@ -14,7 +14,7 @@ import (
 // NATS headers of relay messages.
 const (
 	hdrOp   = "Sb-Relay-Op"    // message kind, one of the op* constants
-	hdrTry  = "Sb-Relay-Try"   // attempt number of an open, echoed by ack/busy
+	hdrTry  = "Sb-Relay-Try"   // attempt of an open, a value no other attempt of the caller has; echoed by ack/busy/resp/err
 	hdrCtl  = "Sb-Relay-Ctl"   // the agent's control subject of the exchange
 	hdrBody = "Sb-Relay-Body"  // open/resp: "stream" when the body is not inline; ack: receiver subject; pull: receiver subject
 	hdrCode = "Sb-Relay-Code"  // err: envelope code
@@ -213,11 +213,30 @@ func parseHeaderLines(s string) (http.Header, error) {
 	}
 }
 
+// opValues holds the hdrOp value of every message kind, shared by all
+// messages: header values are only read once set (capacity = length, so
+// an append copies).
+var opValues = func() map[string][]string {
+	vals := map[string][]string{}
+	for _, op := range []string{opOpen, opAck, opBusy, opResp, opStarted, opErr, opKA, opCancel, opPull} {
+		vals[op] = []string{op}[:1:1]
+	}
+	return vals
+}()
+
+// msgHeaders is room for the headers of a relay message (op, attempt,
+// control subject, body or code): one allocation of the map, none later.
+const msgHeaders = 4
+
 // newMsg returns a message of kind op to subject.
 func newMsg(subject, op string) *nats.Msg {
-	m := nats.NewMsg(subject)
-	m.Header.Set(hdrOp, op)
-	return m
+	h := make(nats.Header, msgHeaders)
+	if v, ok := opValues[op]; ok {
+		h[hdrOp] = v
+	} else {
+		h[hdrOp] = []string{op}
+	}
+	return &nats.Msg{Subject: subject, Header: h}
 }
 
 // isNoResponders reports whether m is the server's "no responders" status.
