@@ -45,6 +45,8 @@ type api struct {
 	qmu      sync.Mutex
 	waiting  []*queued
 	stopHook sync.Once // shutdown refuses the waiting polls
+	// parked are the parked polls, which shutdown ends (see parkedSet).
+	parked parkedSet
 	// poller watches the sockets of parked polls.
 	poller *netpoll.Poller
 }

@@ -22,8 +22,9 @@ import (
 // background-read goroutine, 4 KiB + 4 KiB of bufio buffers and the parsed
 // request. A parked poll gives all of that back: the handler takes the
 // connection over (http.Hijacker), writes the response head and chunks
-// itself, and returns. What is left is this struct and a runtime timer for
-// the deadline; the socket waits in the gateway's epoll set ([netpoll]) to
+// itself, and returns. What is left is this struct, a runtime timer for
+// the deadline and its place in the api's set of parked polls (which
+// shutdown ends); the socket waits in the gateway's epoll set ([netpoll]) to
 // see the client go away or send bytes, with no goroutine of its own
 // (where it cannot, e.g. TLS, one goroutine blocked in a 1-byte read does
 // that). Events are delivered by a short-lived goroutine started by the
@@ -51,16 +52,16 @@ type parked struct {
 
 	mu     sync.Mutex // held by a delivery; finish takes it to end them
 	closed bool
-	frame  []byte // guarded by mu
-	chunk  []byte // guarded by mu
 
-	timer    *time.Timer
-	stopCtx  func() bool
-	watching bool            // watch or the poller closes the connection
-	polled   *netpoll.Handle // nil: watch waits on the connection instead
-	ended    atomic.Bool     // finish ran: the poller closes the connection
-	once     sync.Once
-	closer   sync.Once
+	timer *time.Timer
+	// set holds the poll until it ends; prev and next link it there.
+	set        *parkedSet
+	prev, next *parked
+	watching   bool            // watch or the poller closes the connection
+	polled     *netpoll.Handle // nil: watch waits on the connection instead
+	ended      atomic.Bool     // finish ran: the poller closes the connection
+	once       sync.Once
+	closer     sync.Once
 }
 
 // errPollEnding stops a delivery of a poll that is ending.
@@ -102,7 +103,7 @@ func hijack(w http.ResponseWriter, r *http.Request) (net.Conn, bool) {
 // parkConn serves poll p on conn, taken over from net/http, after
 // writing head (the status line and headers of the chunked 200).
 func (h *api) parkConn(conn net.Conn, head []byte, ctx context.Context, p *Poll, sse bool, release func()) {
-	x := &parked{p: p, conn: conn, ctx: ctx, sse: sse, log: h.log, release: release}
+	x := &parked{p: p, conn: conn, ctx: ctx, sse: sse, log: h.log, release: release, set: &h.parked}
 	if sse {
 		head = appendChunk(head, []byte("retry: 500\n\n"))
 	}
@@ -110,7 +111,9 @@ func (h *api) parkConn(conn net.Conn, head []byte, ctx context.Context, p *Poll,
 	x.mu.Lock() // no delivery before the head is out
 	defer x.mu.Unlock()
 	x.timer = time.AfterFunc(time.Until(p.Deadline()), x.finish)
-	x.stopCtx = context.AfterFunc(ctx, x.finish)
+	if !h.parked.add(x) { // shutdown began
+		go x.finish()
+	}
 	if _, err := conn.Write(head); err != nil {
 		go x.finish()
 		return
@@ -126,8 +129,7 @@ func (h *api) parkConn(conn net.Conn, head []byte, ctx context.Context, p *Poll,
 	} else {
 		go x.watch()
 	}
-	kick := x.kick
-	p.w.notify.Store(&kick)
+	p.w.notify.Store(x)
 	x.kick() // what is buffered now, and any wake-up that came before notify was set
 }
 
@@ -250,16 +252,92 @@ func (x *parked) emit(ev Event) error {
 	if x.stopped() {
 		return errPollEnding
 	}
+	b := chunkBufs.Get().(*chunkBuf)
 	if x.sse {
-		x.frame = append(x.frame[:0], "id: "...)
-		x.frame = strconv.AppendUint(x.frame, ev.Cursor, 10)
-		x.frame = append(append(append(x.frame, "\ndata: "...), ev.Data...), "\n\n"...)
+		b.frame = append(b.frame[:0], "id: "...)
+		b.frame = strconv.AppendUint(b.frame, ev.Cursor, 10)
+		b.frame = append(append(append(b.frame, "\ndata: "...), ev.Data...), "\n\n"...)
 	} else {
-		x.frame = append(append(x.frame[:0], ev.Data...), '\n')
+		b.frame = append(append(b.frame[:0], ev.Data...), '\n')
 	}
-	x.chunk = appendChunk(x.chunk[:0], x.frame)
-	_, err := x.conn.Write(x.chunk)
+	b.chunk = appendChunk(b.chunk[:0], b.frame)
+	_, err := x.conn.Write(b.chunk)
+	if cap(b.chunk) <= maxPooledChunk {
+		chunkBufs.Put(b)
+	}
 	return err
+}
+
+// chunkBuf is where emit renders an event and its chunk. Parked polls
+// share a pool of them instead of each keeping two buffers the size of
+// the largest event it delivered.
+type chunkBuf struct{ frame, chunk []byte }
+
+var chunkBufs = sync.Pool{New: func() any { return new(chunkBuf) }}
+
+// maxPooledChunk bounds the buffers kept in chunkBufs: a rare large event
+// does not stay in the pool.
+const maxPooledChunk = 64 << 10
+
+// parkedSet holds the parked polls of a gateway so that shutdown ends
+// them with one hook on the shared stop context, instead of each poll
+// registering one of its own (a context.AfterFunc is ~150 bytes per
+// poll). The polls form a doubly linked list through their prev and
+// next fields.
+type parkedSet struct {
+	mu     sync.Mutex
+	head   *parked
+	hook   sync.Once
+	closed bool // shutdown began: add refuses
+}
+
+// add inserts x and returns true, or returns false once shutdown began
+// (x.ctx, the tracker's stop context, is done): the caller ends x.
+func (s *parkedSet) add(x *parked) bool {
+	s.hook.Do(func() { context.AfterFunc(x.ctx, s.endAll) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || x.ctx.Err() != nil {
+		return false
+	}
+	x.next = s.head
+	if s.head != nil {
+		s.head.prev = x
+	}
+	s.head = x
+	return true
+}
+
+// remove takes x out of the set if it is there.
+func (s *parkedSet) remove(x *parked) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case x.prev != nil:
+		x.prev.next = x.next
+	case s.head == x:
+		s.head = x.next
+	default:
+		return // not in the set
+	}
+	if x.next != nil {
+		x.next.prev = x.prev
+	}
+	x.prev, x.next = nil, nil
+}
+
+// endAll ends every parked poll: shutdown began.
+func (s *parkedSet) endAll() {
+	s.mu.Lock()
+	s.closed = true
+	var all []*parked
+	for x := s.head; x != nil; x = x.next {
+		all = append(all, x)
+	}
+	s.mu.Unlock()
+	for _, x := range all {
+		go x.finish()
+	}
 }
 
 // finish ends the poll once: it waits for a delivery under way, releases
@@ -273,10 +351,9 @@ func (x *parked) finish() {
 		x.ending.Store(true)
 		x.mu.Lock()
 		x.closed = true
-		x.frame, x.chunk = nil, nil
 		x.mu.Unlock()
 		x.timer.Stop()
-		x.stopCtx()
+		x.set.remove(x)
 		x.p.Close()
 		_ = x.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		if _, err := x.conn.Write([]byte("0\r\n\r\n")); err != nil && !errors.Is(err, net.ErrClosed) {

@@ -43,12 +43,10 @@ type wakeups struct {
 
 	mu      sync.Mutex
 	waiters map[string]*waiter // by wake subject
-	byID    map[string]*waiter
 }
 
 // waiter is one open poll's wake-up signal and what its wake-ups brought.
 type waiter struct {
-	id   string
 	subj string // the wake-up subject
 	// evSubj is the channel's event subject: a carried event must name it.
 	evSubj  string
@@ -56,9 +54,9 @@ type waiter struct {
 	gone    atomic.Bool
 	sub     *nats.Subscription // nil under the shared subscription
 	dropped int
-	// notify, when set, is called instead of signalling wake: a parked
-	// poll has no goroutine waiting on the channel. It must not block.
-	notify atomic.Pointer[func()]
+	// notify, when set, is kicked instead of signalling wake: a parked
+	// poll has no goroutine waiting on the channel.
+	notify atomic.Pointer[parked]
 
 	mu     sync.Mutex
 	queue  []carried // events republished since the last take, oldest first
@@ -176,8 +174,8 @@ func carriedOf(m *nats.Msg, evSubj string) (carried, bool) {
 }
 
 func (w *waiter) signal() {
-	if f := w.notify.Load(); f != nil {
-		(*f)()
+	if x := w.notify.Load(); x != nil {
+		x.kick()
 		return
 	}
 	select {
@@ -195,7 +193,6 @@ func startWakeups(nc *nats.Conn, log *slog.Logger, cache *existsCache, shared bo
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		waiters: make(map[string]*waiter),
-		byID:    make(map[string]*waiter),
 	}
 	var err error
 	if s.gone, err = nc.ChanSubscribe(subjects.MegaphoneGone(), s.in); err != nil {
@@ -242,8 +239,12 @@ func (s *wakeups) run() {
 // markGone ends the poll of a disposed channel and forgets its sighting.
 func (s *wakeups) markGone(id string) {
 	s.cache.forget(id)
+	subj, err := subjects.MegaphoneWake(id)
+	if err != nil {
+		return // not a channel id: no poll waits for it
+	}
 	s.mu.Lock()
-	w := s.byID[id]
+	w := s.waiters[subj]
 	s.mu.Unlock()
 	if w != nil {
 		w.gone.Store(true)
@@ -284,7 +285,7 @@ func (s *wakeups) register(id, evSubj string) (*waiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &waiter{id: id, subj: subj, evSubj: evSubj, wake: make(chan struct{}, 1), fetch: true}
+	w := &waiter{subj: subj, evSubj: evSubj, wake: make(chan struct{}, 1), fetch: true}
 	if s.all == nil {
 		if w.sub, err = s.nc.ChanSubscribe(subj, s.in); err != nil {
 			return nil, err
@@ -292,7 +293,6 @@ func (s *wakeups) register(id, evSubj string) (*waiter, error) {
 	}
 	s.mu.Lock()
 	s.waiters[subj] = w
-	s.byID[id] = w
 	s.mu.Unlock()
 	return w, nil
 }
@@ -305,9 +305,6 @@ func (s *wakeups) unregister(w *waiter) {
 	}
 	if w.sub != nil {
 		_ = w.sub.Unsubscribe()
-	}
-	if s.byID[w.id] == w {
-		delete(s.byID, w.id)
 	}
 	s.mu.Unlock()
 }
