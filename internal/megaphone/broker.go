@@ -44,7 +44,11 @@ type Broker struct {
 	// purgeAPIs are the purge API subjects of the event stream, by partition.
 	purgeAPIs []string
 	hooks     *webhook
-	reapers   []jetstream.ConsumeContext // one per channels-bucket partition
+	// soleGateway: NATS is this gateway's embedded server, so one
+	// subscription to every channel's wake-ups brings nothing another
+	// gateway's readers asked for (see wakeups).
+	soleGateway bool
+	reapers     []jetstream.ConsumeContext // one per channels-bucket partition
 
 	closeOnce sync.Once
 }
@@ -66,17 +70,18 @@ func NewBroker(cfg Config, deps protocol.Deps) *Broker {
 		purgeAPIs[p] = subjects.JSStreamPurge(subjects.MegaphoneStreamOf(p, parts))
 	}
 	return &Broker{
-		cfg:        cfg,
-		replicas:   max(deps.Replicas, 1),
-		parts:      parts,
-		nc:         deps.NC,
-		js:         deps.JS,
-		log:        log,
-		m:          m,
-		cache:      newExistsCache(cacheTTL),
-		evSubjects: newMemo[string, string](maxVerified),
-		purgeAPIs:  purgeAPIs,
-		hooks:      newWebhook(cfg.WebhookURL, log, m.webhook),
+		cfg:         cfg,
+		replicas:    max(deps.Replicas, 1),
+		parts:       parts,
+		nc:          deps.NC,
+		js:          deps.JS,
+		log:         log,
+		m:           m,
+		cache:       newExistsCache(cacheTTL),
+		evSubjects:  newMemo[string, string](maxVerified),
+		purgeAPIs:   purgeAPIs,
+		hooks:       newWebhook(cfg.WebhookURL, log, m.webhook),
+		soleGateway: deps.SoleGateway,
 	}
 }
 
@@ -104,7 +109,7 @@ func (b *Broker) Provision(ctx context.Context) error {
 			return err
 		}
 	}
-	if b.wakeups, err = startWakeups(b.nc, b.log, b.cache); err != nil {
+	if b.wakeups, err = startWakeups(b.nc, b.log, b.cache, b.soleGateway); err != nil {
 		return err
 	}
 	return b.startReapers(ctx)

@@ -45,6 +45,9 @@ type api struct {
 	qmu      sync.Mutex
 	waiting  []*queued
 	stopHook sync.Once // shutdown refuses the waiting polls
+	burst    bool      // holds a burstGC reference (see burstQueue); guarded by qmu
+	// parked are the parked polls, which shutdown ends (see parkedSet).
+	parked parkedSet
 	// poller watches the sockets of parked polls.
 	poller *netpoll.Poller
 }

@@ -20,33 +20,43 @@ const wakeQueue = 8192
 
 // wakeups routes wake-ups to open polls. Every poll's subscription feeds
 // one shared Go channel (ChanSubscribe spawns no goroutine), so an open
-// reader costs a subscription and a map entry, not a goroutine.
+// reader costs a subscription and a map entry, not a goroutine. When the
+// gateway is the only one on its NATS server (embedded), a single
+// subscription to every channel's wake-ups replaces the poll's own: a
+// subscription costs ~1.4 KB between nats.go and the server's sublist,
+// and the only wake-ups it brings that no poll here waits for are those
+// of channels read by nobody at the moment (dropped by the dispatcher).
+// With other gateways on the server it would bring theirs too, so there
+// each poll subscribes to its channel.
 type wakeups struct {
 	nc    *nats.Conn
 	log   *slog.Logger
 	cache *existsCache
 	in    chan *nats.Msg
 	gone  *nats.Subscription
-	quit  chan struct{}
-	done  chan struct{}
+	// all is the subscription to every channel's wake-ups, nil when each
+	// poll subscribes to its own; allDropped is its drop count last seen.
+	all        *nats.Subscription
+	allDropped int
+	quit       chan struct{}
+	done       chan struct{}
 
 	mu      sync.Mutex
 	waiters map[string]*waiter // by wake subject
-	byID    map[string]*waiter
 }
 
 // waiter is one open poll's wake-up signal and what its wake-ups brought.
 type waiter struct {
-	id string
+	subj string // the wake-up subject
 	// evSubj is the channel's event subject: a carried event must name it.
 	evSubj  string
 	wake    chan struct{}
 	gone    atomic.Bool
-	sub     *nats.Subscription
+	sub     *nats.Subscription // nil under the shared subscription
 	dropped int
-	// notify, when set, is called instead of signalling wake: a parked
-	// poll has no goroutine waiting on the channel. It must not block.
-	notify atomic.Pointer[func()]
+	// notify, when set, is kicked instead of signalling wake: a parked
+	// poll has no goroutine waiting on the channel.
+	notify atomic.Pointer[parked]
 
 	mu     sync.Mutex
 	queue  []carried // events republished since the last take, oldest first
@@ -164,8 +174,8 @@ func carriedOf(m *nats.Msg, evSubj string) (carried, bool) {
 }
 
 func (w *waiter) signal() {
-	if f := w.notify.Load(); f != nil {
-		(*f)()
+	if x := w.notify.Load(); x != nil {
+		x.kick()
 		return
 	}
 	select {
@@ -174,20 +184,25 @@ func (w *waiter) signal() {
 	}
 }
 
-// startWakeups subscribes to the disposal announcements and starts the
-// dispatcher.
-func startWakeups(nc *nats.Conn, log *slog.Logger, cache *existsCache) (*wakeups, error) {
+// startWakeups subscribes to the disposal announcements (and, with
+// shared, to every channel's wake-ups) and starts the dispatcher.
+func startWakeups(nc *nats.Conn, log *slog.Logger, cache *existsCache, shared bool) (*wakeups, error) {
 	s := &wakeups{
 		nc: nc, log: log, cache: cache,
 		in:      make(chan *nats.Msg, wakeQueue),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		waiters: make(map[string]*waiter),
-		byID:    make(map[string]*waiter),
 	}
 	var err error
 	if s.gone, err = nc.ChanSubscribe(subjects.MegaphoneGone(), s.in); err != nil {
 		return nil, err
+	}
+	if shared {
+		if s.all, err = nc.ChanSubscribe(subjects.MegaphoneWakeAll(), s.in); err != nil {
+			_ = s.gone.Unsubscribe()
+			return nil, err
+		}
 	}
 	go s.run()
 	return s, nil
@@ -224,8 +239,12 @@ func (s *wakeups) run() {
 // markGone ends the poll of a disposed channel and forgets its sighting.
 func (s *wakeups) markGone(id string) {
 	s.cache.forget(id)
+	subj, err := subjects.MegaphoneWake(id)
+	if err != nil {
+		return // not a channel id: no poll waits for it
+	}
 	s.mu.Lock()
-	w := s.byID[id]
+	w := s.waiters[subj]
 	s.mu.Unlock()
 	if w != nil {
 		w.gone.Store(true)
@@ -233,10 +252,23 @@ func (s *wakeups) markGone(id string) {
 	}
 }
 
-// recoverDrops wakes every reader whose wake-ups were dropped.
+// recoverDrops wakes every reader whose wake-ups were dropped: under the
+// shared subscription every reader, since a drop names no channel.
 func (s *wakeups) recoverDrops() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.all != nil {
+		n, err := s.all.Dropped()
+		if err != nil || n == s.allDropped {
+			return
+		}
+		s.allDropped = n
+		for _, w := range s.waiters {
+			w.set(true, false, false)
+			w.signal()
+		}
+		return
+	}
 	for _, w := range s.waiters {
 		if n, err := w.sub.Dropped(); err == nil && n != w.dropped {
 			w.dropped = n
@@ -253,15 +285,14 @@ func (s *wakeups) register(id, evSubj string) (*waiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &waiter{id: id, evSubj: evSubj, wake: make(chan struct{}, 1), fetch: true}
-	sub, err := s.nc.ChanSubscribe(subj, s.in)
-	if err != nil {
-		return nil, err
+	w := &waiter{subj: subj, evSubj: evSubj, wake: make(chan struct{}, 1), fetch: true}
+	if s.all == nil {
+		if w.sub, err = s.nc.ChanSubscribe(subj, s.in); err != nil {
+			return nil, err
+		}
 	}
-	w.sub = sub
 	s.mu.Lock()
 	s.waiters[subj] = w
-	s.byID[id] = w
 	s.mu.Unlock()
 	return w, nil
 }
@@ -269,10 +300,11 @@ func (s *wakeups) register(id, evSubj string) (*waiter, error) {
 // unregister ends the wake-ups of w.
 func (s *wakeups) unregister(w *waiter) {
 	s.mu.Lock()
-	delete(s.waiters, w.sub.Subject)
-	_ = w.sub.Unsubscribe()
-	if s.byID[w.id] == w {
-		delete(s.byID, w.id)
+	if s.waiters[w.subj] == w {
+		delete(s.waiters, w.subj)
+	}
+	if w.sub != nil {
+		_ = w.sub.Unsubscribe()
 	}
 	s.mu.Unlock()
 }
@@ -280,6 +312,9 @@ func (s *wakeups) unregister(w *waiter) {
 // close stops the dispatcher.
 func (s *wakeups) close() {
 	_ = s.gone.Unsubscribe()
+	if s.all != nil {
+		_ = s.all.Unsubscribe()
+	}
 	close(s.quit)
 	<-s.done
 }

@@ -36,6 +36,11 @@ type Deps struct {
 	Registry prometheus.Registerer
 	// Streams tracks long-lived requests so shutdown can end them.
 	Streams *Tracker
+	// SoleGateway says NATS is the gateway's embedded server, which no
+	// other gateway uses: a protocol may then take one subscription to a
+	// whole subject space instead of one per resource, since no other
+	// gateway's traffic flows on it.
+	SoleGateway bool
 	// HTTP are the limits of request bodies the protocol reads whole.
 	HTTP HTTP
 }

@@ -56,6 +56,9 @@ func MegaphoneEventsAll() string { return join(Prefix, mpToken, mpEvents, "*") }
 // sequence on, after JetStream acknowledged the event; readers subscribe.
 func MegaphoneWake(channel string) (string, error) { return megaphoneSubject(mpWake, channel) }
 
+// MegaphoneWakeAll matches every channel's wake-up subject.
+func MegaphoneWakeAll() string { return join(Prefix, mpToken, mpWake, "*") }
+
 // MegaphoneRoom is the core subject a reader publishes on after it removed
 // events, so writers waiting for room retry.
 func MegaphoneRoom(channel string) (string, error) { return megaphoneSubject(mpRoom, channel) }
