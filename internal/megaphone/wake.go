@@ -199,13 +199,33 @@ func startWakeups(nc *nats.Conn, log *slog.Logger, cache *existsCache, shared bo
 		return nil, err
 	}
 	if shared {
-		if s.all, err = nc.ChanSubscribe(subjects.MegaphoneWakeAll(), s.in); err != nil {
+		// Its own handler and pending queue, not the shared channel: it
+		// carries every channel's wake-ups, and a drop on it wakes every
+		// poll of the gateway to read its stream, so it may only drop past
+		// a backlog of sharedPending bytes, not wakeQueue messages.
+		if s.all, err = nc.Subscribe(subjects.MegaphoneWakeAll(), s.dispatch); err != nil {
 			_ = s.gone.Unsubscribe()
 			return nil, err
 		}
+		_ = s.all.SetPendingLimits(-1, sharedPending)
 	}
 	go s.run()
 	return s, nil
+}
+
+// sharedPending bounds the backlog of the shared wake-up subscription.
+const sharedPending = 64 << 20
+
+// dispatch hands a wake-up to the poll of its channel, if one is open
+// here.
+func (s *wakeups) dispatch(m *nats.Msg) {
+	s.mu.Lock()
+	w := s.waiters[m.Subject]
+	s.mu.Unlock()
+	if w != nil {
+		w.offer(m)
+		w.signal()
+	}
 }
 
 // run dispatches every wake-up and disposal to its poll until close.
@@ -223,13 +243,7 @@ func (s *wakeups) run() {
 				s.markGone(string(m.Data))
 				continue
 			}
-			s.mu.Lock()
-			w := s.waiters[m.Subject]
-			s.mu.Unlock()
-			if w != nil {
-				w.offer(m)
-				w.signal()
-			}
+			s.dispatch(m)
 		case <-tick.C:
 			s.recoverDrops()
 		}
