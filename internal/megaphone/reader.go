@@ -74,15 +74,26 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	}
 	p.evSubj, _ = subjects.MegaphoneEventsIn(id, b.parts)
 	p.purgeEvery = purgeThreshold(b.cfg.BufferSize)
-	r, err := ch.last(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if !r.live || !matches(p.a, r.data) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, addr)
-	}
 	claimTTL := time.Until(p.deadline) + claimSlack
-	if p.claimRev, err = claim.create(ctx, []byte(b.nc.ConnectedServerId()), claimTTL); err != nil {
+	holder := []byte(b.nc.ConnectedServerId())
+	var r record
+	if rv, ok := b.revs.take(id); ok && rv.ch != 0 && matches(p.a, rv.chData) {
+		// This gateway wrote both keys last (the previous poll here, or
+		// the create): claim and refresh by compare-and-set on what it
+		// wrote, with no read first. extend reads the channel key if it
+		// changed since (and finds a deleted channel).
+		r = record{rev: rv.ch, data: rv.chData, live: true}
+		p.claimRev, err = claim.create(ctx, holder, rv.claim, claimTTL)
+	} else {
+		if r, err = ch.last(ctx); err != nil {
+			return nil, err
+		}
+		if !r.live || !matches(p.a, r.data) {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, addr)
+		}
+		p.claimRev, err = claim.create(ctx, holder, 0, claimTTL)
+	}
+	if err != nil {
 		if errors.Is(err, errConflict) {
 			return nil, fmt.Errorf("%w: %s", ErrBusy, addr)
 		}
@@ -123,7 +134,7 @@ func (p *Poll) extend(ctx context.Context, ch kvKey, r record) error {
 		if r, err = ch.last(ctx); err != nil {
 			return err
 		}
-		if !r.live {
+		if !r.live || !matches(p.a, r.data) {
 			return fmt.Errorf("%w: %s", ErrNotFound, p.a.id)
 		}
 	}
@@ -349,37 +360,51 @@ func (p *Poll) remove(seq uint64) {
 }
 
 // Close ends the poll: it counts as the channel's last completed read
-// (the channel now lives ChannelTTL) and frees the reader claim.
+// (the channel now lives ChannelTTL) and frees the reader claim. The
+// channel key is refreshed while the delivered events are removed; the
+// claim is freed only after both, so the next poll, on any gateway,
+// finds the buffer without them.
 func (p *Poll) Close() {
 	p.b.wakeups.unregister(p.w)
 	p.b.m.openReaders.Dec()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	refreshed := make(chan uint64, 1)
+	go func() {
+		ch, err := p.b.channelKey(p.a.id)
+		var rev uint64
+		if err == nil {
+			rev, err = ch.put(ctx, p.chData, p.chRev, p.b.cfg.ChannelTTL)
+		}
+		if err != nil && !errors.Is(err, errConflict) {
+			p.b.log.Warn("refresh channel after read", "channel", p.a.id, "err", err)
+		}
+		refreshed <- rev
+	}()
 	if p.cursor > p.purged {
 		p.purge()
 	} else if p.timerOn {
 		p.purgeTimer.Stop()
 	}
-	ch, err := p.b.channelKey(p.a.id)
-	if err == nil {
-		_, err = ch.put(ctx, p.chData, p.chRev, p.b.cfg.ChannelTTL)
+	chRev := <-refreshed
+	if claimRev := p.release(); chRev != 0 {
+		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, claim: claimRev})
 	}
-	if err != nil && !errors.Is(err, errConflict) {
-		p.b.log.Warn("refresh channel after read", "channel", p.a.id, "err", err)
-	}
-	p.release()
 }
 
-// release frees the reader claim if it is still this poll's.
-func (p *Poll) release() {
+// release frees the reader claim if it is still this poll's and returns
+// the revision of its release marker (0: not released).
+func (p *Poll) release() uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	claim, err := p.claimKey()
+	var rev uint64
 	if err == nil {
-		err = claim.remove(ctx, p.claimRev, claimSlack)
+		rev, err = claim.remove(ctx, p.claimRev, claimSlack)
 	}
 	if err != nil && !errors.Is(err, errConflict) &&
 		!errors.Is(err, nats.ErrConnectionClosed) {
 		p.b.log.Warn("release reader claim", "channel", p.a.id, "err", err)
 	}
+	return rev
 }
