@@ -360,36 +360,49 @@ func (p *Poll) remove(seq uint64) {
 }
 
 // Close ends the poll: it counts as the channel's last completed read
-// (the channel now lives ChannelTTL) and frees the reader claim. The
-// channel key is refreshed while the delivered events are removed; the
-// claim is freed only after both, so the next poll, on any gateway,
-// finds the buffer without them.
+// (the channel now lives ChannelTTL) and frees the reader claim once the
+// delivered events are removed, so the next poll, on any gateway, finds
+// the buffer without them. A poll that reached its deadline leaves the
+// channel key as it is: its start already gave it a TTL of the deadline
+// plus ChannelTTL. One that ended early (client gone, shutdown) refreshes
+// it to ChannelTTL from now, beside the removal and the release.
 func (p *Poll) Close() {
 	p.b.wakeups.unregister(p.w)
 	p.b.m.openReaders.Dec()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	refreshed := make(chan uint64, 1)
-	go func() {
-		ch, err := p.b.channelKey(p.a.id)
-		var rev uint64
-		if err == nil {
-			rev, err = ch.put(ctx, p.chData, p.chRev, p.b.cfg.ChannelTTL)
-		}
-		if err != nil && !errors.Is(err, errConflict) {
-			p.b.log.Warn("refresh channel after read", "channel", p.a.id, "err", err)
-		}
-		refreshed <- rev
-	}()
+	var refreshed chan uint64
+	if time.Now().Before(p.deadline) {
+		refreshed = make(chan uint64, 1)
+		go func() { refreshed <- p.refresh() }()
+	}
 	if p.cursor > p.purged {
 		p.purge()
 	} else if p.timerOn {
 		p.purgeTimer.Stop()
 	}
-	chRev := <-refreshed
-	if claimRev := p.release(); chRev != 0 {
+	claimRev := p.release()
+	chRev := p.chRev
+	if refreshed != nil {
+		chRev = <-refreshed
+	}
+	if chRev != 0 {
 		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, claim: claimRev})
 	}
+}
+
+// refresh sets the channel key's TTL to ChannelTTL and returns its new
+// revision (0: not refreshed).
+func (p *Poll) refresh() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ch, err := p.b.channelKey(p.a.id)
+	var rev uint64
+	if err == nil {
+		rev, err = ch.put(ctx, p.chData, p.chRev, p.b.cfg.ChannelTTL)
+	}
+	if err != nil && !errors.Is(err, errConflict) {
+		p.b.log.Warn("refresh channel after read", "channel", p.a.id, "err", err)
+	}
+	return rev
 }
 
 // release frees the reader claim if it is still this poll's and returns
