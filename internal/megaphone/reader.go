@@ -47,6 +47,17 @@ type Poll struct {
 	urgent     bool // a writer waits for room: remove at the next chance
 	purgeTimer *time.Timer
 	timerOn    bool
+
+	// first is the poll's first read of the buffer, issued while the
+	// channel key is refreshed (see readFirst); nil once delivered.
+	first chan firstRead
+}
+
+// firstRead is the outcome of a poll's first read of the buffer.
+type firstRead struct {
+	batch []stored
+	more  bool
+	err   error
 }
 
 // Open starts a poll of the channel at consumer address addr that lasts
@@ -99,13 +110,15 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 		}
 		return nil, err
 	}
-	if err := p.extend(ctx, ch, r); err != nil {
-		p.release()
-		return nil, err
-	}
 	if p.w, err = b.wakeups.register(id, p.evSubj); err != nil {
 		p.release()
 		return nil, fmt.Errorf("megaphone: subscribe: %w", err)
+	}
+	p.readFirst(ctx)
+	if err := p.extend(ctx, ch, r); err != nil {
+		b.wakeups.unregister(p.w)
+		p.release()
+		return nil, err
 	}
 	b.m.openReaders.Inc()
 	return p, nil
@@ -139,6 +152,48 @@ func (p *Poll) extend(ctx context.Context, ch kvKey, r record) error {
 		}
 	}
 	return fmt.Errorf("%w: channel %s keeps changing", ErrBusy, p.a.id)
+}
+
+// readFirst starts the poll's first read of the buffer, so that it runs
+// beside the refresh of the channel key instead of after it: the claim is
+// held and the wake-up subscription is registered (on the same
+// connection, before the read request, so every event stored after the
+// read's snapshot comes as a wake-up). The wake-ups that arrive meanwhile
+// are queued for delivery instead of asking for a read of their own; the
+// first drain delivers the read first, then them.
+func (p *Poll) readFirst(ctx context.Context) {
+	p.w.mu.Lock()
+	p.w.fetch = false
+	p.w.mu.Unlock()
+	first := make(chan firstRead, 1)
+	go func() {
+		batch, more, err := p.fetch(ctx)
+		first <- firstRead{batch: batch, more: more, err: err}
+	}()
+	p.first = first
+}
+
+// deliverFirst delivers the poll's first read. A failed read asks the
+// drain for another.
+func (p *Poll) deliverFirst(emit func(Event) error) error {
+	r := <-p.first
+	p.first = nil
+	if r.err != nil {
+		p.w.set(true, false, false)
+		return nil
+	}
+	for _, ev := range r.batch {
+		if ev.seq <= p.cursor {
+			continue
+		}
+		if err := p.deliver(ev.seq, ev.data, emit); err != nil {
+			return err
+		}
+	}
+	if r.more {
+		p.w.set(true, false, false)
+	}
+	return nil
 }
 
 // Deadline is when the poll ends.
@@ -179,6 +234,12 @@ func (p *Poll) Run(ctx context.Context, emit func(Event) error) error {
 // by settle.
 func (p *Poll) drain(ctx context.Context, emit func(Event) error) error {
 	for time.Now().Before(p.deadline) {
+		if p.first != nil {
+			if err := p.deliverFirst(emit); err != nil {
+				p.settle(false)
+				return err
+			}
+		}
 		q, fetch, urgent, due := p.w.take()
 		p.urgent = p.urgent || urgent
 		var err error
