@@ -75,7 +75,7 @@ func NewBroker(cfg Config, deps protocol.Deps) *Broker {
 		log:        log,
 		m:          m,
 		cache:      newExistsCache(cacheTTL),
-		revs:       newRevCache(),
+		revs:       newRevCache(cfg.PollDuration / 2),
 		evSubjects: newMemo[string, string](maxVerified),
 		purgeAPIs:  purgeAPIs,
 		hooks:      newWebhook(cfg.WebhookURL, log, m.webhook),

@@ -83,25 +83,6 @@ func isWrongLastSeq(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// create stores value on a key that is absent or deleted. deleted is the
-// revision of the key's delete marker if known (0: try an absent key
-// first); when the key has moved on since, its last revision is read from
-// the stream leader.
-func (k kvKey) create(ctx context.Context, value []byte, deleted uint64, ttl time.Duration) (uint64, error) {
-	rev, err := k.put(ctx, value, deleted, ttl)
-	if !errors.Is(err, errConflict) {
-		return rev, err
-	}
-	r, err := k.last(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if r.live {
-		return 0, fmt.Errorf("%w: %s exists", errConflict, k.subject)
-	}
-	return k.put(ctx, value, r.rev, ttl)
-}
-
 type msgGetResponse struct {
 	Message *struct {
 		Seq  uint64 `json:"seq"`
@@ -153,6 +134,7 @@ type keyRevs struct {
 	ch     uint64 // 0: not known
 	chData []byte
 	claim  uint64 // 0: not known
+	at     time.Time
 }
 
 // revCache remembers keyRevs by channel id between a poll's end (or the
@@ -163,15 +145,21 @@ type keyRevs struct {
 // instead of five. A stale entry is harmless: its compare-and-set fails
 // and the poll reads the key as before. An entry is taken by the poll
 // that uses it, so open polls hold none; past maxCached entries the cache
-// starts over.
+// starts over. An entry older than ttl is not used: the channel's next
+// poll then most likely ran on another gateway (behind a load balancer),
+// which moved both keys on, and its compare-and-sets would only fail.
 type revCache struct {
-	mu sync.Mutex
-	m  map[string]keyRevs
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]keyRevs
 }
 
-func newRevCache() *revCache { return &revCache{m: make(map[string]keyRevs)} }
+func newRevCache(ttl time.Duration) *revCache {
+	return &revCache{ttl: ttl, m: make(map[string]keyRevs)}
+}
 
 func (c *revCache) put(id string, r keyRevs) {
+	r.at = time.Now()
 	c.mu.Lock()
 	if len(c.m) >= maxCached {
 		clear(c.m)
@@ -180,7 +168,7 @@ func (c *revCache) put(id string, r keyRevs) {
 	c.mu.Unlock()
 }
 
-// take returns and forgets the revisions remembered for id.
+// take returns and forgets the revisions remembered for id within ttl.
 func (c *revCache) take(id string) (keyRevs, bool) {
 	c.mu.Lock()
 	r, ok := c.m[id]
@@ -188,7 +176,7 @@ func (c *revCache) take(id string) (keyRevs, bool) {
 		delete(c.m, id)
 	}
 	c.mu.Unlock()
-	return r, ok
+	return r, ok && time.Since(r.at) < c.ttl
 }
 
 // wholeSeconds rounds a TTL up to whole seconds, the resolution of

@@ -53,6 +53,12 @@ type Poll struct {
 	first chan firstRead
 }
 
+// lastRead is the outcome of a key's read from the stream leader.
+type lastRead struct {
+	r   record
+	err error
+}
+
 // firstRead is the outcome of a poll's first read of the buffer.
 type firstRead struct {
 	batch []stored
@@ -88,21 +94,41 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	claimTTL := time.Until(p.deadline) + claimSlack
 	holder := []byte(b.nc.ConnectedServerId())
 	var r record
-	if rv, ok := b.revs.take(id); ok && rv.ch != 0 && matches(p.a, rv.chData) {
+	rv, warm := b.revs.take(id)
+	if warm = warm && rv.ch != 0 && matches(p.a, rv.chData); warm {
 		// This gateway wrote both keys last (the previous poll here, or
 		// the create): claim and refresh by compare-and-set on what it
 		// wrote, with no read first. extend reads the channel key if it
-		// changed since (and finds a deleted channel).
+		// changed since (and finds a deleted channel); a claim that
+		// moved on is read below.
 		r = record{rev: rv.ch, data: rv.chData, live: true}
-		p.claimRev, err = claim.create(ctx, holder, rv.claim, claimTTL)
-	} else {
-		if r, err = ch.last(ctx); err != nil {
+		p.claimRev, err = claim.put(ctx, holder, rv.claim, claimTTL)
+		warm = !errors.Is(err, errConflict)
+	}
+	if !warm {
+		// Read both keys at once: the claim key's last revision (the
+		// previous poll's release marker, on any gateway) is what the
+		// claim is created on.
+		claimed := make(chan lastRead, 1)
+		go func() {
+			cr, err := claim.last(ctx)
+			claimed <- lastRead{cr, err}
+		}()
+		r, err = ch.last(ctx)
+		cr := <-claimed
+		if err != nil {
 			return nil, err
 		}
 		if !r.live || !matches(p.a, r.data) {
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, addr)
 		}
-		p.claimRev, err = claim.create(ctx, holder, 0, claimTTL)
+		if cr.err != nil {
+			return nil, cr.err
+		}
+		if cr.r.live {
+			return nil, fmt.Errorf("%w: %s", ErrBusy, addr)
+		}
+		p.claimRev, err = claim.put(ctx, holder, cr.r.rev, claimTTL)
 	}
 	if err != nil {
 		if errors.Is(err, errConflict) {
