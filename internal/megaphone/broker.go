@@ -39,6 +39,7 @@ type Broker struct {
 	codec    *tokenCodec
 	wakeups  *wakeups
 	cache    *existsCache
+	revs     *revCache // key revisions this gateway wrote last (see revCache)
 	// evSubjects remembers event subjects by channel id (see eventSubject).
 	evSubjects *memo[string, string]
 	// purgeAPIs are the purge API subjects of the event stream, by partition.
@@ -78,6 +79,7 @@ func NewBroker(cfg Config, deps protocol.Deps) *Broker {
 		log:         log,
 		m:           m,
 		cache:       newExistsCache(cacheTTL),
+		revs:        newRevCache(cfg.PollDuration / 2),
 		evSubjects:  newMemo[string, string](maxVerified),
 		purgeAPIs:   purgeAPIs,
 		hooks:       newWebhook(cfg.WebhookURL, log, m.webhook),

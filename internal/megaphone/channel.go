@@ -60,11 +60,13 @@ func (b *Broker) Create(ctx context.Context) (Channel, error) {
 		return Channel{}, err
 	}
 	meta, _ := json.Marshal(channelMeta{Agent: b.cfg.Agent})
-	if _, err := k.put(ctx, meta, 0, b.cfg.ChannelTTL); err != nil {
+	rev, err := k.put(ctx, meta, 0, b.cfg.ChannelTTL)
+	if err != nil {
 		return Channel{}, fmt.Errorf("megaphone: create channel: %w", err)
 	}
 	b.m.created.Inc()
 	b.cache.add(id)
+	b.revs.put(id, keyRevs{ch: rev, chData: meta})
 	consumer := ConsumerAddress(b.cfg.Agent, id)
 	return Channel{
 		ID:              consumer,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,42 +61,26 @@ func (k kvKey) put(ctx context.Context, value []byte, expect uint64, ttl time.Du
 	return pa.Sequence, nil
 }
 
-// remove purges the key if its last revision is expect. The purge marker
-// itself expires after markerTTL.
-func (k kvKey) remove(ctx context.Context, expect uint64, markerTTL time.Duration) error {
+// remove purges the key if its last revision is expect and returns the
+// revision of the purge marker, which itself expires after markerTTL.
+func (k kvKey) remove(ctx context.Context, expect uint64, markerTTL time.Duration) (uint64, error) {
 	m := nats.NewMsg(k.subject)
 	m.Header.Set("KV-Operation", "PURGE")
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	_, err := k.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(wholeSeconds(markerTTL)))
+	pa, err := k.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(wholeSeconds(markerTTL)))
 	if isWrongLastSeq(err) {
-		return fmt.Errorf("%w: %s", errConflict, k.subject)
+		return 0, fmt.Errorf("%w: %s", errConflict, k.subject)
 	}
 	if err != nil {
-		return fmt.Errorf("megaphone: remove %s: %w", k.subject, err)
+		return 0, fmt.Errorf("megaphone: remove %s: %w", k.subject, err)
 	}
-	return nil
+	return pa.Sequence, nil
 }
 
 func isWrongLastSeq(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
-// create stores value on a key that is absent or deleted.
-func (k kvKey) create(ctx context.Context, value []byte, ttl time.Duration) (uint64, error) {
-	rev, err := k.put(ctx, value, 0, ttl)
-	if !errors.Is(err, errConflict) {
-		return rev, err
-	}
-	r, err := k.last(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if r.live {
-		return 0, fmt.Errorf("%w: %s exists", errConflict, k.subject)
-	}
-	return k.put(ctx, value, r.rev, ttl)
 }
 
 type msgGetResponse struct {
@@ -140,6 +125,58 @@ func (k kvKey) last(ctx context.Context) (record, error) {
 		}
 	}
 	return r, nil
+}
+
+// keyRevs are the revisions a gateway last wrote for one channel: its
+// channel key (and the value written) and its reader claim's release
+// marker.
+type keyRevs struct {
+	ch     uint64 // 0: not known
+	chData []byte
+	claim  uint64 // 0: not known
+	at     time.Time
+}
+
+// revCache remembers keyRevs by channel id between a poll's end (or the
+// channel's creation) and the next poll of the channel on this gateway,
+// so that poll writes the claim and the channel key by compare-and-set on
+// the remembered revisions at once, instead of reading both from the
+// stream leader first: a re-poll opens in two JetStream round trips
+// instead of five. A stale entry is harmless: its compare-and-set fails
+// and the poll reads the key as before. An entry is taken by the poll
+// that uses it, so open polls hold none; past maxCached entries the cache
+// starts over. An entry older than ttl is not used: the channel's next
+// poll then most likely ran on another gateway (behind a load balancer),
+// which moved both keys on, and its compare-and-sets would only fail.
+type revCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]keyRevs
+}
+
+func newRevCache(ttl time.Duration) *revCache {
+	return &revCache{ttl: ttl, m: make(map[string]keyRevs)}
+}
+
+func (c *revCache) put(id string, r keyRevs) {
+	r.at = time.Now()
+	c.mu.Lock()
+	if len(c.m) >= maxCached {
+		clear(c.m)
+	}
+	c.m[id] = r
+	c.mu.Unlock()
+}
+
+// take returns and forgets the revisions remembered for id within ttl.
+func (c *revCache) take(id string) (keyRevs, bool) {
+	c.mu.Lock()
+	r, ok := c.m[id]
+	if ok {
+		delete(c.m, id)
+	}
+	c.mu.Unlock()
+	return r, ok && time.Since(r.at) < c.ttl
 }
 
 // wholeSeconds rounds a TTL up to whole seconds, the resolution of

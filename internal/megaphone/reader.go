@@ -47,6 +47,23 @@ type Poll struct {
 	urgent     bool // a writer waits for room: remove at the next chance
 	purgeTimer *time.Timer
 	timerOn    bool
+
+	// first is the poll's first read of the buffer, issued while the
+	// channel key is refreshed (see readFirst); nil once delivered.
+	first chan firstRead
+}
+
+// lastRead is the outcome of a key's read from the stream leader.
+type lastRead struct {
+	r   record
+	err error
+}
+
+// firstRead is the outcome of a poll's first read of the buffer.
+type firstRead struct {
+	batch []stored
+	more  bool
+	err   error
 }
 
 // Open starts a poll of the channel at consumer address addr that lasts
@@ -74,27 +91,60 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	}
 	p.evSubj, _ = subjects.MegaphoneEventsIn(id, b.parts)
 	p.purgeEvery = purgeThreshold(b.cfg.BufferSize)
-	r, err := ch.last(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if !r.live || !matches(p.a, r.data) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, addr)
-	}
 	claimTTL := time.Until(p.deadline) + claimSlack
-	if p.claimRev, err = claim.create(ctx, []byte(b.nc.ConnectedServerId()), claimTTL); err != nil {
+	holder := []byte(b.nc.ConnectedServerId())
+	var r record
+	rv, warm := b.revs.take(id)
+	if warm = warm && rv.ch != 0 && matches(p.a, rv.chData); warm {
+		// This gateway wrote both keys last (the previous poll here, or
+		// the create): claim and refresh by compare-and-set on what it
+		// wrote, with no read first. extend reads the channel key if it
+		// changed since (and finds a deleted channel); a claim that
+		// moved on is read below.
+		r = record{rev: rv.ch, data: rv.chData, live: true}
+		p.claimRev, err = claim.put(ctx, holder, rv.claim, claimTTL)
+		warm = !errors.Is(err, errConflict)
+	}
+	if !warm {
+		// Read both keys at once: the claim key's last revision (the
+		// previous poll's release marker, on any gateway) is what the
+		// claim is created on.
+		claimed := make(chan lastRead, 1)
+		go func() {
+			cr, err := claim.last(ctx)
+			claimed <- lastRead{cr, err}
+		}()
+		r, err = ch.last(ctx)
+		cr := <-claimed
+		if err != nil {
+			return nil, err
+		}
+		if !r.live || !matches(p.a, r.data) {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, addr)
+		}
+		if cr.err != nil {
+			return nil, cr.err
+		}
+		if cr.r.live {
+			return nil, fmt.Errorf("%w: %s", ErrBusy, addr)
+		}
+		p.claimRev, err = claim.put(ctx, holder, cr.r.rev, claimTTL)
+	}
+	if err != nil {
 		if errors.Is(err, errConflict) {
 			return nil, fmt.Errorf("%w: %s", ErrBusy, addr)
 		}
 		return nil, err
 	}
-	if err := p.extend(ctx, ch, r); err != nil {
-		p.release()
-		return nil, err
-	}
 	if p.w, err = b.wakeups.register(id, p.evSubj); err != nil {
 		p.release()
 		return nil, fmt.Errorf("megaphone: subscribe: %w", err)
+	}
+	p.readFirst(ctx)
+	if err := p.extend(ctx, ch, r); err != nil {
+		b.wakeups.unregister(p.w)
+		p.release()
+		return nil, err
 	}
 	b.m.openReaders.Inc()
 	return p, nil
@@ -123,11 +173,53 @@ func (p *Poll) extend(ctx context.Context, ch kvKey, r record) error {
 		if r, err = ch.last(ctx); err != nil {
 			return err
 		}
-		if !r.live {
+		if !r.live || !matches(p.a, r.data) {
 			return fmt.Errorf("%w: %s", ErrNotFound, p.a.id)
 		}
 	}
 	return fmt.Errorf("%w: channel %s keeps changing", ErrBusy, p.a.id)
+}
+
+// readFirst starts the poll's first read of the buffer, so that it runs
+// beside the refresh of the channel key instead of after it: the claim is
+// held and the wake-up subscription is registered (on the same
+// connection, before the read request, so every event stored after the
+// read's snapshot comes as a wake-up). The wake-ups that arrive meanwhile
+// are queued for delivery instead of asking for a read of their own; the
+// first drain delivers the read first, then them.
+func (p *Poll) readFirst(ctx context.Context) {
+	p.w.mu.Lock()
+	p.w.fetch = false
+	p.w.mu.Unlock()
+	first := make(chan firstRead, 1)
+	go func() {
+		batch, more, err := p.fetch(ctx)
+		first <- firstRead{batch: batch, more: more, err: err}
+	}()
+	p.first = first
+}
+
+// deliverFirst delivers the poll's first read. A failed read asks the
+// drain for another.
+func (p *Poll) deliverFirst(emit func(Event) error) error {
+	r := <-p.first
+	p.first = nil
+	if r.err != nil {
+		p.w.set(true, false, false)
+		return nil
+	}
+	for _, ev := range r.batch {
+		if ev.seq <= p.cursor {
+			continue
+		}
+		if err := p.deliver(ev.seq, ev.data, emit); err != nil {
+			return err
+		}
+	}
+	if r.more {
+		p.w.set(true, false, false)
+	}
+	return nil
 }
 
 // Deadline is when the poll ends.
@@ -168,6 +260,12 @@ func (p *Poll) Run(ctx context.Context, emit func(Event) error) error {
 // by settle.
 func (p *Poll) drain(ctx context.Context, emit func(Event) error) error {
 	for time.Now().Before(p.deadline) {
+		if p.first != nil {
+			if err := p.deliverFirst(emit); err != nil {
+				p.settle(false)
+				return err
+			}
+		}
 		q, fetch, urgent, due := p.w.take()
 		p.urgent = p.urgent || urgent
 		var err error
@@ -349,37 +447,64 @@ func (p *Poll) remove(seq uint64) {
 }
 
 // Close ends the poll: it counts as the channel's last completed read
-// (the channel now lives ChannelTTL) and frees the reader claim.
+// (the channel now lives ChannelTTL) and frees the reader claim once the
+// delivered events are removed, so the next poll, on any gateway, finds
+// the buffer without them. A poll that reached its deadline leaves the
+// channel key as it is: its start already gave it a TTL of the deadline
+// plus ChannelTTL. One that ended early (client gone, shutdown) refreshes
+// it to ChannelTTL from now, beside the removal and the release.
 func (p *Poll) Close() {
 	p.b.wakeups.unregister(p.w)
 	p.b.m.openReaders.Dec()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	var refreshed chan uint64
+	if time.Now().Before(p.deadline) {
+		refreshed = make(chan uint64, 1)
+		go func() { refreshed <- p.refresh() }()
+	}
 	if p.cursor > p.purged {
 		p.purge()
 	} else if p.timerOn {
 		p.purgeTimer.Stop()
 	}
+	claimRev := p.release()
+	chRev := p.chRev
+	if refreshed != nil {
+		chRev = <-refreshed
+	}
+	if chRev != 0 {
+		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, claim: claimRev})
+	}
+}
+
+// refresh sets the channel key's TTL to ChannelTTL and returns its new
+// revision (0: not refreshed).
+func (p *Poll) refresh() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	ch, err := p.b.channelKey(p.a.id)
+	var rev uint64
 	if err == nil {
-		_, err = ch.put(ctx, p.chData, p.chRev, p.b.cfg.ChannelTTL)
+		rev, err = ch.put(ctx, p.chData, p.chRev, p.b.cfg.ChannelTTL)
 	}
 	if err != nil && !errors.Is(err, errConflict) {
 		p.b.log.Warn("refresh channel after read", "channel", p.a.id, "err", err)
 	}
-	p.release()
+	return rev
 }
 
-// release frees the reader claim if it is still this poll's.
-func (p *Poll) release() {
+// release frees the reader claim if it is still this poll's and returns
+// the revision of its release marker (0: not released).
+func (p *Poll) release() uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	claim, err := p.claimKey()
+	var rev uint64
 	if err == nil {
-		err = claim.remove(ctx, p.claimRev, claimSlack)
+		rev, err = claim.remove(ctx, p.claimRev, claimSlack)
 	}
 	if err != nil && !errors.Is(err, errConflict) &&
 		!errors.Is(err, nats.ErrConnectionClosed) {
 		p.b.log.Warn("release reader claim", "channel", p.a.id, "err", err)
 	}
+	return rev
 }
