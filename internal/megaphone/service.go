@@ -12,6 +12,9 @@ import (
 type Service struct {
 	broker *Broker
 	api    *api
+	// ownPoller: the poller of parked polls was made by the service (no
+	// Deps.Poller), so it closes it.
+	ownPoller bool
 }
 
 var _ interface {
@@ -24,11 +27,16 @@ var _ interface {
 // dependencies; call [Service.Provision] before serving [Service.Routes].
 func New(cfg Config, deps protocol.Deps) *Service {
 	b := NewBroker(cfg, deps)
+	poller, own := deps.Poller, deps.Poller == nil
+	if own {
+		poller = netpoll.New()
+	}
 	return &Service{
-		broker: b,
+		ownPoller: own,
+		broker:    b,
 		api: &api{b: b, streams: deps.Streams, log: b.log, bodyLimit: deps.HTTP.BodyLimit,
 			bodyTimeout: deps.HTTP.BodyTimeout, adminToken: b.cfg.AdminToken, parkPolls: !b.cfg.KeepAlivePolls, opening: make(chan struct{}, maxOpening),
-			poller: netpoll.New()},
+			poller: poller},
 	}
 }
 
@@ -42,10 +50,12 @@ func (s *Service) Provision(ctx context.Context) error { return s.broker.Provisi
 // CORS handling, and the /admin routes when an admin token is set.
 func (s *Service) Routes() []protocol.Route { return s.api.routes() }
 
-// Close stops background work and the poller of parked polls (they ended
-// with the gateway's streams before).
+// Close stops background work and the poller of parked polls if it is the
+// service's own (they ended with the gateway's streams before).
 func (s *Service) Close() error {
 	err := s.broker.Close()
-	_ = s.api.poller.Close()
+	if s.ownPoller {
+		_ = s.api.poller.Close()
+	}
 	return err
 }
