@@ -1,8 +1,12 @@
 package megaphone
 
 import (
+	"fmt"
 	"runtime/debug"
 	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/internal/natstest"
 )
 
 // gcPercent reads the GC percent.
@@ -42,5 +46,47 @@ func TestGCDuringBursts(t *testing.T) {
 		if p := gcPercent(); p != set {
 			t.Fatalf("operator's %d: after a burst %d", set, p)
 		}
+	}
+}
+
+// TestMemoryReleasedAfterWave: a wave of releaseAfterOpens openings hands
+// its memory back to the OS once it has been quiet for waveQuiet; a
+// smaller wave, or one within releaseEvery of the last release, does not.
+func TestMemoryReleasedAfterWave(t *testing.T) {
+	releases := func(g *gcDuringBursts) int {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.releases
+	}
+	var g gcDuringBursts
+	for range releaseAfterOpens - 1 {
+		g.opened()
+	}
+	g.mu.Lock()
+	watching := g.watching
+	g.mu.Unlock()
+	if watching {
+		t.Fatalf("a wave of %d openings is watched for its end", releaseAfterOpens-1)
+	}
+	g.opened()
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if n := releases(&g); n != 1 {
+			return fmt.Errorf("%d releases after a wave of %d openings, want 1", n, releaseAfterOpens)
+		}
+		return nil
+	})
+	for range releaseAfterOpens {
+		g.opened()
+	}
+	natstest.Eventually(t, 5*time.Second, func() error {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.watching {
+			return fmt.Errorf("the second wave is still watched")
+		}
+		return nil
+	})
+	if n := releases(&g); n != 1 {
+		t.Fatalf("a second wave within %s: %d releases, want 1", releaseEvery, n)
 	}
 }

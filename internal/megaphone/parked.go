@@ -447,10 +447,67 @@ const burstGCPercent = 50
 // during bursts (everywhere else GOGC 100 is cheaper per event: GOGC 50
 // throughout ran the GC 2.7 times as often under the event benchmark). A
 // lower GOGC set by the operator (or GOGC=off) is kept.
+//
+// A wave of openings (releaseAfterOpens polls or more, then none for
+// waveQuiet) leaves its garbage to the OS too: debug.FreeOSMemory, at
+// most once per releaseEvery and not with GOGC=off. Whether or not the
+// polls queued for a slot, taking thousands of them over from net/http
+// leaves most of the memory a gateway of parked polls holds as garbage,
+// which an idle gateway (no GC runs) would otherwise keep.
 type gcDuringBursts struct {
 	mu    sync.Mutex
 	count int // bursts under way, over every Megaphone service in the process
 	prev  int // the GC percent before the first
+
+	opens       int       // polls opened since the last release
+	lastOpen    time.Time // of the latest of them
+	watching    bool      // a timer waits for the wave to end
+	lastRelease time.Time
+	releases    int // memory releases so far
+}
+
+const (
+	releaseAfterOpens = 1024
+	waveQuiet         = 250 * time.Millisecond
+	releaseEvery      = 30 * time.Second
+)
+
+// opened notes one opened poll; the first of a wave large enough starts
+// watching for its end.
+func (g *gcDuringBursts) opened() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.opens++
+	g.lastOpen = time.Now()
+	if g.opens >= releaseAfterOpens && !g.watching {
+		g.watching = true
+		time.AfterFunc(waveQuiet, g.waveEnded)
+	}
+}
+
+// waveEnded releases the wave's memory once no poll opened for
+// waveQuiet, unless the last release was less than releaseEvery ago.
+func (g *gcDuringBursts) waveEnded() {
+	g.mu.Lock()
+	if d := time.Since(g.lastOpen); d < waveQuiet {
+		time.AfterFunc(waveQuiet-d, g.waveEnded)
+		g.mu.Unlock()
+		return
+	}
+	g.watching = false
+	gc := debug.SetGCPercent(-1) // read it: nothing else sets it while g.mu is held
+	debug.SetGCPercent(gc)
+	release := gc >= 0 && time.Since(g.lastRelease) >= releaseEvery
+	if release {
+		g.opens, g.lastRelease = 0, time.Now()
+	}
+	g.mu.Unlock()
+	if release {
+		debug.FreeOSMemory()
+		g.mu.Lock()
+		g.releases++
+		g.mu.Unlock()
+	}
 }
 
 var burstGC gcDuringBursts

@@ -147,6 +147,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 		return nil, err
 	}
 	b.m.openReaders.Inc()
+	burstGC.opened()
 	return p, nil
 }
 
