@@ -19,7 +19,6 @@ import (
 
 	"github.com/switchboard/switchboard/internal/embedded"
 	"github.com/switchboard/switchboard/internal/jsutil"
-	"github.com/switchboard/switchboard/internal/netpoll"
 	"github.com/switchboard/switchboard/internal/protocol"
 )
 
@@ -48,10 +47,7 @@ type Gateway struct {
 	starting   *jsutil.Progress // services being provisioned
 	js         jetstream.JetStream
 	services   []namedService
-	// poller is the one epoll set of the idle connections of every
-	// protocol (protocol.Deps.Poller), closed after the services.
-	poller *netpoll.Poller
-	ready  chan struct{}
+	ready      chan struct{}
 
 	mu       sync.Mutex // guards embedded
 	embedded *embedded.Server
@@ -186,9 +182,8 @@ func (g *Gateway) boot(ctx context.Context) {
 		g.startFailed(fmt.Errorf("%w: connect: %w", ErrStart, err))
 		return
 	}
-	g.poller = netpoll.New()
 	g.services = newServices(g.cfg, protocol.Deps{
-		NC: g.nc.Load(), JS: g.js, Poller: g.poller, Replicas: g.cfg.JetStream.Replicas, Partitions: g.cfg.JetStream.Partitions, Logger: g.log, Registry: g.registry, Streams: g.tracker,
+		NC: g.nc.Load(), JS: g.js, Replicas: g.cfg.JetStream.Replicas, Partitions: g.cfg.JetStream.Partitions, Logger: g.log, Registry: g.registry, Streams: g.tracker,
 		SoleGateway: g.embeddedServer() != nil,
 		HTTP: protocol.HTTP{
 			BodyLimit: int64(g.cfg.HTTP.BodyLimit), BodyTimeout: g.cfg.HTTP.BodyTimeout,
@@ -319,9 +314,6 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 		if err := s.Close(); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if g.poller != nil {
-		_ = g.poller.Close()
 	}
 	g.closeNATS()
 	g.log.Info("gateway stopped")

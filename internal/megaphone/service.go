@@ -12,9 +12,6 @@ import (
 type Service struct {
 	broker *Broker
 	api    *api
-	// ownPoller: the poller of parked polls was made by the service (no
-	// Deps.Poller), so it closes it.
-	ownPoller bool
 }
 
 var _ interface {
@@ -27,16 +24,11 @@ var _ interface {
 // dependencies; call [Service.Provision] before serving [Service.Routes].
 func New(cfg Config, deps protocol.Deps) *Service {
 	b := NewBroker(cfg, deps)
-	poller, own := deps.Poller, deps.Poller == nil
-	if own {
-		poller = netpoll.New()
-	}
 	return &Service{
-		ownPoller: own,
-		broker:    b,
+		broker: b,
 		api: &api{b: b, streams: deps.Streams, log: b.log, bodyLimit: deps.HTTP.BodyLimit,
 			bodyTimeout: deps.HTTP.BodyTimeout, adminToken: b.cfg.AdminToken, parkPolls: !b.cfg.KeepAlivePolls, opening: make(chan struct{}, maxOpening),
-			poller: poller},
+			poller: netpoll.New()},
 	}
 }
 
@@ -50,12 +42,10 @@ func (s *Service) Provision(ctx context.Context) error { return s.broker.Provisi
 // CORS handling, and the /admin routes when an admin token is set.
 func (s *Service) Routes() []protocol.Route { return s.api.routes() }
 
-// Close stops background work and the poller of parked polls if it is the
-// service's own (they ended with the gateway's streams before).
+// Close stops background work and the poller of parked polls (they ended
+// with the gateway's streams before).
 func (s *Service) Close() error {
 	err := s.broker.Close()
-	if s.ownPoller {
-		_ = s.api.poller.Close()
-	}
+	_ = s.api.poller.Close()
 	return err
 }

@@ -19,10 +19,8 @@ type Service struct {
 	origins originPolicy
 	trust   *Trust
 	hub     *Hub
-	// poller waits for idle connections (see wsConn.Park); ownPoller:
-	// made (and closed) by the service, not handed over in its Deps.
-	poller    *netpoll.Poller
-	ownPoller bool
+	// poller waits for idle connections (see wsConn.Park).
+	poller *netpoll.Poller
 }
 
 var _ interface {
@@ -34,17 +32,13 @@ var _ interface {
 // New returns the middleman service. Zero fields of cfg mean their
 // defaults.
 func New(cfg Config, deps protocol.Deps) *Service {
-	s := &Service{
+	return &Service{
 		cfg:     cfg.withDefaults(),
 		deps:    deps,
 		log:     deps.Logger.With("component", "middleman"),
 		origins: newOriginPolicy(cfg.AllowedOrigins),
-		poller:  deps.Poller,
+		poller:  netpoll.New(),
 	}
-	if s.poller == nil {
-		s.poller, s.ownPoller = netpoll.New(), true
-	}
-	return s
 }
 
 // Provision opens the trust bucket and starts the hub.
@@ -67,12 +61,10 @@ func (s *Service) Routes() []protocol.Route {
 	return []protocol.Route{{Method: http.MethodGet, Path: Route, Handler: http.HandlerFunc(s.upgrade)}}
 }
 
-// Close stops the hub, the trust watcher and its own poller; sessions
-// ended before.
+// Close stops the hub, the trust watcher and the poller; sessions ended
+// before.
 func (s *Service) Close() error {
-	if s.ownPoller {
-		defer s.poller.Close()
-	}
+	defer s.poller.Close()
 	if s.hub != nil {
 		s.hub.Close()
 	}

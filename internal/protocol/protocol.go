@@ -15,8 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/switchboard/switchboard/internal/netpoll"
 )
 
 // Deps are the dependencies a gateway hands every protocol.
@@ -45,10 +43,6 @@ type Deps struct {
 	SoleGateway bool
 	// HTTP are the limits of request bodies the protocol reads whole.
 	HTTP HTTP
-	// Poller is the gateway's one epoll set for idle connections (parked
-	// Megaphone polls, idle middleman WebSockets); the gateway closes it
-	// after the protocols. Nil: a protocol makes and closes its own.
-	Poller *netpoll.Poller
 }
 
 // HTTP are the gateway-wide limits of the JSON APIs (http.* keys).
