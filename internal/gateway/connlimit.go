@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -53,12 +54,13 @@ var busyReply = func() []byte {
 // on TLS) instead of serving it.
 type capListener struct {
 	net.Listener
-	max     int64
-	tls     bool
-	open    atomic.Int64
-	refused prometheus.Counter
-	log     *slog.Logger
-	lastLog atomic.Int64 // unix nanos of the last "cap reached" log
+	max       int64
+	tls       bool
+	open      atomic.Int64
+	lingering chan struct{} // refused connections being answered
+	refused   prometheus.Counter
+	log       *slog.Logger
+	lastLog   atomic.Int64 // unix nanos of the last "cap reached" log
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
@@ -75,18 +77,51 @@ func (l *capListener) Accept() (net.Conn, error) {
 	}
 }
 
-// refuse turns c away without blocking the accept loop for long.
+// refuse turns c away without blocking the accept loop: the 503 and a
+// lingering close run on a goroutine of their own, at most maxLingering at
+// once (beyond, c is closed at once).
 func (l *capListener) refuse(c net.Conn) {
 	l.refused.Inc()
-	if !l.tls {
-		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		_, _ = c.Write(busyReply)
+	select {
+	case l.lingering <- struct{}{}:
+		go func() {
+			defer func() { <-l.lingering }()
+			l.turnAway(c)
+		}()
+	default:
+		_ = c.Close()
 	}
-	_ = c.Close()
 	now := time.Now().UnixNano()
 	if last := l.lastLog.Load(); now-last >= int64(10*time.Second) && l.lastLog.CompareAndSwap(last, now) {
 		l.log.Warn("connection cap reached: new connections are turned away", "http.max_conns", l.max)
 	}
+}
+
+// maxLingering bounds the refused connections being answered at once, and
+// lingerFor how long each may take: answering costs the descriptor that
+// long, out of the reserve the cap keeps.
+const (
+	maxLingering = 64
+	lingerFor    = 250 * time.Millisecond
+)
+
+// turnAway answers c 503 (plain HTTP) and closes it the way net/http
+// does: its side shut first, then what the client sent read and dropped
+// until it closes too or lingerFor passed, so the close does not reset the
+// connection (a reset can make the client lose the answer).
+func (l *capListener) turnAway(c net.Conn) {
+	defer c.Close()
+	if l.tls {
+		return
+	}
+	_ = c.SetDeadline(time.Now().Add(lingerFor))
+	if _, err := c.Write(busyReply); err != nil {
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 // wrap returns c counted until its first Close. A TCP connection keeps its
@@ -140,6 +175,7 @@ func (g *Gateway) capConns(ln net.Listener) net.Listener {
 	}
 	l := &capListener{
 		Listener: ln, max: int64(n), tls: g.cfg.TLS.Enabled(), log: g.log,
+		lingering: make(chan struct{}, maxLingering),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_http_connections_refused_total",
 			Help: "Client connections turned away because the gateway held http.max_conns.",
