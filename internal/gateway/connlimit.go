@@ -19,8 +19,8 @@ import (
 // http.max_conns client connections, hijacked ones (Megaphone polls,
 // WebSockets, relayed upgrades) included, and turns the next away.
 
-// fdReserve is the part of the file limit kept for everything that is
-// not a client connection: a tenth, at least minFDReserve.
+// minFDReserve is the least part of the file limit kept for everything
+// that is not a client connection (a tenth of it otherwise).
 const minFDReserve = 256
 
 // connCap is the cap http.max_conns asks for: n itself when positive, no

@@ -53,19 +53,12 @@ func TestGCDuringBursts(t *testing.T) {
 // its memory back to the OS once it has been quiet for waveQuiet; a
 // smaller wave, or one within releaseEvery of the last release, does not.
 func TestMemoryReleasedAfterWave(t *testing.T) {
-	releases := func(g *gcDuringBursts) int {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		return g.releases
-	}
+	releases := func(g *gcDuringBursts) int64 { return g.releases.Load() }
 	var g gcDuringBursts
 	for range releaseAfterOpens - 1 {
 		g.opened()
 	}
-	g.mu.Lock()
-	watching := g.watching
-	g.mu.Unlock()
-	if watching {
+	if g.watching.Load() {
 		t.Fatalf("a wave of %d openings is watched for its end", releaseAfterOpens-1)
 	}
 	g.opened()
@@ -79,14 +72,33 @@ func TestMemoryReleasedAfterWave(t *testing.T) {
 		g.opened()
 	}
 	natstest.Eventually(t, 5*time.Second, func() error {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		if g.watching {
+		if g.watching.Load() {
 			return fmt.Errorf("the second wave is still watched")
 		}
 		return nil
 	})
 	if n := releases(&g); n != 1 {
 		t.Fatalf("a second wave within %s: %d releases, want 1", releaseEvery, n)
+	}
+}
+
+// TestWaveNeedsOpeningsTogether: openings with a gap of waveQuiet between
+// them are separate waves, so openings spread over hours never add up to
+// a release; and gcOff reads GOGC=off without setting it.
+func TestWaveNeedsOpeningsTogether(t *testing.T) {
+	var g gcDuringBursts
+	for range releaseAfterOpens - 1 {
+		g.opened()
+	}
+	g.lastOpen.Store(time.Now().Add(-2 * waveQuiet).UnixNano()) // a quiet spell
+	g.opened()
+	if n := g.opens.Load(); n != 1 || g.watching.Load() {
+		t.Fatalf("after a quiet spell: %d openings in the wave (want 1), watching %v", n, g.watching.Load())
+	}
+	orig := debug.SetGCPercent(-1)
+	off := gcOff()
+	debug.SetGCPercent(orig)
+	if !off || gcOff() != (orig < 0) {
+		t.Fatalf("gcOff: %v with GOGC=off, %v with %d", off, gcOff(), orig)
 	}
 }

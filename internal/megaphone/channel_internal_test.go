@@ -26,3 +26,23 @@ func TestExistsCacheSweeps(t *testing.T) {
 		}
 	}
 }
+
+// TestRevCacheSweeps: remembered revisions past their ttl are dropped as
+// more are added, not kept until the cache holds maxCached.
+func TestRevCacheSweeps(t *testing.T) {
+	c := newRevCache(time.Hour)
+	for i := range sweepEvery - 1 {
+		c.put("old"+strconv.Itoa(i), keyRevs{ch: 1})
+	}
+	for k, v := range c.m { // age them past the ttl
+		v.at = v.at.Add(-2 * time.Hour)
+		c.m[k] = v
+	}
+	c.put("new", keyRevs{ch: 2})
+	if len(c.m) != 1 {
+		t.Fatalf("%d entries after a sweep, want only the new one", len(c.m))
+	}
+	if r, ok := c.take("new"); !ok || r.ch != 2 {
+		t.Fatalf("take(new) = %v, %v", r, ok)
+	}
+}

@@ -144,14 +144,16 @@ type keyRevs struct {
 // stream leader first: a re-poll opens in two JetStream round trips
 // instead of five. A stale entry is harmless: its compare-and-set fails
 // and the poll reads the key as before. An entry is taken by the poll
-// that uses it, so open polls hold none; past maxCached entries the cache
+// that uses it, so open polls hold none; every sweepEvery additions the
+// entries past ttl are dropped, and past maxCached entries the cache
 // starts over. An entry older than ttl is not used: the channel's next
 // poll then most likely ran on another gateway (behind a load balancer),
 // which moved both keys on, and its compare-and-sets would only fail.
 type revCache struct {
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]keyRevs
+	ttl  time.Duration
+	mu   sync.Mutex
+	m    map[string]keyRevs
+	adds int
 }
 
 func newRevCache(ttl time.Duration) *revCache {
@@ -161,6 +163,15 @@ func newRevCache(ttl time.Duration) *revCache {
 func (c *revCache) put(id string, r keyRevs) {
 	r.at = time.Now()
 	c.mu.Lock()
+	if c.adds++; c.adds%sweepEvery == 0 {
+		// Entries past ttl are never used: drop them (a channel polled
+		// once, or since polled on another gateway, leaves one behind).
+		for k, v := range c.m {
+			if r.at.Sub(v.at) >= c.ttl {
+				delete(c.m, k)
+			}
+		}
+	}
 	if len(c.m) >= maxCached {
 		clear(c.m)
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -459,11 +460,12 @@ type gcDuringBursts struct {
 	count int // bursts under way, over every Megaphone service in the process
 	prev  int // the GC percent before the first
 
-	opens       int       // polls opened since the last release
-	lastOpen    time.Time // of the latest of them
-	watching    bool      // a timer waits for the wave to end
-	lastRelease time.Time
-	releases    int // memory releases so far
+	// The wave of openings, lock-free (opened runs on every poll's open).
+	opens       atomic.Int64 // polls opened in the current wave
+	lastOpen    atomic.Int64 // unix nanos of the latest of them
+	watching    atomic.Bool  // a timer waits for the wave to end
+	lastRelease atomic.Int64 // unix nanos of the last release
+	releases    atomic.Int64 // memory releases so far
 }
 
 const (
@@ -472,42 +474,43 @@ const (
 	releaseEvery      = 30 * time.Second
 )
 
-// opened notes one opened poll; the first of a wave large enough starts
-// watching for its end.
+// opened notes one opened poll: a gap of waveQuiet starts a new wave, and
+// the opening that makes a wave large enough starts watching for its end.
 func (g *gcDuringBursts) opened() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.opens++
-	g.lastOpen = time.Now()
-	if g.opens >= releaseAfterOpens && !g.watching {
-		g.watching = true
+	now := time.Now().UnixNano()
+	if now-g.lastOpen.Swap(now) > int64(waveQuiet) {
+		g.opens.Store(0)
+	}
+	if g.opens.Add(1) >= releaseAfterOpens && g.watching.CompareAndSwap(false, true) {
 		time.AfterFunc(waveQuiet, g.waveEnded)
 	}
 }
 
 // waveEnded releases the wave's memory once no poll opened for
-// waveQuiet, unless the last release was less than releaseEvery ago.
+// waveQuiet, unless the last release was less than releaseEvery ago or
+// the GC is off. Either way the next wave counts from zero.
 func (g *gcDuringBursts) waveEnded() {
-	g.mu.Lock()
-	if d := time.Since(g.lastOpen); d < waveQuiet {
-		time.AfterFunc(waveQuiet-d, g.waveEnded)
-		g.mu.Unlock()
+	now := time.Now().UnixNano()
+	if d := now - g.lastOpen.Load(); d < int64(waveQuiet) {
+		time.AfterFunc(waveQuiet-time.Duration(d), g.waveEnded)
 		return
 	}
-	g.watching = false
-	gc := debug.SetGCPercent(-1) // read it: nothing else sets it while g.mu is held
-	debug.SetGCPercent(gc)
-	release := gc >= 0 && time.Since(g.lastRelease) >= releaseEvery
-	if release {
-		g.opens, g.lastRelease = 0, time.Now()
+	g.opens.Store(0)
+	g.watching.Store(false)
+	if now-g.lastRelease.Load() < int64(releaseEvery) || gcOff() {
+		return
 	}
-	g.mu.Unlock()
-	if release {
-		debug.FreeOSMemory()
-		g.mu.Lock()
-		g.releases++
-		g.mu.Unlock()
-	}
+	g.lastRelease.Store(now)
+	debug.FreeOSMemory()
+	g.releases.Add(1)
+}
+
+// gcOff reports whether the GC is off (GOGC=off), read without setting
+// it: the runtime reports the percent as a uint64, -1 (off) wrapped.
+func gcOff() bool {
+	s := []rtmetrics.Sample{{Name: "/gc/gogc:percent"}}
+	rtmetrics.Read(s)
+	return s[0].Value.Kind() == rtmetrics.KindUint64 && int64(s[0].Value.Uint64()) < 0
 }
 
 var burstGC gcDuringBursts
