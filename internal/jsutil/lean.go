@@ -3,6 +3,7 @@ package jsutil
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -61,6 +62,10 @@ func PubAck(data []byte) (uint64, error) {
 // names no constant for it).
 const ErrCodeSequenceNotFound jetstream.ErrorCode = 10043
 
+// ErrUnsuccessful is a JetStream API answer that reports neither success
+// nor an error (a delete of a message already gone can answer so).
+var ErrUnsuccessful = errors.New("JetStream answer without success")
+
 // Success returns nil when data is a JetStream API answer that reports
 // success ({..."success":true...}, no error), else the error it reports.
 func Success(data []byte) error {
@@ -77,7 +82,7 @@ func Success(data []byte) error {
 	case resp.Error != nil:
 		return fmt.Errorf("nats: %w", resp.Error)
 	case !resp.Success:
-		return fmt.Errorf("JetStream answer without success: %.100q", data)
+		return fmt.Errorf("%w: %.100q", ErrUnsuccessful, data)
 	}
 	return nil
 }

@@ -68,6 +68,9 @@ func TestSuccessForms(t *testing.T) {
 			t.Errorf("%s: err %v, want ok=%v", in, err, ok)
 		}
 	}
+	if err := Success([]byte(`{"success":false}`)); !errors.Is(err, ErrUnsuccessful) {
+		t.Errorf("neither success nor error: %v, want ErrUnsuccessful", err)
+	}
 }
 
 // TestLeanAgainstServer holds the hand-read forms to what a real

@@ -173,6 +173,10 @@ func (q *queue) appendIf(ctx context.Context, subject, channel string, expect ui
 	if err != nil {
 		return 0, err
 	}
+	// A party's own context has no deadline when pipe.timeout is 0: one
+	// lost acknowledgement must not hold it forever.
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
 	m := nats.NewMsg(subjects.PipeInPartition(subject, p, len(q.streams)))
 	m.Data = []byte(id)
 	if ttl == 0 && expect == 0 {
@@ -223,8 +227,10 @@ func (q *queue) remove(ctx context.Context, seq uint64) error {
 	if err == nil {
 		err = jsutil.Success(resp.Data)
 	}
+	// Gone already: not found, or an answer without success or error (as
+	// jetstream's ErrMsgDeleteUnsuccessful was).
 	var apiErr *jetstream.APIError
-	if err == nil || errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound ||
+	if err == nil || errors.Is(err, jsutil.ErrUnsuccessful) || errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound ||
 		apiErr.ErrorCode == jsutil.ErrCodeSequenceNotFound) {
 		return nil
 	}
