@@ -306,8 +306,9 @@ func (x *call) awaitAck(want string) (ackResult, error) {
 			}
 			op, t := m.Header.Get(hdrOp), m.Header.Get(hdrTry)
 			if t != want {
-				if ctl := m.Header.Get(hdrCtl); op == opAck && x.peerSubject("ctl", ctl) == nil {
-					// A late ack of an earlier attempt: that agent must not serve it.
+				if ctl := m.Header.Get(hdrCtl); (op == opAck || op == opResp) && ctl != "" && x.peerSubject("ctl", ctl) == nil {
+					// A late ack or answer of an earlier attempt: that agent
+					// must not serve it, or go on streaming its body.
 					x.sendTo(ctl, opCancel)
 				}
 				continue

@@ -47,7 +47,7 @@ func (s *Server) newExchange(parent context.Context, id, reply, try string, head
 		s: s, id: id, ctl: subjects.RelayExchange(s.ctlSpace, id), reply: reply, try: try,
 		head: head, inline: inline, streamed: streamed, pull: make(chan string, 1),
 	}
-	x.ctlVal, x.tryVal = []string{x.ctl}[:1:1], []string{try}[:1:1]
+	x.ctlVal, x.tryVal = []string{x.ctl}, []string{try}
 	x.ctx, x.cancel = context.WithCancelCause(parent)
 	x.heard()
 	x.waiting.Store(true)

@@ -219,7 +219,7 @@ func parseHeaderLines(s string) (http.Header, error) {
 var opValues = func() map[string][]string {
 	vals := map[string][]string{}
 	for _, op := range []string{opOpen, opAck, opBusy, opResp, opStarted, opErr, opKA, opCancel, opPull} {
-		vals[op] = []string{op}[:1:1]
+		vals[op] = []string{op}
 	}
 	return vals
 }()
