@@ -102,3 +102,52 @@ func TestChannelsIndependent(t *testing.T) {
 		}
 	}
 }
+
+// TestFIFOStaleGuess walks the fast path's guess where it is stale: a
+// gateway's guess of a channel's newest entry is its own last party, and
+// an alone entry is claimed on it without the marker. p1 waits alone on
+// gateway 0, p2 behind it on gateway 1, so gateway 0 still guesses p1 is
+// the only entry: its consumers must get p1 then p2 (the second one's
+// guess is "empty", refused, then read). The same with the roles swapped.
+func TestFIFOStaleGuess(t *testing.T) {
+	e := twoOnOneServer(t, nil)
+	ctx := context.Background()
+	for _, consumersFirst := range []bool{false, true} {
+		first, second := subjects.PipeProducer, subjects.PipeConsumer
+		if consumersFirst {
+			first, second = second, first
+		}
+		waitOn := func(gw, i int) <-chan result {
+			if consumersFirst {
+				return consume(ctx, e.url(gw), "stale", "ch")
+			}
+			return produce(ctx, e.url(gw), "stale", "ch", fmt.Appendf(nil, "w%d", i), "")
+		}
+		arriveOn := func(gw, i int) <-chan result {
+			if consumersFirst {
+				return produce(ctx, e.url(gw), "stale", "ch", fmt.Appendf(nil, "a%d", i), "")
+			}
+			return consume(ctx, e.url(gw), "stale", "ch")
+		}
+		w1 := waitOn(0, 1)
+		e.awaitWaiting(t, "stale", "ch", first, 1)
+		w2 := waitOn(1, 2)
+		e.awaitWaiting(t, "stale", "ch", first, 2)
+		for i, w := range []<-chan result{w1, w2} {
+			a := wait(t, arriveOn(0, i+1))
+			r := wait(t, w)
+			prod, cons := r, a
+			want := fmt.Sprintf("w%d", i+1)
+			if consumersFirst {
+				prod, cons = a, r
+				want = fmt.Sprintf("a%d", i+1)
+			}
+			if prod.status != http.StatusOK || cons.status != http.StatusOK || string(cons.body) != want {
+				t.Fatalf("consumers first %v, hand-off %d: producer %d %s, consumer %d %q, want %q",
+					consumersFirst, i+1, prod.status, prod.body, cons.status, cons.body, want)
+			}
+			e.awaitWaiting(t, "stale", "ch", first, 1-i)
+		}
+		e.awaitWaiting(t, "stale", "ch", second, 0)
+	}
+}
