@@ -18,10 +18,24 @@ import (
 //   - This gateway remembers, per channel, the local party that appended
 //     the newest entry it knows of (tail). An arrival uses it as its guess
 //     of the channel's newest entry, or "empty" when there is none, instead
-//     of reading the queue. Every step taken on a guess is a
+//     of reading the queue. Every append taken on a guess is a
 //     compare-and-set against it, so a wrong guess costs one refused
 //     append and the usual read follows; FIFO rests on the same
-//     compare-and-set as before.
+//     compare-and-set as before. The one step that is not an append, the
+//     claim of an alone entry, needs no compare-and-set: the entry is the
+//     head while it exists, its offer admits one claim, and a stale guess
+//     (the entry already served) is refused like a party that left.
+//
+// Order among parties that do not wait. Waiting parties are ordered by
+// their entries' stream sequence, and the head is always served first.
+// Two parties arriving for the same head at once (one claiming an alone
+// entry directly, one holding the marker) are ordered by the moment their
+// claim reaches the head's offer: a party holding the marker has not
+// joined the queue, so a direct claim that gets there first is served
+// first, and the marker holder goes on to the next head or waits. Across
+// gateways, arrivals less than a round trip apart have no other order to
+// keep; p1..p4 waiting, then c1, always gives c1 p1 (TestFIFOStaleGuess,
+// TestFIFOTwoGateways).
 //   - Arrivals of one channel on this gateway go through arrive one at a
 //     time (gate), so a consumer and a producer that reach the same gateway
 //     together meet on the fast path instead of racing for the empty
