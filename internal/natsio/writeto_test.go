@@ -244,3 +244,49 @@ func TestWriteToErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteAndClose ends a stream with its last chunk: the bytes arrive
+// whole, WriteAndClose returns once the receiver read them, and the
+// receiver knows the last piece as it arrives, so WriteTo flushes after
+// none of it when it came in one message, and not after the last chunk
+// when it took several (credit waits included).
+func TestWriteAndClose(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts natsio.Options
+		data string
+	}{
+		{"one message", natsio.Options{CheckPeer: literal}, "abc"},
+		{"chunks", natsio.Options{CheckPeer: literal, ChunkSize: 4, Window: 8}, "0123456789abcdefghij"},
+		{"empty", natsio.Options{CheckPeer: literal}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, s := pair(t, tc.opts)
+			w := &flushRecorder{flushed: make(chan struct{}, 64)}
+			done := make(chan error, 1)
+			go func() {
+				_, err := r.WriteTo(w)
+				done <- err
+			}()
+			if err := s.WriteAndClose([]byte(tc.data)); err != nil {
+				t.Fatalf("WriteAndClose: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("WriteTo: %v", err)
+			}
+			if w.buf.String() != tc.data {
+				t.Fatalf("got %q, want %q", w.buf.String(), tc.data)
+			}
+			log := w.log()
+			if strings.HasSuffix(log, "f") {
+				t.Fatalf("flushed after the last piece: %q", log)
+			}
+			if tc.name == "one message" && log != "w3" {
+				t.Fatalf("writes and flushes %q, want %q", log, "w3")
+			}
+			if _, err := s.Write([]byte("x")); !errors.Is(err, natsio.ErrClosed) {
+				t.Fatalf("Write after WriteAndClose: %v, want ErrClosed", err)
+			}
+		})
+	}
+}

@@ -536,15 +536,15 @@ func (x *call) streamBody() error {
 	defer putBuf(buf)
 	for {
 		n, rerr := x.readBody(buf)
+		x.c.metrics.addBytes("request", n)
+		if rerr == io.EOF {
+			return streamErr(closeStream(s, x.req.Trailer, buf[:n]))
+		}
 		if n > 0 {
 			if _, err := s.Write(buf[:n]); err != nil {
 				_ = s.CloseWithError("caller stopped")
 				return streamErr(err)
 			}
-			x.c.metrics.addBytes("request", n)
-		}
-		if rerr == io.EOF {
-			return streamErr(closeStream(s, x.req.Trailer))
 		}
 		if rerr != nil {
 			_ = s.CloseWithError("request body: " + rerr.Error())
