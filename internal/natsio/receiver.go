@@ -3,6 +3,7 @@ package natsio
 import (
 	"context"
 	"io"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -204,6 +205,80 @@ func (r *Receiver) Read(p []byte) (int, error) {
 // piece counts as read, so its credit goes back to the sender, once Next
 // returns it.
 func (r *Receiver) Next(limit int) ([]byte, error) { return r.take(limit) }
+
+// Flusher is a writer that [Receiver.WriteTo] flushes: an HTTP response
+// whose client has to see each piece of a stream as it is produced.
+type Flusher interface{ Flush() error }
+
+// WriteTo implements [io.WriterTo]: it writes the stream's data to w piece
+// by piece as it arrived (each piece one w.Write of a NATS message's
+// payload, not copied: w may keep it), until the stream's clean end (nil)
+// or the error that ended it, or w's error. Each piece counts as read
+// once it is handed to w, as with [Receiver.Next].
+//
+// If w is a [Flusher], WriteTo flushes it after a piece when no further
+// data and not the stream's end has arrived by then: the reader of w sees
+// the stream as it is produced, with one flush per burst instead of one
+// per piece, and none after a last piece whose end had arrived (the end of
+// w's own stream writes it).
+func (r *Receiver) WriteTo(w io.Writer) (int64, error) { return r.writeTo(w, -1) }
+
+// WriteToN is [Receiver.WriteTo] for at most n bytes: it returns nil once
+// n bytes were written, or [io.EOF] when the stream ended cleanly before
+// them, as [io.CopyN] does; bytes past n stay for the next read.
+func (r *Receiver) WriteToN(w io.Writer, n int64) (int64, error) {
+	if n < 0 {
+		n = 0
+	}
+	return r.writeTo(w, n)
+}
+
+// writeTo writes pieces to w up to limit bytes (limit < 0: the whole
+// stream).
+func (r *Receiver) writeTo(w io.Writer, limit int64) (int64, error) {
+	f, _ := w.(Flusher)
+	var n int64
+	for limit < 0 || n < limit {
+		max := 0 // the rest of the current chunk
+		if limit >= 0 {
+			max = int(min(limit-n, math.MaxInt32))
+		}
+		p, err := r.take(max)
+		if len(p) > 0 {
+			k, werr := w.Write(p)
+			n += int64(k)
+			if werr == nil && k < len(p) {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				return n, werr
+			}
+			if f != nil && err == nil && !r.pending() {
+				if werr := f.Flush(); werr != nil {
+					return n, werr
+				}
+			}
+		}
+		if err == io.EOF {
+			if limit >= 0 {
+				return n, io.EOF
+			}
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// pending reports whether more data, the stream's end or its error has
+// arrived and not been handed out yet.
+func (r *Receiver) pending() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.cur) > 0 || len(r.queue) > 0 || r.eof || r.err != nil || r.closed
+}
 
 // take hands out up to limit bytes (limit <= 0: the rest of the current
 // chunk) of the data received, waiting for some, and grants the sender

@@ -246,6 +246,51 @@ func (s *Sender) publish(seq uint64, data []byte, extra map[string]string) error
 // everything (or the stream failed).
 func (s *Sender) Close() error { return s.CloseWithTrailer(nil) }
 
+// WriteAndClose writes p and ends the stream cleanly with p's last chunk,
+// one message fewer than Write and Close, so that the receiver knows the
+// last piece for the last as it arrives; then it waits as Close does. An
+// empty p is Close.
+func (s *Sender) WriteAndClose(p []byte) error {
+	for {
+		if len(p) > 0 {
+			if err := s.wait(func() bool { return s.closed || s.credit > s.sent }); err != nil {
+				return err
+			}
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		n := min(len(p), s.opts.ChunkSize, int(s.credit-s.sent))
+		last := n == len(p)
+		seq := s.seq
+		s.seq++
+		s.sent += int64(n)
+		s.lastSent = time.Now()
+		err := s.err
+		if last {
+			s.closed = true
+		}
+		s.mu.Unlock()
+		if !last {
+			if err := s.publish(seq, p[:n], nil); err != nil {
+				return err
+			}
+			p = p[n:]
+			continue
+		}
+		defer s.release()
+		if err != nil {
+			return err
+		}
+		if err := s.publish(seq, p, map[string]string{hdrEOF: "1"}); err != nil {
+			return err
+		}
+		return s.wait(func() bool { return s.done })
+	}
+}
+
 // ErrTrailerTooLarge means a trailer does not fit in one chunk.
 var ErrTrailerTooLarge = errors.New("natsio: trailer larger than a chunk")
 

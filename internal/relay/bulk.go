@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math"
 	"net"
 
 	"github.com/switchboard/switchboard/internal/natsio"
@@ -39,25 +38,13 @@ func (c *bulkConn) ReadFrom(r io.Reader) (int64, error) {
 	if !ok {
 		return io.Copy(c.Conn, r)
 	}
-	var n int64
-	for lr.N > 0 {
-		p, err := b.r.Next(int(min(lr.N, math.MaxInt32)))
-		lr.N -= int64(len(p))
-		if len(p) > 0 {
-			w, werr := c.Conn.Write(p)
-			n += int64(w)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
+	n, err := b.r.WriteToN(c.Conn, lr.N)
+	lr.N -= n
+	if err == io.EOF {
+		// Shorter than declared: http.Transport reports the mismatch.
+		err = nil
 	}
-	return n, nil
+	return n, err
 }
 
 // CloseWrite half-closes a connection that supports it (TCP); upgraded

@@ -536,15 +536,15 @@ func (x *call) streamBody() error {
 	defer putBuf(buf)
 	for {
 		n, rerr := x.readBody(buf)
+		x.c.metrics.addBytes("request", n)
+		if rerr == io.EOF {
+			return streamErr(closeStream(s, x.req.Trailer, buf[:n]))
+		}
 		if n > 0 {
 			if _, err := s.Write(buf[:n]); err != nil {
 				_ = s.CloseWithError("caller stopped")
 				return streamErr(err)
 			}
-			x.c.metrics.addBytes("request", n)
-		}
-		if rerr == io.EOF {
-			return streamErr(closeStream(s, x.req.Trailer))
 		}
 		if rerr != nil {
 			_ = s.CloseWithError("request body: " + rerr.Error())
@@ -627,11 +627,15 @@ func (x *call) close() {
 
 // stopReplies ends the delivery of messages on the reply subject.
 //
-// Only the reply subject of an exchange that is over at the agent too (its
-// whole response came inline) may serve another exchange: an agent keys
-// the exchanges it serves by reply subject for the cancel broadcast (see
-// close), and one still streaming a response or an upgraded connection
-// must not be cancelled by a later exchange's broadcast.
+// Only the reply subject of an exchange that is over at the agent too
+// (finished: its whole response came inline, or its streamed body was read
+// to its end, which the receiver confirms to the agent's sender) may serve
+// another exchange: an agent keys the exchanges it serves by reply subject
+// for the cancel broadcast (see close), and one still streaming a response
+// or an upgraded connection must not be cancelled by a later exchange's
+// broadcast. A finished stream's exchange that a later broadcast still
+// reaches at the agent has sent everything; the cancel can at most cut
+// short its wait for the receiver's confirmation.
 func (x *call) stopReplies() {
 	x.releaseOnce.Do(func() { x.release(x.finished.Load()) })
 }
@@ -658,12 +662,26 @@ func (b *streamBody) Read(p []byte) (int, error) {
 	return n, b.done(n, err)
 }
 
-// next returns the next piece of the body as it arrived from the agent,
-// without a copy (see [natsio.Receiver.Next]); errors as Read.
-func (b *streamBody) next() ([]byte, error) {
-	p, err := b.r.Next(0)
-	return p, b.done(len(p), err)
+// writeTo writes the body to w piece by piece as it arrives from the
+// agent, without a copy, calling flush when no further piece has arrived
+// (see [natsio.Receiver.WriteTo]). It returns w's or flush's error, or
+// the stream's as Read maps it, nil at the end.
+func (b *streamBody) writeTo(w io.Writer, flush func() error) error {
+	fw := &flushWriter{streamWriter: streamWriter{w: w, wrote: b.wrote}, flush: flush}
+	_, err := b.r.WriteTo(fw)
+	if fw.err != nil {
+		return fw.err
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	if err = b.done(0, err); err != io.EOF {
+		return err
+	}
+	return nil
 }
+
+func (b *streamBody) wrote(n int) { b.x.c.metrics.addBytes("response", n) }
 
 // done counts n bytes read and maps the stream's error: at the end the
 // trailers are decoded into the response.

@@ -277,16 +277,16 @@ func (x *exchange) stream(head respHead, body io.Reader, src io.Closer) {
 	defer putBuf(buf)
 	for {
 		n, rerr := body.Read(buf)
+		if rerr == io.EOF {
+			_ = src.Close()
+			_ = closeStream(snd, x.respTr, buf[:n])
+			return
+		}
 		if n > 0 {
 			if _, err := snd.Write(buf[:n]); err != nil {
 				_ = snd.CloseWithError("agent stopped")
 				return // the caller is gone: run's deferred cancel ends the target request
 			}
-		}
-		if rerr == io.EOF {
-			_ = src.Close()
-			_ = closeStream(snd, x.respTr)
-			return
 		}
 		if rerr != nil {
 			_ = snd.CloseWithError("upstream: " + rerr.Error())

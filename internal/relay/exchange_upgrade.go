@@ -132,24 +132,17 @@ func (x *exchange) join(conn net.Conn, br *bufio.Reader, rcv *natsio.Receiver, s
 	}()
 	go func() { // caller → target: each piece as it came off NATS, no buffer held
 		defer wg.Done()
-		for {
-			p, rerr := rcv.Next(0)
-			if len(p) > 0 {
-				if _, err := conn.Write(p); err != nil {
-					x.cancel(errUpstreamClosed)
-					return
-				}
+		sw := &streamWriter{w: conn}
+		_, rerr := rcv.WriteTo(sw)
+		switch {
+		case sw.err != nil:
+			x.cancel(errUpstreamClosed)
+		case rerr == nil:
+			if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
 			}
-			if rerr == io.EOF {
-				if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-					_ = cw.CloseWrite()
-				}
-				return
-			}
-			if rerr != nil {
-				x.cancel(rerr)
-				return
-			}
+		default:
+			x.cancel(rerr)
 		}
 	}()
 	wg.Wait()
@@ -160,15 +153,8 @@ func (x *exchange) join(conn net.Conn, br *bufio.Reader, rcv *natsio.Receiver, s
 // HTTP/1.1 (an upgrade does not exist in HTTP/2).
 func (s *Server) dialTarget(ctx context.Context) (net.Conn, error) {
 	t := s.target
-	port := t.Port()
-	if port == "" {
-		port = "80"
-		if t.Scheme == "https" {
-			port = "443"
-		}
-	}
-	addr := net.JoinHostPort(t.Hostname(), port)
-	dial := s.dialer.DialContext
+	addr := targetAddr(t)
+	dial := s.dial
 	var tlsConf *tls.Config
 	if ht, ok := s.transport.(*http.Transport); ok {
 		if ht.DialContext != nil {

@@ -112,33 +112,17 @@ func (c *Client) writeResponse(ctx context.Context, w http.ResponseWriter, rc *h
 	return nil
 }
 
-// copyBody copies a response body to w, flushing after every chunk of a
-// streamed body so that SSE and other streams reach the client at once.
+// copyBody copies a response body to w. A streamed body's pieces are
+// flushed as they arrive when no further piece is already there, so that
+// SSE and other streams reach the client at once; the last one is not
+// (the end of the response writes it).
 func copyBody(w io.Writer, rc *http.ResponseController, body io.Reader) error {
 	switch b := body.(type) {
 	case *inlineBody:
 		_, err := b.WriteTo(w)
 		return err
 	case *streamBody:
-		// Each piece goes to w as it came off the NATS connection, not
-		// through a copy buffer.
-		for {
-			p, rerr := b.next()
-			if len(p) > 0 {
-				if _, werr := w.Write(p); werr != nil {
-					return werr
-				}
-				if werr := rc.Flush(); werr != nil {
-					return werr
-				}
-			}
-			if rerr == io.EOF {
-				return nil
-			}
-			if rerr != nil {
-				return rerr
-			}
-		}
+		return b.writeTo(w, rc.Flush)
 	}
 	buf := getBuf()
 	defer putBuf(buf)

@@ -30,7 +30,7 @@ import (
 // Server's http.Transport.
 type leanClient struct {
 	addr        string
-	dialer      net.Dialer
+	dial        dialFunc
 	maxIdle     int
 	idleTimeout time.Duration
 	maxHead     int64
@@ -40,10 +40,9 @@ type leanClient struct {
 	closed bool
 }
 
-// Defaults of the lean client, those of http.DefaultTransport.
+// Defaults of the lean client, those of http.DefaultTransport (the
+// dialer's are the Server's, see targetDialTimeout).
 const (
-	leanDialTimeout = 30 * time.Second
-	leanKeepAlive   = 30 * time.Second
 	leanIdleTimeout = 90 * time.Second
 	// leanMax1xx bounds the informational responses (103 Early Hints, …)
 	// skipped before the final one, as http.Transport does.
@@ -53,11 +52,17 @@ const (
 // errHeadTooLarge is a target response head over the lean client's bound.
 var errHeadTooLarge = errors.New("response head too large")
 
-// newLeanClient returns a lean client for target, or nil when target
-// needs what only http.Transport does (TLS, a proxy from the
-// environment). maxIdle bounds the idle connections kept; maxHead bounds
-// a response head, which has to fit in one NATS message anyway.
-func newLeanClient(target *url.URL, maxIdle int, maxHead int64) *leanClient {
+// newLeanClient returns a lean client for target that connects with
+// dial, or nil when target needs what only http.Transport does (TLS, a
+// proxy from the environment). dial must return the network's own
+// connection (a *net.TCPConn), whose liveness idleAlive peeks at. maxIdle
+// bounds the idle connections kept; maxHead bounds a response head, which
+// has to fit in one NATS message anyway.
+//
+// The Server's dialTarget (upgrades) shares the dialer and targetAddr but
+// not the rest: it speaks TLS to an https target and honours a custom
+// transport's dialer, neither of which the lean client ever serves.
+func newLeanClient(target *url.URL, dial dialFunc, maxIdle int, maxHead int64) *leanClient {
 	if target.Scheme != "http" || !canPeek {
 		return nil
 	}
@@ -67,13 +72,9 @@ func newLeanClient(target *url.URL, maxIdle int, maxHead int64) *leanClient {
 	if maxHead <= 0 {
 		maxHead = 1 << 20
 	}
-	port := target.Port()
-	if port == "" {
-		port = "80"
-	}
 	return &leanClient{
-		addr:        net.JoinHostPort(target.Hostname(), port),
-		dialer:      net.Dialer{Timeout: leanDialTimeout, KeepAlive: leanKeepAlive},
+		addr:        targetAddr(target),
+		dial:        dial,
 		maxIdle:     maxIdle,
 		idleTimeout: leanIdleTimeout,
 		maxHead:     maxHead,
@@ -164,7 +165,7 @@ func (l *leanClient) get(ctx context.Context, fresh bool) (*leanConn, error) {
 		}
 		_ = pc.c.Close()
 	}
-	c, err := l.dialer.DialContext(ctx, "tcp", l.addr)
+	c, err := l.dial(ctx, "tcp", l.addr)
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ func TestLeanPool(t *testing.T) {
 		}
 	}()
 	u, _ := url.Parse("http://" + ln.Addr().String())
-	l := newLeanClient(u, 2, 0)
+	l := newLeanClient(u, (&net.Dialer{}).DialContext, 2, 0)
 	if l == nil || l.maxHead <= 0 {
 		t.Fatalf("lean client for %s: %+v", u, l)
 	}
@@ -77,7 +77,7 @@ func TestLeanPool(t *testing.T) {
 func TestLeanClientOnlyForPlainHTTP(t *testing.T) {
 	for _, raw := range []string{"https://example.com", "ws://example.com"} {
 		u, _ := url.Parse(raw)
-		if newLeanClient(u, 1, 0) != nil {
+		if newLeanClient(u, (&net.Dialer{}).DialContext, 1, 0) != nil {
 			t.Fatalf("lean client for %s", raw)
 		}
 	}

@@ -84,7 +84,10 @@ type Server struct {
 	uwg    sync.WaitGroup
 	upCtx  context.Context
 	upStop context.CancelFunc
-	dialer net.Dialer
+	// dial connects to the target: the one dialer of the default
+	// transport (wrapped in bulkConn), the lean client (raw, which its
+	// liveness peek needs) and upgrades without a custom transport dialer.
+	dial dialFunc
 	// Exchanges run on worker goroutines that stay for the next one
 	// (work hands an exchange to an idle worker), sparing each request a
 	// goroutine start and the growth of its stack.
@@ -102,6 +105,29 @@ type Server struct {
 	byReply   map[string]*exchange
 	nextID    uint64
 	upgrades  int
+}
+
+// The dialer of every connection to the target: http.DefaultTransport's
+// settings.
+const (
+	targetDialTimeout = 30 * time.Second
+	targetKeepAlive   = 30 * time.Second
+)
+
+// dialFunc dials a network address, as net.Dialer.DialContext.
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// targetAddr is the host:port of target, the scheme's port when it names
+// none.
+func targetAddr(target *url.URL) string {
+	port := target.Port()
+	if port == "" {
+		port = "80"
+		if target.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(target.Hostname(), port)
 }
 
 // NewServer starts serving cfg.Upstream on nc.
@@ -133,13 +159,14 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		work: make(chan *exchange),
 	}
 	s.log = cfg.Logger.With("upstream", cfg.Upstream)
+	s.dial = (&net.Dialer{Timeout: targetDialTimeout, KeepAlive: targetKeepAlive}).DialContext
 	if s.transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.DisableCompression = true
 		t.MaxIdleConnsPerHost = cfg.MaxConcurrent
-		t.DialContext = bulkDial(t.DialContext)
+		t.DialContext = bulkDial(s.dial)
 		s.transport = t
-		s.lean = newLeanClient(target, cfg.MaxConcurrent, nc.MaxPayload())
+		s.lean = newLeanClient(target, s.dial, cfg.MaxConcurrent, nc.MaxPayload())
 	}
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
 	s.upCtx, s.upStop = context.WithCancel(s.hardCtx)

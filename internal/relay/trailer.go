@@ -119,13 +119,24 @@ func decodeTrailer(b []byte) (http.Header, error) {
 	return h, nil
 }
 
-// closeStream ends a body stream cleanly with the trailers of h, or with
-// an error when they cannot be relayed.
-func closeStream(s *natsio.Sender, h http.Header) error {
+// closeStream writes last, the body's last bytes (may be empty), and ends
+// the stream cleanly with the trailers of h, or with an error when they
+// cannot be relayed. Without trailers the end travels with the last
+// bytes (see [natsio.Sender.WriteAndClose]).
+func closeStream(s *natsio.Sender, h http.Header, last []byte) error {
 	tr, err := encodeTrailer(h)
 	if err != nil {
 		_ = s.CloseWithError("trailers: " + err.Error())
 		return err
+	}
+	if tr == nil {
+		return s.WriteAndClose(last)
+	}
+	if len(last) > 0 {
+		if _, err := s.Write(last); err != nil {
+			_ = s.CloseWithError("stopped")
+			return err
+		}
 	}
 	return s.CloseWithTrailer(tr)
 }

@@ -85,14 +85,6 @@ func (u *Upgraded) Read(p []byte) (int, error) {
 	return n, mapStreamErr(u.x, err)
 }
 
-// next returns the target's next bytes as they arrived from NATS, without
-// a copy (see [natsio.Receiver.Next]); errors as Read.
-func (u *Upgraded) next() ([]byte, error) {
-	p, err := u.r.Next(0)
-	u.x.c.metrics.upgradeBytes("down", len(p))
-	return p, mapStreamErr(u.x, err)
-}
-
 func (u *Upgraded) Write(p []byte) (int, error) {
 	n, err := u.s.Write(p)
 	u.x.c.metrics.upgradeBytes("up", n)
@@ -315,28 +307,24 @@ func (c *Client) join(shutdown <-chan struct{}, conn net.Conn, br *bufio.Reader,
 	go func() { // target → caller: each piece as it came off NATS, no buffer held
 		defer wg.Done()
 		defer close(downDone)
-		for {
-			p, rerr := up.next()
-			if len(p) > 0 {
-				touch()
-				if _, err := conn.Write(p); err != nil {
-					end(CloseCaller)
-					return
-				}
+		sw := &streamWriter{w: conn, wrote: func(n int) {
+			touch()
+			c.metrics.upgradeBytes("down", n)
+		}}
+		_, rerr := up.r.WriteTo(sw)
+		switch {
+		case sw.err != nil:
+			end(CloseCaller)
+		case rerr == nil:
+			if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			} else {
+				end(CloseNormal)
 			}
-			if rerr == io.EOF {
-				if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-					_ = cw.CloseWrite()
-				} else {
-					end(CloseNormal)
-				}
-				return
-			}
-			if rerr != nil {
-				c.log.Debug("upgraded: read from agent", "err", rerr)
-				end(closeReason(rerr))
-				return
-			}
+		default:
+			rerr = mapStreamErr(up.x, rerr)
+			c.log.Debug("upgraded: read from agent", "err", rerr)
+			end(closeReason(rerr))
 		}
 	}()
 	var idle <-chan time.Time

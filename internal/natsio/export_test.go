@@ -1,0 +1,13 @@
+package natsio
+
+// Arrived reports the pieces received and not yet handed out, and whether
+// the stream's end has arrived: tests wait for it instead of sleeping.
+func (r *Receiver) Arrived() (pieces int, eof bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pieces = len(r.queue)
+	if len(r.cur) > 0 {
+		pieces++
+	}
+	return pieces, r.eof
+}
