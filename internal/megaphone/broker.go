@@ -40,8 +40,6 @@ type Broker struct {
 	wakeups  *wakeups
 	cache    *existsCache
 	revs     *revCache // key revisions this gateway wrote last (see revCache)
-	// evSubjects remembers event subjects by channel id (see eventSubject).
-	evSubjects *memo[string, string]
 	// purgeAPIs are the purge API subjects of the event stream, by partition.
 	purgeAPIs []string
 	hooks     *webhook
@@ -80,7 +78,6 @@ func NewBroker(cfg Config, deps protocol.Deps) *Broker {
 		m:           m,
 		cache:       newExistsCache(cacheTTL),
 		revs:        newRevCache(cfg.PollDuration / 2),
-		evSubjects:  newMemo[string, string](maxVerified),
 		purgeAPIs:   purgeAPIs,
 		hooks:       newWebhook(cfg.WebhookURL, log, m.webhook),
 		soleGateway: deps.SoleGateway,
