@@ -40,6 +40,7 @@ type Broker struct {
 	wakeups  *wakeups
 	cache    *existsCache
 	revs     *revCache // key revisions this gateway wrote last (see revCache)
+	acks     *ackSlots // reply subscriptions of event publishes
 	// purgeAPIs are the purge API subjects of the event stream, by partition.
 	purgeAPIs []string
 	hooks     *webhook
@@ -78,6 +79,7 @@ func NewBroker(cfg Config, deps protocol.Deps) *Broker {
 		m:           m,
 		cache:       newExistsCache(cacheTTL),
 		revs:        newRevCache(cfg.PollDuration / 2),
+		acks:        newAckSlots(deps.NC),
 		purgeAPIs:   purgeAPIs,
 		hooks:       newWebhook(cfg.WebhookURL, log, m.webhook),
 		soleGateway: deps.SoleGateway,
@@ -222,6 +224,7 @@ func (b *Broker) Close() error {
 			b.wakeups.close()
 		}
 		b.batch.close()
+		b.acks.close()
 		b.hooks.close()
 	})
 	return nil

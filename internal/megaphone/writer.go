@@ -173,19 +173,19 @@ const publishTimeout = 5 * time.Second
 
 // publish stores line. The stream republishes it, with its sequence, on
 // the channel's wake-up subject, which wakes the reader (see [carried]).
-// The publish is a plain request whose acknowledgement is recognised
-// without decoding it (jsutil.PubAck); anything else (an error answer,
+// The publish is a plain request on a reused reply subscription (see
+// ackSlots) whose acknowledgement is recognised without decoding it
+// (jsutil.PubAck); anything else (an error answer,
 // no stream leader to answer) goes the jetstream package's way.
 func (b *Broker) publish(ctx context.Context, subj string, line []byte) error {
-	m := &nats.Msg{Subject: subj, Data: line}
-	resp, err := b.nc.RequestMsg(m, publishTimeout)
+	resp, err := b.acks.request(subj, line, publishTimeout)
 	switch {
 	case err == nil:
 		_, err = jsutil.PubAck(resp.Data)
 	case errors.Is(err, nats.ErrNoResponders):
 		// Nothing was stored: jetstream's publish retries while a stream
 		// leader is elected.
-		_, err = b.js.PublishMsg(ctx, m)
+		_, err = b.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: line})
 	}
 	if err != nil {
 		var apiErr *jetstream.APIError
