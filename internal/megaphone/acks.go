@@ -7,7 +7,8 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// ackSlots carry the acknowledgements of event publishes. A slot is a
+// ackSlots carry the answers of event publishes (and of the purges of
+// delivered events): JetStream requests of the event path. A slot is a
 // reply subscription of its own, reused by one publish after another:
 // the acknowledgement goes from nats.go's read loop straight into the
 // slot's channel, where the writer waits. nats.go's request (one shared
