@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 const (
@@ -22,18 +23,41 @@ const (
 
 // randomAlnum returns n random ASCII alphanumerics from crypto/rand.
 func randomAlnum(n int) string {
-	out := make([]byte, 0, n)
-	var buf [64]byte
-	for len(out) < n {
-		_, _ = rand.Read(buf[:]) // never fails (Go >= 1.24)
-		for _, b := range buf {
-			// 248 = 4*62: rejecting the rest keeps the draw uniform.
-			if b < 248 && len(out) < n {
-				out = append(out, alphanumerics[b%62])
-			}
+	return string(appendAlnum(make([]byte, 0, n), n))
+}
+
+// randomBlock is a block of crypto/rand bytes that random alphanumerics
+// are drawn from, so that an event id costs a fraction of a crypto/rand
+// call instead of one. A block is used by one caller at a time (see
+// randomBlocks).
+type randomBlock struct {
+	b   [1024]byte
+	off int
+}
+
+// randomBlocks holds partly used blocks; a block that comes back empty is
+// refilled before use, so no byte is ever used twice.
+var randomBlocks = sync.Pool{New: func() any { return &randomBlock{off: 1024} }}
+
+// appendAlnum appends n random ASCII alphanumerics to out, drawn
+// uniformly from crypto/rand bytes (channel ids and event ids alike).
+func appendAlnum(out []byte, n int) []byte {
+	rb := randomBlocks.Get().(*randomBlock)
+	defer randomBlocks.Put(rb)
+	want := len(out) + n
+	for len(out) < want {
+		if rb.off == len(rb.b) {
+			_, _ = rand.Read(rb.b[:]) // never fails (Go >= 1.24)
+			rb.off = 0
+		}
+		c := rb.b[rb.off]
+		rb.off++
+		// 248 = 4*62: rejecting the rest keeps the draw uniform.
+		if c < 248 {
+			out = append(out, alphanumerics[c%62])
 		}
 	}
-	return string(out)
+	return out
 }
 
 func isAlnum(s string) bool {

@@ -95,9 +95,10 @@ func (b *Broker) writeChannel(ctx context.Context, ch string, lines [][]byte) []
 			out = append(out, Failure{Channel: ch, Index: i, Reason: r})
 		}
 	}
+	var subj string
 	a, err := b.codec.resolve(ch)
 	if err == nil {
-		err = b.lookup(ctx, a, true)
+		subj, err = b.lookup(ctx, a, true)
 	}
 	if err != nil {
 		if errors.Is(err, ErrBadAddress) || errors.Is(err, ErrNotFound) {
@@ -114,7 +115,7 @@ func (b *Broker) writeChannel(ctx context.Context, ch string, lines [][]byte) []
 			fail(i, ReasonTooLarge)
 			return out
 		}
-		err := b.store(ctx, a, line, time.Now().Add(b.cfg.WriteWait))
+		err := b.store(ctx, a, subj, line, time.Now().Add(b.cfg.WriteWait))
 		switch {
 		case err == nil:
 			continue

@@ -40,8 +40,7 @@ type Broker struct {
 	wakeups  *wakeups
 	cache    *existsCache
 	revs     *revCache // key revisions this gateway wrote last (see revCache)
-	// evSubjects remembers event subjects by channel id (see eventSubject).
-	evSubjects *memo[string, string]
+	acks     *ackSlots // reply subscriptions of event publishes
 	// purgeAPIs are the purge API subjects of the event stream, by partition.
 	purgeAPIs []string
 	hooks     *webhook
@@ -80,7 +79,7 @@ func NewBroker(cfg Config, deps protocol.Deps) *Broker {
 		m:           m,
 		cache:       newExistsCache(cacheTTL),
 		revs:        newRevCache(cfg.PollDuration / 2),
-		evSubjects:  newMemo[string, string](maxVerified),
+		acks:        newAckSlots(deps.NC),
 		purgeAPIs:   purgeAPIs,
 		hooks:       newWebhook(cfg.WebhookURL, log, m.webhook),
 		soleGateway: deps.SoleGateway,
@@ -225,6 +224,7 @@ func (b *Broker) Close() error {
 			b.wakeups.close()
 		}
 		b.batch.close()
+		b.acks.close()
 		b.hooks.close()
 	})
 	return nil

@@ -65,7 +65,9 @@ func (b *Broker) Create(ctx context.Context) (Channel, error) {
 		return Channel{}, fmt.Errorf("megaphone: create channel: %w", err)
 	}
 	b.m.created.Inc()
-	b.cache.add(id)
+	if _, err := b.sighted(id); err != nil {
+		return Channel{}, err
+	}
 	b.revs.put(id, keyRevs{ch: rev, chData: meta})
 	consumer := ConsumerAddress(b.cfg.Agent, id)
 	return Channel{
@@ -90,36 +92,48 @@ func matches(a address, value []byte) bool {
 	return json.Unmarshal(value, &meta) == nil && meta.Agent == a.agent
 }
 
-// lookup returns nil when the channel of a exists. It trusts a recent
-// sighting, then a direct get, and asks the stream leader before it
-// answers ErrNotFound (a follower may lag behind a create on another
-// gateway).
-func (b *Broker) lookup(ctx context.Context, a address, useCache bool) error {
-	if useCache && b.cache.has(a.id) {
-		return nil
+// lookup returns the event subject of a's channel when the channel
+// exists. It trusts a recent sighting, then a direct get, and asks the
+// stream leader before it answers ErrNotFound (a follower may lag behind a
+// create on another gateway). A sighting carries the subject, so a write
+// to a busy channel finds both in one map lookup.
+func (b *Broker) lookup(ctx context.Context, a address, useCache bool) (string, error) {
+	if useCache {
+		if subj, ok := b.cache.has(a.id); ok {
+			return subj, nil
+		}
 	}
 	if e, err := b.channels[b.part(a.id)].Get(ctx, a.id); err == nil {
 		if !matches(a, e.Value()) {
-			return fmt.Errorf("%w: %s", ErrNotFound, a.id)
+			return "", fmt.Errorf("%w: %s", ErrNotFound, a.id)
 		}
-		b.cache.add(a.id)
-		return nil
+		return b.sighted(a.id)
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("megaphone: lookup: %w", err)
+		return "", fmt.Errorf("megaphone: lookup: %w", err)
 	}
 	k, err := b.channelKey(a.id)
 	if err != nil {
-		return err
+		return "", err
 	}
 	r, err := k.last(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !r.live || !matches(a, r.data) {
-		return fmt.Errorf("%w: %s", ErrNotFound, a.id)
+		return "", fmt.Errorf("%w: %s", ErrNotFound, a.id)
 	}
-	b.cache.add(a.id)
-	return nil
+	return b.sighted(a.id)
+}
+
+// sighted records that channel id was seen alive, with its event subject,
+// which it returns.
+func (b *Broker) sighted(id string) (string, error) {
+	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	b.cache.add(id, subj)
+	return subj, nil
 }
 
 // Exists reports whether addr (either form) names a live channel. A
@@ -129,7 +143,7 @@ func (b *Broker) Exists(ctx context.Context, addr string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	err = b.lookup(ctx, a, true)
+	_, err = b.lookup(ctx, a, true)
 	switch {
 	case err == nil:
 		return true, nil
@@ -140,12 +154,20 @@ func (b *Broker) Exists(ctx context.Context, addr string) (bool, error) {
 	}
 }
 
-// existsCache remembers channels seen alive for a short time.
+// existsCache remembers channels seen alive for a short time, with
+// their event subjects.
 type existsCache struct {
 	ttl  time.Duration
 	mu   sync.Mutex
-	m    map[string]time.Time
+	m    map[string]sighting
 	adds int
+}
+
+// sighting is a channel seen alive: until when to trust it, and the
+// channel's event subject.
+type sighting struct {
+	exp  time.Time
+	subj string
 }
 
 // maxCached bounds the cache; past it the cache starts over.
@@ -158,15 +180,15 @@ const maxCached = 100_000
 const sweepEvery = 1024
 
 func newExistsCache(ttl time.Duration) *existsCache {
-	return &existsCache{ttl: ttl, m: make(map[string]time.Time)}
+	return &existsCache{ttl: ttl, m: make(map[string]sighting)}
 }
 
-func (c *existsCache) add(id string) {
+func (c *existsCache) add(id, subj string) {
 	c.mu.Lock()
 	if c.adds++; c.adds%sweepEvery == 0 {
 		now := time.Now()
-		for k, exp := range c.m {
-			if now.After(exp) {
+		for k, s := range c.m {
+			if now.After(s.exp) {
 				delete(c.m, k)
 			}
 		}
@@ -174,19 +196,21 @@ func (c *existsCache) add(id string) {
 	if len(c.m) >= maxCached {
 		clear(c.m)
 	}
-	c.m[id] = time.Now().Add(c.ttl)
+	c.m[id] = sighting{exp: time.Now().Add(c.ttl), subj: subj}
 	c.mu.Unlock()
 }
 
-func (c *existsCache) has(id string) bool {
+// has returns the event subject of channel id if it was seen alive
+// within the ttl.
+func (c *existsCache) has(id string) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	exp, ok := c.m[id]
-	if ok && time.Now().After(exp) {
+	s, ok := c.m[id]
+	if ok && time.Now().After(s.exp) {
 		delete(c.m, id)
-		return false
+		return "", false
 	}
-	return ok
+	return s.subj, ok
 }
 
 func (c *existsCache) forget(id string) {

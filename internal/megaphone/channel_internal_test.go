@@ -7,22 +7,25 @@ import (
 )
 
 // TestExistsCacheSweeps: expired sightings leave the cache as new ones
-// come in, live ones stay.
+// come in, live ones stay, each with its event subject.
 func TestExistsCacheSweeps(t *testing.T) {
 	c := newExistsCache(-time.Hour) // sightings that are expired when added
 	for i := range 2 * sweepEvery {
-		c.add("gone" + strconv.Itoa(i))
+		c.add("gone"+strconv.Itoa(i), "subj.gone")
 	}
 	c.ttl = time.Hour
+	if _, ok := c.has("gone0"); ok {
+		t.Fatal("expired sighting trusted")
+	}
 	for i := range sweepEvery {
-		c.add("live" + strconv.Itoa(i))
+		c.add("live"+strconv.Itoa(i), "subj."+strconv.Itoa(i))
 	}
 	if len(c.m) != sweepEvery {
 		t.Fatalf("%d sightings cached, want the %d live ones", len(c.m), sweepEvery)
 	}
 	for i := range sweepEvery {
-		if !c.has("live" + strconv.Itoa(i)) {
-			t.Fatalf("live sighting %d dropped", i)
+		if subj, ok := c.has("live" + strconv.Itoa(i)); !ok || subj != "subj."+strconv.Itoa(i) {
+			t.Fatalf("live sighting %d: %q, %v", i, subj, ok)
 		}
 	}
 }

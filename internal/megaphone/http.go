@@ -156,14 +156,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// contentTypeJSON is the Content-Type value of writeBlob's answers,
-// shared: net/http copies the values of the header map when the head is
-// written and nothing changes them in place.
-var contentTypeJSON = []string{"application/json"}
-
-// writeBlob answers the JSON document raw with status.
+// writeBlob answers the JSON document raw with status. The Content-Type
+// value is a slice of its own per response (one small allocation, no
+// canonicalisation): a value shared between responses would change every
+// later answer if any code edited a response's header value in place.
 func writeBlob(w http.ResponseWriter, status int, raw []byte) {
-	w.Header()["Content-Type"] = contentTypeJSON
+	w.Header()["Content-Type"] = []string{"application/json"}
 	w.WriteHeader(status)
 	_, _ = w.Write(raw)
 }

@@ -13,6 +13,9 @@ type metrics struct {
 	openReaders prometheus.Gauge
 	webhook     *prometheus.CounterVec
 	queued      *prometheus.CounterVec // result: opened, or the refusal's status code
+	// queuedOpened is queued's "opened" counter, looked up once: it is
+	// counted per queued poll, and a burst queues thousands.
+	queuedOpened prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,10 +37,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "on-channel-deleted webhook batches by result (delivered, failed after retries).",
 		}, []string{"result"}),
 		queued: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_megaphone_queued_polls_total",
+			Name: "megaphone_queued_polls_total",
 			Help: "Read polls taken over from net/http to wait for an opening slot, by outcome: opened, or the status code they were refused with (their http_requests_total entry is the 200 of the takeover).",
 		}, []string{"result"}),
 	}
+	m.queuedOpened = m.queued.WithLabelValues("opened")
 	if reg != nil {
 		reg.MustRegister(m.created, m.disposed, m.received, m.read, m.unroutable, m.lost, m.openReaders, m.webhook, m.queued)
 	}

@@ -598,7 +598,7 @@ func (h *api) openQueued(q *queued) {
 		h.refuse(q, err)
 		return
 	}
-	h.b.m.queued.WithLabelValues("opened").Inc()
+	h.b.m.queuedOpened.Inc()
 	setStreamHeaders(q.hdr, q.sse)
 	h.parkConn(q.conn, responseHead(q.hdr), q.ctx, p, q.sse, q.release)
 }

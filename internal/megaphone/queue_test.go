@@ -105,13 +105,17 @@ func TestQueuedPolls(t *testing.T) {
 	}
 }
 
-// queuedOutcomes reads switchboard_megaphone_queued_polls_total by result
-// from the gateway's /metrics page.
+// queuedOutcomes reads megaphone_queued_polls_total by result
+// from the gateway's /metrics page, where every Megaphone metric is named
+// megaphone_* (SPEC §1), none switchboard_megaphone_*.
 func queuedOutcomes(t *testing.T, base string) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
-	const prefix = `switchboard_megaphone_queued_polls_total{result="`
+	const prefix = `megaphone_queued_polls_total{result="`
 	for _, line := range strings.Split(do(t, "GET", base+"/metrics", "", "").Body, "\n") {
+		if strings.Contains(line, "switchboard_megaphone_") {
+			t.Fatalf("metrics line %q: Megaphone metrics are named megaphone_*", line)
+		}
 		rest, ok := strings.CutPrefix(line, prefix)
 		if !ok {
 			continue

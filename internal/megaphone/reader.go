@@ -339,18 +339,19 @@ func (p *Poll) deliver(seq uint64, data []byte, emit func(Event) error) error {
 }
 
 // Delivered events are removed lazily, with one subject purge for many
-// of them: when purgeThreshold of them are waiting, purgeDelay after the
-// first of them was delivered, at once when a writer met a full buffer
+// of them: when purgeThreshold of them are waiting (half the buffer, at
+// most 50: a purge costs a JetStream API request whatever it removes),
+// purgeDelay after the first of them was delivered, at once when a writer met a full buffer
 // (it says so on the wake-up subject), and when the poll ends, before the
 // reader claim is released — so the next poll, on any gateway, never
 // gets them again. Writers waiting for room are told after each purge.
 var (
-	purgeEvery = 32
+	purgeEvery = 50
 	// purgeShare: delivered events waiting for removal hold at most this
 	// share of the buffer (1/purgeShare), so writers rarely meet a buffer
 	// full of them; 0 = no bound but purgeEvery.
-	purgeShare = 4
-	purgeDelay = 250 * time.Millisecond
+	purgeShare = 2
+	purgeDelay = time.Second
 )
 
 // purgeThreshold is how many delivered events a poll of a channel with
@@ -438,7 +439,7 @@ func (p *Poll) remove(seq uint64) {
 	req := make([]byte, 0, len(p.evSubj)+40)
 	req = strconv.AppendQuote(append(req, `{"filter":`...), p.evSubj)
 	req = append(strconv.AppendUint(append(req, `,"seq":`...), seq+1, 10), '}')
-	msg, err := p.b.nc.Request(p.b.purgeAPIs[p.part], req, readTimeout)
+	msg, err := p.b.acks.request(p.b.purgeAPIs[p.part], req, readTimeout)
 	if err == nil {
 		err = jsutil.Success(msg.Data)
 	}

@@ -3,12 +3,10 @@ package megaphone
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,43 +27,10 @@ type stamp struct{ eid, ts string }
 // allocation instead of three).
 func newStamp() stamp {
 	var b [eidLen + len(time.RFC3339Nano)]byte
-	buf := appendEventID(b[:0])
+	buf := appendAlnum(b[:0], eidLen)
 	buf = time.Now().UTC().AppendFormat(buf, time.RFC3339Nano)
 	s := string(buf)
 	return stamp{eid: s[:eidLen], ts: s[eidLen:]}
-}
-
-// randomBlock is a block of crypto/rand bytes that event ids are drawn
-// from, so that a write costs a fraction of a crypto/rand call instead of
-// one. A block is used by one write at a time (see randomBlocks).
-type randomBlock struct {
-	b   [1024]byte
-	off int
-}
-
-// randomBlocks holds partly used blocks; a block that comes back empty is
-// refilled before use, so no byte is ever used twice.
-var randomBlocks = sync.Pool{New: func() any { return &randomBlock{off: 1024} }}
-
-// appendEventID appends a random event id of eidLen ASCII alphanumerics,
-// drawn uniformly from crypto/rand bytes as randomAlnum does.
-func appendEventID(out []byte) []byte {
-	rb := randomBlocks.Get().(*randomBlock)
-	defer randomBlocks.Put(rb)
-	want := len(out) + eidLen
-	for len(out) < want {
-		if rb.off == len(rb.b) {
-			_, _ = rand.Read(rb.b[:]) // never fails (Go >= 1.24)
-			rb.off = 0
-		}
-		c := rb.b[rb.off]
-		rb.off++
-		// 248 = 4*62: rejecting the rest keeps the draw uniform.
-		if c < 248 {
-			out = append(out, alphanumerics[c%62])
-		}
-	}
-	return out
 }
 
 // eventEnvelope is the fixed part of a stored event's line.
@@ -155,13 +120,14 @@ func (b *Broker) Write(ctx context.Context, addr, streamID string, body []byte) 
 	if err := b.checkSize(line); err != nil {
 		return err
 	}
-	if err := b.lookup(ctx, a, true); err != nil {
+	subj, err := b.lookup(ctx, a, true)
+	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			b.m.unroutable.Inc()
 		}
 		return err
 	}
-	return b.store(ctx, a, line, time.Now().Add(b.cfg.WriteWait))
+	return b.store(ctx, a, subj, line, time.Now().Add(b.cfg.WriteWait))
 }
 
 // MaxStreamIDLen bounds a stream id (bytes).
@@ -207,23 +173,19 @@ const publishTimeout = 5 * time.Second
 
 // publish stores line. The stream republishes it, with its sequence, on
 // the channel's wake-up subject, which wakes the reader (see [carried]).
-// The publish is a plain request whose acknowledgement is recognised
-// without decoding it (jsutil.PubAck); anything else (an error answer,
+// The publish is a plain request on a reused reply subscription (see
+// ackSlots) whose acknowledgement is recognised without decoding it
+// (jsutil.PubAck); anything else (an error answer,
 // no stream leader to answer) goes the jetstream package's way.
-func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
-	subj, err := b.eventSubject(id)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadAddress, err)
-	}
-	m := &nats.Msg{Subject: subj, Data: line}
-	resp, err := b.nc.RequestMsg(m, publishTimeout)
+func (b *Broker) publish(ctx context.Context, subj string, line []byte) error {
+	resp, err := b.acks.request(subj, line, publishTimeout)
 	switch {
 	case err == nil:
 		_, err = jsutil.PubAck(resp.Data)
 	case errors.Is(err, nats.ErrNoResponders):
 		// Nothing was stored: jetstream's publish retries while a stream
 		// leader is elected.
-		_, err = b.js.PublishMsg(ctx, m)
+		_, err = b.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: line})
 	}
 	if err != nil {
 		var apiErr *jetstream.APIError
@@ -236,25 +198,10 @@ func (b *Broker) publish(ctx context.Context, id string, line []byte) error {
 	return nil
 }
 
-// eventSubject returns the event subject of channel id, remembered: a
-// busy channel's subject is built once, not on every write. Only channels
-// that exist are written to; at most maxVerified subjects are kept, then
-// all forgotten at once.
-func (b *Broker) eventSubject(id string) (string, error) {
-	if subj, ok := b.evSubjects.load(id); ok {
-		return subj, nil
-	}
-	subj, err := subjects.MegaphoneEventsIn(id, b.parts)
-	if err != nil {
-		return "", err
-	}
-	b.evSubjects.store(id, subj)
-	return subj, nil
-}
-
-// store publishes line, waiting for room until deadline.
-func (b *Broker) store(ctx context.Context, a address, line []byte, deadline time.Time) error {
-	err := b.publish(ctx, a.id, line)
+// store publishes line on subj, a's event subject, waiting for room
+// until deadline.
+func (b *Broker) store(ctx context.Context, a address, subj string, line []byte, deadline time.Time) error {
+	err := b.publish(ctx, subj, line)
 	if !errors.Is(err, errFull) {
 		return err
 	}
@@ -275,7 +222,7 @@ func (b *Broker) store(ctx context.Context, a address, line []byte, deadline tim
 		// An empty wake-up asks the reader to remove what it delivered
 		// now rather than lazily; it answers on the room subject.
 		_ = b.nc.Publish(wake, nil)
-		if err := b.publish(ctx, a.id, line); !errors.Is(err, errFull) {
+		if err := b.publish(ctx, subj, line); !errors.Is(err, errFull) {
 			return err
 		}
 		left := time.Until(deadline)
@@ -291,7 +238,7 @@ func (b *Broker) store(ctx context.Context, a address, line []byte, deadline tim
 		if werr != nil && !errors.Is(werr, context.DeadlineExceeded) {
 			return fmt.Errorf("megaphone: wait for room: %w", werr)
 		}
-		if err := b.lookup(ctx, a, false); err != nil { // disposed while waiting
+		if _, err := b.lookup(ctx, a, false); err != nil { // disposed while waiting
 			return err
 		}
 	}
