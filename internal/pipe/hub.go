@@ -53,6 +53,8 @@ type Hub struct {
 
 	gateMu sync.Mutex
 	gates  map[string]*arrivalGate // by channel filter (fastpath.go)
+
+	dels deletions // in flight, that nobody waits for (settle.go)
 }
 
 // NewHub returns a Hub on deps.NC and deps.JS whose queue stream has
@@ -87,10 +89,11 @@ func NewHub(cfg Config, deps protocol.Deps) *Hub {
 	return h
 }
 
-// onAlive answers another gateway's liveness ping, if it came from one.
+// onAlive answers another gateway's liveness ping, if it came from one,
+// once the deletions this gateway had started are done (settle.go).
 func (h *Hub) onAlive(m *nats.Msg) {
 	if m.Reply != "" && h.checkPeer(m.Reply) == nil {
-		_ = m.Respond(nil)
+		h.answerAlive(m)
 	}
 }
 
@@ -330,7 +333,7 @@ func (h *Hub) await(wctx context.Context, w *waiter) (*pairing, error) {
 		h.refuse(<-w.claims)
 	}
 	if seq > 0 {
-		h.background("dequeue", func(ctx context.Context) error { return h.q.remove(ctx, seq) })
+		h.dequeue("dequeue", w.chFilter, seq)
 	}
 	return nil, err
 }

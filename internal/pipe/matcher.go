@@ -50,6 +50,11 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			// it: a wrong guess ends in errConflict and a real read.
 			guess = false
 			last = h.guessLast(w.chFilter)
+			if last == nil {
+				// "Empty", unless a party served here is still being
+				// deleted: wait for that instead of finding its entry.
+				err = h.awaitClearing(ctx, w.chFilter)
+			}
 		} else {
 			last, err = h.q.last(ctx, w.chFilter)
 		}
@@ -142,19 +147,15 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 // gateway: a concurrent claimer is refused, and drops the entry as for a
 // party that left. Without the marker the entry is deleted by its
 // position, never by purging the channel, since others may have appended
-// behind it; the deletion runs while the body flows, and the claimer's
-// side of the transfer ends only once it is done, so a listing after the
-// hand-off never shows the served party. It returns nil, nil when head
-// was not there to take any more (its entry is then deleted).
+// behind it; the deletion runs while the body flows. A listing after the
+// hand-off never shows the served party: for a head on this gateway the
+// deletion is tracked here and listings wait for it (settle.go); for a
+// head elsewhere the claimer's side of the transfer ends only once it is
+// done. It returns nil, nil when head was not there to take any more (its
+// entry is then deleted).
 func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
-	var removed chan struct{}
-	dequeue := func() {
-		removed = make(chan struct{})
-		h.background("dequeue claimed", func(bctx context.Context) error {
-			defer close(removed)
-			return h.q.remove(bctx, head.seq) // if it fails, the next matcher drops it
-		})
-	}
+	var removed <-chan struct{}
+	dequeue := func() { removed = h.dequeue("dequeue claimed", w.chFilter, head.seq) }
 	// A local head's deletion starts as soon as it is taken, before its
 	// party answers.
 	p, err := h.claim(ctx, w, head, dequeue)
@@ -174,7 +175,10 @@ func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing,
 		if removed == nil {
 			dequeue()
 		}
-		p.settleOn(removed)
+		if head.info.Gateway != h.id {
+			// Listings ask the entry's gateway to settle, not this one.
+			p.settleOn(removed)
+		}
 	}
 	return p, nil
 }

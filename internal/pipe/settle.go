@@ -1,0 +1,210 @@
+package pipe
+
+import (
+	"context"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// Deletions nobody waits for, and listings that stay exact.
+//
+// A party served on the fast path (claimAlone, head on this gateway)
+// leaves the queue by a deletion that runs while the pair is answered: no
+// response waits for its round trip through the JetStream API. The same
+// holds for a party that leaves without a partner. Such a deletion is
+// tracked here, by the gateway named in the entry's subject, until it is
+// acknowledged. A listing that sees entries first asks their gateways to
+// settle (the liveness subject, answered once every deletion that
+// gateway had started before the question is done), then reads again. So
+// a listing that starts after a pair was answered never shows the served
+// party: its deletion had started before the answers, hence before the
+// question. A gateway that crashed with a deletion pending leaves the
+// entry to the sweeper, as any entry of a crashed gateway.
+
+// hdrSettled on a liveness answer says the gateway had deletions pending
+// and answered once they were done: what a listing read before is stale.
+const hdrSettled = "Sb-Pipe-Settled"
+
+// deletions tracks this gateway's deletions in flight.
+type deletions struct {
+	mu      sync.Mutex
+	started uint64                    // deletions started so far; each is numbered by it
+	live    map[uint64]struct{}       // numbers of the deletions in flight
+	waits   []settleWait              // in the order of their mark
+	channel map[string]*clearingEntry // by channel filter: the newest in flight there
+}
+
+// settleWait is a question that waits for every deletion numbered up to
+// mark.
+type settleWait struct {
+	mark uint64
+	done func(waited bool)
+}
+
+// clearingEntry is a deletion in flight of a channel's entry.
+type clearingEntry struct {
+	n    uint64
+	done chan struct{}
+}
+
+// start records a deletion of an entry of channel (a channel filter)
+// and returns its number and a channel to close when it ends.
+func (d *deletions) start(channel string) (uint64, chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.live == nil {
+		d.live = map[uint64]struct{}{}
+		d.channel = map[string]*clearingEntry{}
+	}
+	d.started++
+	n := d.started
+	d.live[n] = struct{}{}
+	ce := &clearingEntry{n: n, done: make(chan struct{})}
+	d.channel[channel] = ce
+	return n, ce.done
+}
+
+// end records that deletion n of channel is acknowledged (or failed) and
+// answers the questions that waited only for it and older ones.
+func (d *deletions) end(channel string, n uint64) {
+	d.mu.Lock()
+	delete(d.live, n)
+	if ce := d.channel[channel]; ce != nil && ce.n == n {
+		delete(d.channel, channel)
+	}
+	low := d.started + 1 // the oldest deletion still in flight
+	for m := range d.live {
+		low = min(low, m)
+	}
+	i := 0
+	for i < len(d.waits) && d.waits[i].mark < low {
+		i++
+	}
+	ready := d.waits[:i:i]
+	d.waits = d.waits[i:]
+	d.mu.Unlock()
+	for _, w := range ready {
+		w.done(true)
+	}
+}
+
+// settle calls done once every deletion started before now has ended:
+// at once with false when none is in flight, else with true from the
+// goroutine that ends the last of them.
+func (d *deletions) settle(done func(waited bool)) {
+	d.mu.Lock()
+	if len(d.live) == 0 {
+		d.mu.Unlock()
+		done(false)
+		return
+	}
+	d.waits = append(d.waits, settleWait{mark: d.started, done: done})
+	d.mu.Unlock()
+}
+
+// clearing returns a channel closed when this gateway's newest deletion
+// of an entry of channel ends, or nil when none is in flight.
+func (d *deletions) clearing(channel string) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ce := d.channel[channel]; ce != nil {
+		return ce.done
+	}
+	return nil
+}
+
+// dequeue deletes the entry at seq, of channel, in the background: its
+// party has left the queue (served, or gone without a partner) and
+// nothing waits for the deletion but listings (see above). The returned
+// channel is closed when it ended.
+func (h *Hub) dequeue(what, channel string, seq uint64) <-chan struct{} {
+	n, done := h.dels.start(channel)
+	h.background(what, func(ctx context.Context) error {
+		defer func() {
+			close(done)
+			h.dels.end(channel, n)
+		}()
+		return h.q.remove(ctx, seq) // if it fails, the next matcher drops it
+	})
+	return done
+}
+
+// awaitClearing waits until this gateway's deletion in flight of an entry
+// of channel, if any, ended: an arrival that would act on "the channel is
+// empty" then finds it so instead of a served party's entry.
+func (h *Hub) awaitClearing(ctx context.Context, channel string) error {
+	c := h.dels.clearing(channel)
+	if c == nil {
+		return nil
+	}
+	select {
+	case <-c:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// settleGateways waits until every gateway of gateways finished the
+// deletions it had started (see above), each asked at most for the claim
+// timeout. It reports whether any of them had one in flight, that is
+// whether entries read before may since be gone.
+func (h *Hub) settleGateways(ctx context.Context, gateways map[string]bool) bool {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	stale := false
+	for gw := range gateways {
+		if gw == h.id {
+			ch := make(chan bool, 1)
+			h.dels.settle(func(waited bool) { ch <- waited })
+			wg.Go(func() {
+				select {
+				case waited := <-ch:
+					if waited {
+						mu.Lock()
+						stale = true
+						mu.Unlock()
+					}
+				case <-ctx.Done():
+					mu.Lock()
+					stale = true
+					mu.Unlock()
+				}
+			})
+			continue
+		}
+		subj, err := subjects.PipeAlive(gw)
+		if err != nil {
+			continue
+		}
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, h.cfg.ClaimTimeout)
+			defer cancel()
+			m, err := h.nc.RequestWithContext(pctx, subj, nil)
+			if err == nil && m.Header.Get(hdrSettled) == "1" {
+				mu.Lock()
+				stale = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return stale
+}
+
+// answerAlive answers a liveness question once this gateway's deletions
+// in flight ended, saying whether there were any.
+func (h *Hub) answerAlive(m *nats.Msg) {
+	h.dels.settle(func(waited bool) {
+		if !waited {
+			_ = m.Respond(nil)
+			return
+		}
+		reply := nats.NewMsg(m.Reply)
+		reply.Header.Set(hdrSettled, "1")
+		_ = h.nc.PublishMsg(reply)
+	})
+}
