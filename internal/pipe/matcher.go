@@ -150,8 +150,8 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 // behind it; the deletion runs while the body flows. A listing after the
 // hand-off never shows the served party: for a head on this gateway the
 // deletion is tracked here and listings wait for it (settle.go); for a
-// head elsewhere the claimer's side of the transfer ends only once it is
-// done. It returns nil, nil when head was not there to take any more (its
+// head elsewhere, or with more than maxUnwaited deletions in flight, the
+// claimer's side of the transfer ends only once it is done. It returns nil, nil when head was not there to take any more (its
 // entry is then deleted).
 func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
 	var removed <-chan struct{}
@@ -175,8 +175,9 @@ func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing,
 		if removed == nil {
 			dequeue()
 		}
-		if head.info.Gateway != h.id {
-			// Listings ask the entry's gateway to settle, not this one.
+		if head.info.Gateway != h.id || h.dels.inFlight() > maxUnwaited {
+			// Listings ask the entry's gateway to settle, not this one;
+			// or too many deletions are in flight already.
 			p.settleOn(removed)
 		}
 	}

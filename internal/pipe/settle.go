@@ -24,6 +24,13 @@ import (
 // question. A gateway that crashed with a deletion pending leaves the
 // entry to the sweeper, as any entry of a crashed gateway.
 
+// maxUnwaited bounds the deletions in flight that no party waits for:
+// beyond it a served party's side of the transfer ends only once its
+// entry's deletion is done, as across gateways, so a gateway answering
+// faster than JetStream deletes cannot pile deletions (and their
+// goroutines) up.
+const maxUnwaited = 128
+
 // hdrSettled on a liveness answer says the gateway had deletions pending
 // and answered once they were done: what a listing read before is stale.
 const hdrSettled = "Sb-Pipe-Settled"
@@ -103,6 +110,13 @@ func (d *deletions) settle(done func(waited bool)) {
 	}
 	d.waits = append(d.waits, settleWait{mark: d.started, done: done})
 	d.mu.Unlock()
+}
+
+// inFlight is the number of deletions in flight.
+func (d *deletions) inFlight() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.live)
 }
 
 // clearing returns a channel closed when this gateway's newest deletion

@@ -18,6 +18,9 @@ func TestSettleOrder(t *testing.T) {
 	n2, c2 := d.start("ch.b")
 	d.settle(answer("A")) // waits for 1 and 2
 	n3, c3 := d.start("ch.a")
+	if n := d.inFlight(); n != 3 {
+		t.Fatalf("%d deletions in flight, want 3", n)
+	}
 	if got := d.clearing("ch.a"); got != (<-chan struct{})(c3) {
 		t.Fatal("clearing of ch.a is not its newest deletion")
 	}
