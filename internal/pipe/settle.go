@@ -18,8 +18,9 @@ import (
 // tracked here, by the gateway named in the entry's subject, until it is
 // acknowledged. A listing that sees entries first asks their gateways to
 // settle (the liveness subject, answered once every deletion that
-// gateway had started before the question is done), then reads again. So
-// a listing that starts after a pair was answered never shows the served
+// gateway had started before the question is done), then reads again
+// (always: a deletion in flight at the first read may have ended before
+// the question came, so the answer cannot tell). So a listing that starts after a pair was answered never shows the served
 // party: its deletion had started before the answers, hence before the
 // question. A gateway that crashed with a deletion pending leaves the
 // entry to the sweeper, as any entry of a crashed gateway.
@@ -30,10 +31,6 @@ import (
 // faster than JetStream deletes cannot pile deletions (and their
 // goroutines) up.
 const maxUnwaited = 128
-
-// hdrSettled on a liveness answer says the gateway had deletions pending
-// and answered once they were done: what a listing read before is stale.
-const hdrSettled = "Sb-Pipe-Settled"
 
 // deletions tracks this gateway's deletions in flight.
 type deletions struct {
@@ -48,7 +45,7 @@ type deletions struct {
 // mark.
 type settleWait struct {
 	mark uint64
-	done func(waited bool)
+	done func()
 }
 
 // clearingEntry is a deletion in flight of a channel's entry.
@@ -94,18 +91,18 @@ func (d *deletions) end(channel string, n uint64) {
 	d.waits = d.waits[i:]
 	d.mu.Unlock()
 	for _, w := range ready {
-		w.done(true)
+		w.done()
 	}
 }
 
 // settle calls done once every deletion started before now has ended:
-// at once with false when none is in flight, else with true from the
-// goroutine that ends the last of them.
-func (d *deletions) settle(done func(waited bool)) {
+// at once when none is in flight, else from the goroutine that ends the
+// last of them.
+func (d *deletions) settle(done func()) {
 	d.mu.Lock()
 	if len(d.live) == 0 {
 		d.mu.Unlock()
-		done(false)
+		done()
 		return
 	}
 	d.waits = append(d.waits, settleWait{mark: d.started, done: done})
@@ -164,28 +161,17 @@ func (h *Hub) awaitClearing(ctx context.Context, channel string) error {
 
 // settleGateways waits until every gateway of gateways finished the
 // deletions it had started (see above), each asked at most for the claim
-// timeout. It reports whether any of them had one in flight, that is
-// whether entries read before may since be gone.
-func (h *Hub) settleGateways(ctx context.Context, gateways map[string]bool) bool {
+// timeout.
+func (h *Hub) settleGateways(ctx context.Context, gateways map[string]bool) {
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	stale := false
 	for gw := range gateways {
 		if gw == h.id {
-			ch := make(chan bool, 1)
-			h.dels.settle(func(waited bool) { ch <- waited })
+			ch := make(chan struct{})
+			h.dels.settle(func() { close(ch) })
 			wg.Go(func() {
 				select {
-				case waited := <-ch:
-					if waited {
-						mu.Lock()
-						stale = true
-						mu.Unlock()
-					}
+				case <-ch:
 				case <-ctx.Done():
-					mu.Lock()
-					stale = true
-					mu.Unlock()
 				}
 			})
 			continue
@@ -197,28 +183,14 @@ func (h *Hub) settleGateways(ctx context.Context, gateways map[string]bool) bool
 		wg.Go(func() {
 			pctx, cancel := context.WithTimeout(ctx, h.cfg.ClaimTimeout)
 			defer cancel()
-			m, err := h.nc.RequestWithContext(pctx, subj, nil)
-			if err == nil && m.Header.Get(hdrSettled) == "1" {
-				mu.Lock()
-				stale = true
-				mu.Unlock()
-			}
+			_, _ = h.nc.RequestWithContext(pctx, subj, nil)
 		})
 	}
 	wg.Wait()
-	return stale
 }
 
 // answerAlive answers a liveness question once this gateway's deletions
-// in flight ended, saying whether there were any.
+// in flight ended.
 func (h *Hub) answerAlive(m *nats.Msg) {
-	h.dels.settle(func(waited bool) {
-		if !waited {
-			_ = m.Respond(nil)
-			return
-		}
-		reply := nats.NewMsg(m.Reply)
-		reply.Header.Set(hdrSettled, "1")
-		_ = h.nc.PublishMsg(reply)
-	})
+	h.dels.settle(func() { _ = m.Respond(nil) })
 }
