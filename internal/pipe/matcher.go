@@ -278,18 +278,30 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry, taken func
 		return nil, nil
 	}
 	c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1), meta: w.meta, firm: w.firm}
-	w.handTo(c.local)
+	w.handSoonTo(c.local)
 	switch screen(other, c) {
 	case screenRefuse:
 		return nil, nil
 	case screenMismatch:
 		return nil, mismatchError(other.meta.N, w.meta.N)
 	}
+	// A consumer taking a one-to-one producer whose whole body is here
+	// already takes the body with the claim and does not wait for the
+	// producer's answer: the offer is the pairing (it admits one claim of
+	// a live party, and the producer does not refuse it afterwards).
+	if taken != nil && w.role == subjects.PipeConsumer && other.role == subjects.PipeProducer &&
+		max(other.meta.N, 1) == 1 && !other.meta.Pub && !c.mismatch {
+		other.handTo(c.local)
+		c.direct = c.local.handed
+	}
 	if !other.offer(c) {
 		return nil, nil
 	}
 	if taken != nil && !c.keep {
 		taken()
+	}
+	if c.direct && !c.keep {
+		return &pairing{source: newLocalSource(c.local, w.ctx), meta: other.meta, local: true, handed: true}, nil
 	}
 	select {
 	case a := <-c.reply:
@@ -425,7 +437,7 @@ func (h *Hub) onClaim(m *nats.Msg) {
 // accept completes a claim a waiting party got: it opens its end of the
 // transfer and says yes.
 func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error) {
-	if wctx.Err() != nil {
+	if wctx.Err() != nil && !c.direct {
 		h.refuse(c)
 		return nil, wctx.Err()
 	}
@@ -434,7 +446,9 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 		return nil, mismatchError(c.meta.N, w.meta.N)
 	}
 	if c.local != nil {
-		w.handTo(c.local)
+		if !c.direct {
+			w.handTo(c.local)
+		}
 		c.reply <- claimAnswer{ok: true, meta: w.meta, keep: c.keep}
 		if w.role == subjects.PipeProducer {
 			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true, handed: c.local.handed}, nil
