@@ -151,8 +151,9 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 // hand-off never shows the served party: for a head on this gateway the
 // deletion is tracked here and listings wait for it (settle.go); for a
 // head elsewhere, or with more than maxUnwaited deletions in flight, the
-// claimer's side of the transfer ends only once it is done. It returns nil, nil when head was not there to take any more (its
-// entry is then deleted).
+// claimer's side of the transfer ends only once it is done. It returns
+// nil, nil when head was not there to take any more (its entry is then
+// deleted).
 func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
 	var removed <-chan struct{}
 	dequeue := func() { removed = h.dequeue("dequeue claimed", w.chFilter, head.seq) }
@@ -288,7 +289,8 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry, taken func
 	// A consumer taking a one-to-one producer whose whole body is here
 	// already takes the body with the claim and does not wait for the
 	// producer's answer: the offer is the pairing (it admits one claim of
-	// a live party, and the producer does not refuse it afterwards).
+	// a live party, and the producer accepts it even if its wait ended
+	// meanwhile: see accept and raced).
 	if taken != nil && w.role == subjects.PipeConsumer && other.role == subjects.PipeProducer &&
 		max(other.meta.N, 1) == 1 && !other.meta.Pub && !c.mismatch {
 		other.handTo(c.local)
