@@ -36,6 +36,7 @@ const maxUnwaited = 128
 type deletions struct {
 	mu      sync.Mutex
 	started uint64                    // deletions started so far; each is numbered by it
+	low     uint64                    // every deletion numbered below it has ended
 	live    map[uint64]struct{}       // numbers of the deletions in flight
 	waits   []settleWait              // in the order of their mark
 	channel map[string]*clearingEntry // by channel filter: the newest in flight there
@@ -62,6 +63,7 @@ func (d *deletions) start(channel string) (uint64, chan struct{}) {
 	if d.live == nil {
 		d.live = map[uint64]struct{}{}
 		d.channel = map[string]*clearingEntry{}
+		d.low = 1
 	}
 	d.started++
 	n := d.started
@@ -79,12 +81,17 @@ func (d *deletions) end(channel string, n uint64) {
 	if ce := d.channel[channel]; ce != nil && ce.n == n {
 		delete(d.channel, channel)
 	}
-	low := d.started + 1 // the oldest deletion still in flight
-	for m := range d.live {
-		low = min(low, m)
+	// Advance to the oldest deletion still in flight (started+1 when
+	// none): each number is passed once, so ends cost O(1) amortised even
+	// when thousands of parties leave at once.
+	for d.low <= d.started {
+		if _, ok := d.live[d.low]; ok {
+			break
+		}
+		d.low++
 	}
 	i := 0
-	for i < len(d.waits) && d.waits[i].mark < low {
+	for i < len(d.waits) && d.waits[i].mark < d.low {
 		i++
 	}
 	ready := d.waits[:i:i]

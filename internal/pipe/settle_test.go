@@ -53,3 +53,30 @@ func TestSettleOrder(t *testing.T) {
 		t.Fatalf("left behind: clearing %v, %d questions, %d deletions", d.clearing("ch.a") != nil, len(d.waits), len(d.live))
 	}
 }
+
+// TestSettleMany: a question behind many deletions ending in any order is
+// answered once the last of them ended, and not before.
+func TestSettleMany(t *testing.T) {
+	var d deletions
+	const n = 1000
+	nums := make([]uint64, n)
+	for i := range nums {
+		nums[i], _ = d.start("ch")
+	}
+	answered := false
+	d.settle(func() { answered = true })
+	later, _ := d.start("ch") // started after the question: not waited for
+	for i := n - 1; i >= 0; i-- {
+		if answered {
+			t.Fatalf("answered with %d deletions still in flight", i+1)
+		}
+		d.end("ch", nums[i])
+	}
+	if !answered {
+		t.Fatal("not answered after every deletion before it ended")
+	}
+	d.end("ch", later)
+	if d.inFlight() != 0 || d.clearing("ch") != nil {
+		t.Fatalf("left behind: %d in flight", d.inFlight())
+	}
+}
