@@ -53,6 +53,14 @@
 // instead of reading it, every step being a compare-and-set against the
 // guess; and arrivals of one channel on one gateway run one at a time.
 //
+// When the served entry is this gateway's own (both parties here), no
+// response waits for its deletion, nor for that of a party that left
+// without a partner: the gateway tracks those deletions until they are
+// acknowledged, and a listing that reads entries asks their gateways to
+// settle first (the liveness subject, answered once the deletions started
+// before the question are done) and then reads again (settle.go). So a
+// listing that starts after both parties were answered never shows them.
+//
 // # Transfer
 //
 // [Hub.Send] and [Hub.Receive] run a producer and a consumer for any

@@ -104,3 +104,47 @@ func (o *firstWrite) Write(p []byte) (int, error) {
 	o.once.Do(func() { close(o.wrote) })
 	return n, err
 }
+
+// TestDirectClaimRacingEnd: a consumer's direct claim (it took the waiting
+// producer's whole body with the offer) that reaches the producer as its
+// wait ends (pipe.timeout, a deletion) is accepted, not refused: the
+// consumer already has the body, so the producer is paired too.
+func TestDirectClaimRacingEnd(t *testing.T) {
+	h := startHubs(t, 1)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	body := []byte("raced")
+	for i := range 20 {
+		ch := Channel{"ns", "raced"}
+		pf := startPrefetch(bytes.NewReader(body), int64(len(body)), func(error) {})
+		<-pf.done
+		w, wctx, done, err := h.join(ctx, ch, "p", Meta{Length: int64(len(body))}, pf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.enqueued(1)
+		c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1)}
+		w.handTo(c.local)
+		c.direct = c.local.handed
+		if !c.direct || !w.offer(c) {
+			t.Fatalf("round %d: direct %v, offer refused", i, c.direct)
+		}
+		ended, end := context.WithCancel(wctx)
+		end() // the wait ended as the claim came: await sees both
+		p, err := h.await(ended, w)
+		if err != nil || p == nil || p.sink == nil {
+			t.Fatalf("round %d: await gave %v, %v; want the pairing", i, p, err)
+		}
+		if a := <-c.reply; !a.ok {
+			t.Fatalf("round %d: direct claim refused", i)
+		}
+		got, err := io.ReadAll(newLocalSource(c.local, ctx)) // the consumer
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("round %d: consumer read %q, %v", i, got, err)
+		}
+		if err := p.sink.Close(); err != nil {
+			t.Fatalf("round %d: producer: %v", i, err)
+		}
+		done()
+	}
+}

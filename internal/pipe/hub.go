@@ -53,6 +53,8 @@ type Hub struct {
 
 	gateMu sync.Mutex
 	gates  map[string]*arrivalGate // by channel filter (fastpath.go)
+
+	dels deletions // in flight, that nobody waits for (settle.go)
 }
 
 // NewHub returns a Hub on deps.NC and deps.JS whose queue stream has
@@ -87,10 +89,11 @@ func NewHub(cfg Config, deps protocol.Deps) *Hub {
 	return h
 }
 
-// onAlive answers another gateway's liveness ping, if it came from one.
+// onAlive answers another gateway's liveness ping, if it came from one,
+// once the deletions this gateway had started are done (settle.go).
 func (h *Hub) onAlive(m *nats.Msg) {
 	if m.Reply != "" && h.checkPeer(m.Reply) == nil {
-		_ = m.Respond(nil)
+		h.answerAlive(m)
 	}
 }
 
@@ -268,7 +271,9 @@ func (h *Hub) rendezvous(ctx context.Context, ch Channel, role string, meta Meta
 	switch {
 	case err != nil:
 		if _, ok := w.end(); !ok {
-			h.refuse(<-w.claims)
+			if rp := h.raced(wctx, w); rp != nil {
+				p, err = rp, nil
+			}
 		}
 	case p == nil:
 		p, err = h.await(wctx, w)
@@ -312,25 +317,47 @@ func (h *Hub) stopping() bool {
 	}
 }
 
+// raced handles the claim that reached w before its end did: a direct
+// claim (see claimLocal) had already paired them, the consumer taking the
+// whole body, so w accepts it; any other is refused and the partner takes
+// the next.
+func (h *Hub) raced(wctx context.Context, w *waiter) *pairing {
+	c := <-w.claims
+	if !c.direct {
+		h.refuse(c)
+		return nil
+	}
+	p, err := h.accept(wctx, w, c)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
 // await waits in line for a claim.
 func (h *Hub) await(wctx context.Context, w *waiter) (*pairing, error) {
 	var err error
+	gone := false
 	select {
 	case c := <-w.claims:
 		return h.accept(wctx, w, c)
 	case <-wctx.Done():
 		err = wctx.Err()
 	case <-w.gone:
-		h.m.ended.WithLabelValues("gone").Inc()
+		gone = true
 		err = ErrGone
 	}
 	seq, ok := w.end()
 	if !ok {
-		// A claim raced the end: refuse it, the partner takes the next.
-		h.refuse(<-w.claims)
+		if p := h.raced(wctx, w); p != nil {
+			return p, nil
+		}
+	}
+	if gone {
+		h.m.ended.WithLabelValues("gone").Inc()
 	}
 	if seq > 0 {
-		h.background("dequeue", func(ctx context.Context) error { return h.q.remove(ctx, seq) })
+		h.dequeue("dequeue", w.chFilter, seq)
 	}
 	return nil, err
 }

@@ -50,6 +50,11 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			// it: a wrong guess ends in errConflict and a real read.
 			guess = false
 			last = h.guessLast(w.chFilter)
+			if last == nil {
+				// "Empty", unless a party served here is still being
+				// deleted: wait for that instead of finding its entry.
+				err = h.awaitClearing(ctx, w.chFilter)
+			}
 		} else {
 			last, err = h.q.last(ctx, w.chFilter)
 		}
@@ -142,19 +147,16 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 // gateway: a concurrent claimer is refused, and drops the entry as for a
 // party that left. Without the marker the entry is deleted by its
 // position, never by purging the channel, since others may have appended
-// behind it; the deletion runs while the body flows, and the claimer's
-// side of the transfer ends only once it is done, so a listing after the
-// hand-off never shows the served party. It returns nil, nil when head
-// was not there to take any more (its entry is then deleted).
+// behind it; the deletion runs while the body flows. A listing after the
+// hand-off never shows the served party: for a head on this gateway the
+// deletion is tracked here and listings wait for it (settle.go); for a
+// head elsewhere, or with more than maxUnwaited deletions in flight, the
+// claimer's side of the transfer ends only once it is done. It returns
+// nil, nil when head was not there to take any more (its entry is then
+// deleted).
 func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
-	var removed chan struct{}
-	dequeue := func() {
-		removed = make(chan struct{})
-		h.background("dequeue claimed", func(bctx context.Context) error {
-			defer close(removed)
-			return h.q.remove(bctx, head.seq) // if it fails, the next matcher drops it
-		})
-	}
+	var removed <-chan struct{}
+	dequeue := func() { removed = h.dequeue("dequeue claimed", w.chFilter, head.seq) }
 	// A local head's deletion starts as soon as it is taken, before its
 	// party answers.
 	p, err := h.claim(ctx, w, head, dequeue)
@@ -174,7 +176,11 @@ func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing,
 		if removed == nil {
 			dequeue()
 		}
-		p.settleOn(removed)
+		if head.info.Gateway != h.id || h.dels.inFlight() > maxUnwaited {
+			// Listings ask the entry's gateway to settle, not this one;
+			// or too many deletions are in flight already.
+			p.settleOn(removed)
+		}
 	}
 	return p, nil
 }
@@ -273,18 +279,31 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry, taken func
 		return nil, nil
 	}
 	c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1), meta: w.meta, firm: w.firm}
-	w.handTo(c.local)
+	w.handSoonTo(c.local)
 	switch screen(other, c) {
 	case screenRefuse:
 		return nil, nil
 	case screenMismatch:
 		return nil, mismatchError(other.meta.N, w.meta.N)
 	}
+	// A consumer taking a one-to-one producer whose whole body is here
+	// already takes the body with the claim and does not wait for the
+	// producer's answer: the offer is the pairing (it admits one claim of
+	// a live party, and the producer accepts it even if its wait ended
+	// meanwhile: see accept and raced).
+	if taken != nil && w.role == subjects.PipeConsumer && other.role == subjects.PipeProducer &&
+		max(other.meta.N, 1) == 1 && !other.meta.Pub && !c.mismatch {
+		other.handTo(c.local)
+		c.direct = c.local.handed
+	}
 	if !other.offer(c) {
 		return nil, nil
 	}
 	if taken != nil && !c.keep {
 		taken()
+	}
+	if c.direct && !c.keep {
+		return &pairing{source: newLocalSource(c.local, w.ctx), meta: other.meta, local: true, handed: true}, nil
 	}
 	select {
 	case a := <-c.reply:
@@ -420,7 +439,7 @@ func (h *Hub) onClaim(m *nats.Msg) {
 // accept completes a claim a waiting party got: it opens its end of the
 // transfer and says yes.
 func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error) {
-	if wctx.Err() != nil {
+	if wctx.Err() != nil && !c.direct {
 		h.refuse(c)
 		return nil, wctx.Err()
 	}
@@ -429,7 +448,9 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 		return nil, mismatchError(c.meta.N, w.meta.N)
 	}
 	if c.local != nil {
-		w.handTo(c.local)
+		if !c.direct {
+			w.handTo(c.local)
+		}
 		c.reply <- claimAnswer{ok: true, meta: w.meta, keep: c.keep}
 		if w.role == subjects.PipeProducer {
 			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true, handed: c.local.handed}, nil

@@ -190,3 +190,33 @@ func TestTimeout(t *testing.T) {
 		t.Fatalf("pair within the timeout: %d %d %q", p.status, r.status, r.body)
 	}
 }
+
+// TestListingsAfterLocalHandOff: parties paired on one gateway are
+// answered before the deletion of the served entry is acknowledged, yet a
+// listing on any gateway right after both answers never shows them.
+func TestListingsAfterLocalHandOff(t *testing.T) {
+	e := twoOnOneServer(t, nil)
+	ctx := context.Background()
+	for i := range 20 {
+		name := fmt.Sprintf("local-%d", i)
+		var first, second <-chan result
+		if i%2 == 0 {
+			first = consume(ctx, e.url(0), "lists", name)
+			e.awaitWaiting(t, "lists", name, subjects.PipeConsumer, 1)
+			second = produce(ctx, e.url(0), "lists", name, []byte("body"), "")
+		} else {
+			first = produce(ctx, e.url(0), "lists", name, []byte("body"), "")
+			e.awaitWaiting(t, "lists", name, subjects.PipeProducer, 1)
+			second = consume(ctx, e.url(0), "lists", name)
+		}
+		a, b := wait(t, first), wait(t, second)
+		if a.status != http.StatusOK || b.status != http.StatusOK {
+			t.Fatalf("%s: statuses %d %d", name, a.status, b.status)
+		}
+		g := i % len(e.gws)
+		var st map[string][]string
+		if getJSON(t, e.url(g)+"/state", &st); len(st) != 0 {
+			t.Fatalf("%s: state on gateway %d after the hand-off: %v", name, g, st)
+		}
+	}
+}

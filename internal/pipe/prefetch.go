@@ -3,6 +3,7 @@ package pipe
 import (
 	"errors"
 	"io"
+	"time"
 )
 
 // prefetchSize is how much of a waiting producer's body is read ahead;
@@ -20,6 +21,9 @@ type prefetch struct {
 	n    int
 	err  error // io.EOF once the whole body was read
 	done chan struct{}
+	// small: the body's length is known and fits in buf, so the read-ahead
+	// ends with the whole body unless the client stalls or leaves.
+	small bool
 }
 
 func startPrefetch(body io.Reader, length int64, onFail func(error)) *prefetch {
@@ -27,7 +31,7 @@ func startPrefetch(body io.Reader, length int64, onFail func(error)) *prefetch {
 	if length >= 0 && length < prefetchSize {
 		size = int(length) + 1 // room to see EOF
 	}
-	p := &prefetch{body: body, buf: make([]byte, size), done: make(chan struct{})}
+	p := &prefetch{body: body, buf: make([]byte, size), done: make(chan struct{}), small: length >= 0 && length < prefetchSize}
 	go func() {
 		defer close(p.done)
 		for p.n < len(p.buf) {
@@ -71,6 +75,28 @@ func (p *prefetch) whole() (b []byte, ok bool) {
 		return nil, false
 	}
 	return p.buf[:p.n], true
+}
+
+// wholeSoon is whole, but for a small body whose read-ahead has not ended
+// yet it first waits up to d for it: a producer that arrives to a waiting
+// consumer claims it before its read-ahead goroutine ran, although the
+// body is usually in the connection's buffer already. Waiting for that
+// read (usually one goroutine switch) lets the body go with the pairing
+// (one write on the consumer's side, no pipe).
+func (p *prefetch) wholeSoon(d time.Duration) (b []byte, ok bool) {
+	if p.small {
+		select {
+		case <-p.done:
+		default:
+			t := time.NewTimer(d)
+			select {
+			case <-p.done:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	return p.whole()
 }
 
 // stop ends a prefetch still blocked in a read (the producer is leaving

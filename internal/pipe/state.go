@@ -22,6 +22,21 @@ func (h *Hub) waiting(ctx context.Context, filter string) (map[string][]string, 
 	if err != nil {
 		return nil, err
 	}
+	// Entries may be of parties already served or gone whose deletion is
+	// still in flight on their gateway: ask those gateways to settle, then
+	// read again (settle.go).
+	gateways := map[string]bool{}
+	for subj, n := range counts {
+		if e, err := subjects.ParsePipeEntry(subj); err == nil && n > 0 && e.Role != subjects.PipeMatcher {
+			gateways[e.Gateway] = true
+		}
+	}
+	if len(gateways) > 0 {
+		h.settleGateways(ctx, gateways)
+		if counts, err = h.q.counts(ctx, filter); err != nil {
+			return nil, err
+		}
+	}
 	seen := map[Channel]bool{}
 	out := map[string][]string{}
 	for subj, n := range counts {

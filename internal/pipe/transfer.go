@@ -282,22 +282,23 @@ func (p *localPipe) finish(err error) {
 }
 
 type localSink struct {
-	p   *localPipe
-	ctx context.Context // the producer's request
+	p    *localPipe
+	ctx  context.Context // the producer's request
+	stop func() bool     // of the abort when ctx ends
 }
 
 // newLocalSink is the producer's end; when the producer's request ends
-// early the consumer's read fails.
+// before the consumer read everything, the consumer's read fails.
 func newLocalSink(p *localPipe, ctx context.Context) *localSink {
-	context.AfterFunc(ctx, func() { p.abort(fmt.Errorf("%w: producer left", ErrPartnerLost)) })
-	return &localSink{p: p, ctx: ctx}
+	stop := context.AfterFunc(ctx, func() { p.abort(fmt.Errorf("%w: producer left", ErrPartnerLost)) })
+	return &localSink{p: p, ctx: ctx, stop: stop}
 }
 
 // newLocalSource is the consumer's end; when the consumer's request ends
-// early the producer's write fails.
+// before it read everything, the producer's write fails.
 func newLocalSource(p *localPipe, ctx context.Context) *localSource {
-	context.AfterFunc(ctx, func() { p.abort(fmt.Errorf("%w: consumer left", ErrPartnerLost)) })
-	return &localSource{p: p}
+	stop := context.AfterFunc(ctx, func() { p.abort(fmt.Errorf("%w: consumer left", ErrPartnerLost)) })
+	return &localSource{p: p, stop: stop}
 }
 
 func (s *localSink) Write(b []byte) (int, error) {
@@ -315,6 +316,9 @@ func (s *localSink) Close() error {
 		if s.p.err != nil {
 			return fmt.Errorf("%w: %v", ErrPartnerLost, s.p.err)
 		}
+		// The consumer read everything: nothing is left to abort when the
+		// request ends (no goroutine for it then).
+		s.stop()
 		return nil
 	case <-s.ctx.Done():
 		return s.ctx.Err()
@@ -326,8 +330,9 @@ func (s *localSink) CloseWithError(reason string) error {
 }
 
 type localSource struct {
-	p   *localPipe
-	off int // of p.whole, when handed
+	p    *localPipe
+	off  int         // of p.whole, when handed
+	stop func() bool // of the abort when the consumer's request ends
 }
 
 func (s *localSource) Read(b []byte) (int, error) {
@@ -362,7 +367,24 @@ func (s *localSource) readWhole(b []byte) (int, error) {
 	return n, io.EOF
 }
 
-func (s *localSource) Close() error { return s.CloseWithError("consumer closed") }
+// Close ends the consumer's side. After a read to the end, nothing is
+// left to abort when the request ends.
+func (s *localSource) Close() error {
+	if s.finished() {
+		s.stop()
+	}
+	return s.CloseWithError("consumer closed")
+}
+
+// finished reports whether the consumer read the body to its end.
+func (s *localSource) finished() bool {
+	select {
+	case <-s.p.done:
+		return s.p.err == nil
+	default:
+		return false
+	}
+}
 
 func (s *localSource) CloseWithError(reason string) error {
 	err := errors.New(reason)

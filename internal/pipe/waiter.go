@@ -3,6 +3,7 @@ package pipe
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -112,6 +113,19 @@ func (w *waiter) handTo(p *localPipe) {
 	}
 }
 
+// handSoonTo is handTo for a producer that claims a waiting consumer: a
+// small body still being read ahead is waited for up to handWait (see
+// [prefetch.wholeSoon]); a client that stalls mid-body is not waited for
+// longer, its body then goes through the pipe.
+func (w *waiter) handSoonTo(p *localPipe) {
+	if w.body != nil {
+		p.hand(w.body.wholeSoon(handWait))
+	}
+}
+
+// handWait: see handSoonTo.
+const handWait = 500 * time.Microsecond
+
 // offer hands a claim to the waiter if it is still waiting and alive.
 func (w *waiter) offer(c *claim) bool {
 	w.mu.Lock()
@@ -170,6 +184,10 @@ type claim struct {
 	// mismatch is set on a claim handed to a consumer whose n differs
 	// from a firm group producer's: the consumer ends with 400.
 	mismatch bool
+	// direct: a local consumer's claim that took the holder producer's
+	// whole body with it and does not wait for the answer; the producer
+	// accepts it even if its wait ended meanwhile (the offer paired them).
+	direct bool
 }
 
 // claimAnswer is a holder's answer to a local claim.

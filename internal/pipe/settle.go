@@ -1,0 +1,203 @@
+package pipe
+
+import (
+	"context"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/subjects"
+)
+
+// Deletions nobody waits for, and listings that stay exact.
+//
+// A party served on the fast path (claimAlone, head on this gateway)
+// leaves the queue by a deletion that runs while the pair is answered: no
+// response waits for its round trip through the JetStream API. The same
+// holds for a party that leaves without a partner. Such a deletion is
+// tracked here, by the gateway named in the entry's subject, until it is
+// acknowledged. A listing that sees entries first asks their gateways to
+// settle (the liveness subject, answered once every deletion that
+// gateway had started before the question is done), then reads again
+// (always: a deletion in flight at the first read may have ended before
+// the question came, so the answer cannot tell). So a listing that starts after a pair was answered never shows the served
+// party: its deletion had started before the answers, hence before the
+// question. A gateway that crashed with a deletion pending leaves the
+// entry to the sweeper, as any entry of a crashed gateway.
+
+// maxUnwaited bounds the deletions in flight that no party waits for:
+// beyond it a served party's side of the transfer ends only once its
+// entry's deletion is done, as across gateways, so a gateway answering
+// faster than JetStream deletes cannot pile deletions (and their
+// goroutines) up.
+const maxUnwaited = 128
+
+// deletions tracks this gateway's deletions in flight.
+type deletions struct {
+	mu      sync.Mutex
+	started uint64                    // deletions started so far; each is numbered by it
+	low     uint64                    // every deletion numbered below it has ended
+	live    map[uint64]struct{}       // numbers of the deletions in flight
+	waits   []settleWait              // in the order of their mark
+	channel map[string]*clearingEntry // by channel filter: the newest in flight there
+}
+
+// settleWait is a question that waits for every deletion numbered up to
+// mark.
+type settleWait struct {
+	mark uint64
+	done func()
+}
+
+// clearingEntry is a deletion in flight of a channel's entry.
+type clearingEntry struct {
+	n    uint64
+	done chan struct{}
+}
+
+// start records a deletion of an entry of channel (a channel filter)
+// and returns its number and a channel to close when it ends.
+func (d *deletions) start(channel string) (uint64, chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.live == nil {
+		d.live = map[uint64]struct{}{}
+		d.channel = map[string]*clearingEntry{}
+		d.low = 1
+	}
+	d.started++
+	n := d.started
+	d.live[n] = struct{}{}
+	ce := &clearingEntry{n: n, done: make(chan struct{})}
+	d.channel[channel] = ce
+	return n, ce.done
+}
+
+// end records that deletion n of channel is acknowledged (or failed) and
+// answers the questions that waited only for it and older ones.
+func (d *deletions) end(channel string, n uint64) {
+	d.mu.Lock()
+	delete(d.live, n)
+	if ce := d.channel[channel]; ce != nil && ce.n == n {
+		delete(d.channel, channel)
+	}
+	// Advance to the oldest deletion still in flight (started+1 when
+	// none): each number is passed once, so ends cost O(1) amortised even
+	// when thousands of parties leave at once.
+	for d.low <= d.started {
+		if _, ok := d.live[d.low]; ok {
+			break
+		}
+		d.low++
+	}
+	i := 0
+	for i < len(d.waits) && d.waits[i].mark < d.low {
+		i++
+	}
+	ready := d.waits[:i:i]
+	d.waits = d.waits[i:]
+	d.mu.Unlock()
+	for _, w := range ready {
+		w.done()
+	}
+}
+
+// settle calls done once every deletion started before now has ended:
+// at once when none is in flight, else from the goroutine that ends the
+// last of them.
+func (d *deletions) settle(done func()) {
+	d.mu.Lock()
+	if len(d.live) == 0 {
+		d.mu.Unlock()
+		done()
+		return
+	}
+	d.waits = append(d.waits, settleWait{mark: d.started, done: done})
+	d.mu.Unlock()
+}
+
+// inFlight is the number of deletions in flight.
+func (d *deletions) inFlight() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.live)
+}
+
+// clearing returns a channel closed when this gateway's newest deletion
+// of an entry of channel ends, or nil when none is in flight.
+func (d *deletions) clearing(channel string) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ce := d.channel[channel]; ce != nil {
+		return ce.done
+	}
+	return nil
+}
+
+// dequeue deletes the entry at seq, of channel, in the background: its
+// party has left the queue (served, or gone without a partner) and
+// nothing waits for the deletion but listings (see above). The returned
+// channel is closed when it ended.
+func (h *Hub) dequeue(what, channel string, seq uint64) <-chan struct{} {
+	n, done := h.dels.start(channel)
+	h.background(what, func(ctx context.Context) error {
+		defer func() {
+			close(done)
+			h.dels.end(channel, n)
+		}()
+		return h.q.remove(ctx, seq) // if it fails, the next matcher drops it
+	})
+	return done
+}
+
+// awaitClearing waits until this gateway's deletion in flight of an entry
+// of channel, if any, ended: an arrival that would act on "the channel is
+// empty" then finds it so instead of a served party's entry.
+func (h *Hub) awaitClearing(ctx context.Context, channel string) error {
+	c := h.dels.clearing(channel)
+	if c == nil {
+		return nil
+	}
+	select {
+	case <-c:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// settleGateways waits until every gateway of gateways finished the
+// deletions it had started (see above), each asked at most for the claim
+// timeout.
+func (h *Hub) settleGateways(ctx context.Context, gateways map[string]bool) {
+	var wg sync.WaitGroup
+	for gw := range gateways {
+		if gw == h.id {
+			ch := make(chan struct{})
+			h.dels.settle(func() { close(ch) })
+			wg.Go(func() {
+				select {
+				case <-ch:
+				case <-ctx.Done():
+				}
+			})
+			continue
+		}
+		subj, err := subjects.PipeAlive(gw)
+		if err != nil {
+			continue
+		}
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, h.cfg.ClaimTimeout)
+			defer cancel()
+			_, _ = h.nc.RequestWithContext(pctx, subj, nil)
+		})
+	}
+	wg.Wait()
+}
+
+// answerAlive answers a liveness question once this gateway's deletions
+// in flight ended.
+func (h *Hub) answerAlive(m *nats.Msg) {
+	h.dels.settle(func() { _ = m.Respond(nil) })
+}
