@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/integration/harness"
 	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -275,5 +277,42 @@ func shutdownDuringTransfer(t *testing.T, producerGW int) {
 	}
 	if p := wait(t, post); p.err == nil && p.status < 500 {
 		t.Fatalf("producer: %d %s", p.status, p.body)
+	}
+}
+
+// TestDeleteRetried: a party that leaves while JetStream has no quorum
+// (two of three nodes down) cannot be deleted from the queue at once; the
+// deletion is retried in the background, so once the nodes are back the
+// party is gone from the queue and the listings, although nobody uses its
+// channel again (before, its entry stayed there for good).
+func TestDeleteRetried(t *testing.T) {
+	c, gws := harness.StartOnCluster(t, 1, nil)
+	e := newEnv(t, gws, c.URLs())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	left := produce(ctx, e.url(0), "retry", "ch", []byte("x"), "")
+	e.awaitWaiting(t, "retry", "ch", subjects.PipeProducer, 1)
+
+	c.Stop(1)
+	c.Stop(2)
+	cancel()
+	<-left
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if n := e.metric(t, "switchboard_pipe_delete_retries_total"); n < 1 {
+			return errors.New("no deletion retried yet")
+		}
+		return nil
+	})
+	c.Restart(1, 2)
+	natstest.Eventually(t, 60*time.Second, func() error {
+		n, err := e.waitingNow("retry", "ch", subjects.PipeProducer)
+		if err == nil && n != 0 {
+			err = fmt.Errorf("%d producers still in the queue", n)
+		}
+		return err
+	})
+	r := do(context.Background(), http.MethodGet, e.url(0)+"/channels/retry", nil, "")
+	if r.status != http.StatusNotFound {
+		t.Fatalf("listing of the namespace after the retried deletion: %d %s", r.status, r.body)
 	}
 }

@@ -70,9 +70,18 @@ func twoOnCluster(t testing.TB, modify func(*gateway.Config)) *env {
 // waiting returns how many parties of role wait on ns/name, cluster-wide.
 func (e *env) waiting(t testing.TB, ns, name, role string) int {
 	t.Helper()
-	filter, err := subjects.PipeRole(ns, name, role)
+	n, err := e.waitingNow(ns, name, role)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return n
+}
+
+// waitingNow is waiting that returns the error of the stream read.
+func (e *env) waitingNow(ns, name, role string) (int, error) {
+	filter, err := subjects.PipeRole(ns, name, role)
+	if err != nil {
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -80,17 +89,17 @@ func (e *env) waiting(t testing.TB, ns, name, role string) int {
 	p, _ := subjects.PipePartitionOf(filter, k)
 	s, err := e.js.Stream(ctx, subjects.PipeStreamOf(p, k))
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subjects.PipeInPartition(filter, p, k)))
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	n := 0
 	for _, c := range info.State.Subjects {
 		n += int(c)
 	}
-	return n
+	return n, nil
 }
 
 // awaitWaiting polls until exactly n parties of role wait on ns/name.

@@ -54,7 +54,8 @@ type Hub struct {
 	gateMu sync.Mutex
 	gates  map[string]*arrivalGate // by channel filter (fastpath.go)
 
-	dels deletions // in flight, that nobody waits for (settle.go)
+	dels     deletions    // in flight, that nobody waits for (settle.go)
+	retrying atomic.Int64 // deletions being retried (settle.go)
 }
 
 // NewHub returns a Hub on deps.NC and deps.JS whose queue stream has

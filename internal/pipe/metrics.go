@@ -13,6 +13,7 @@ type metrics struct {
 	wait      prometheus.Histogram
 	swept     prometheus.Counter
 	contended prometheus.Counter
+	retried   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,9 +55,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "switchboard_pipe_matcher_waits_total",
 			Help: "Times an arrival found another party matching its channel and backed off.",
 		}),
+		retried: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_pipe_delete_retries_total",
+			Help: "Queue entries of parties that left whose deletion failed (JetStream unavailable) and is retried in the background.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.waiting, m.matches, m.claims, m.ended, m.transfers, m.bytes, m.wait, m.swept, m.contended)
+		reg.MustRegister(m.waiting, m.matches, m.claims, m.ended, m.transfers, m.bytes, m.wait, m.swept, m.contended, m.retried)
 	}
 	return m
 }

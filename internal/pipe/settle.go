@@ -3,6 +3,7 @@ package pipe
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -145,9 +146,58 @@ func (h *Hub) dequeue(what, channel string, seq uint64) <-chan struct{} {
 			close(done)
 			h.dels.end(channel, n)
 		}()
-		return h.q.remove(ctx, seq) // if it fails, the next matcher drops it
+		err := h.q.remove(ctx, seq)
+		if err != nil {
+			h.retryRemove(seq)
+		}
+		return err
 	})
 	return done
+}
+
+// removeRetries are the pauses before the retries of a deletion of an
+// entry whose party left the queue, after the first attempt failed
+// (JetStream without a leader, the connection down): about half a minute
+// in all. The next matcher of the channel drops such an entry anyway, but
+// on a channel nobody uses again it would stay in listings for good.
+var removeRetries = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second}
+
+// maxRetrying bounds the deletions being retried at once: while JetStream
+// is down every deletion fails, and each retry holds a goroutine for up
+// to half a minute. Beyond it an entry is left to the next matcher.
+const maxRetrying = 1024
+
+// retryRemove retries the deletion of the entry at seq in the background
+// (see removeRetries), until it succeeds or finds the entry gone, the
+// retries are used up, or the hub closes.
+func (h *Hub) retryRemove(seq uint64) {
+	if h.retrying.Add(1) > maxRetrying {
+		h.retrying.Add(-1)
+		h.log.Warn("pipe: queue entry not deleted, too many deletions retrying; the next matcher of its channel drops it", "seq", seq)
+		return
+	}
+	h.m.retried.Inc()
+	h.bg.Add(1)
+	go func() {
+		defer h.bg.Done()
+		defer h.retrying.Add(-1)
+		for _, pause := range removeRetries {
+			t := time.NewTimer(pause)
+			select {
+			case <-h.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := h.q.remove(ctx, seq)
+			cancel()
+			if err == nil {
+				return
+			}
+		}
+		h.log.Warn("pipe: queue entry not deleted after retries; the next matcher of its channel drops it", "seq", seq)
+	}()
 }
 
 // awaitClearing waits until this gateway's deletion in flight of an entry
