@@ -30,6 +30,7 @@ type Client struct {
 	metrics *Metrics
 	muxes   *muxes
 	ackMs   []string // the open message's hdrAck value, the same for every request
+	chunk   int      // of the body streams it sends (chunkFor)
 	tries   atomic.Uint64
 	// upgrades counts upgraded connections; closing ends them (Close).
 	upgrades  atomic.Int64
@@ -44,7 +45,7 @@ func NewClient(nc *nats.Conn, cfg Config, metrics *Metrics, log *slog.Logger) *C
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{nc: nc, cfg: cfg.withDefaults(), log: log, metrics: metrics, muxes: newMuxes(nc), closing: make(chan struct{})}
+	c := &Client{nc: nc, cfg: cfg.withDefaults(), log: log, metrics: metrics, muxes: newMuxes(nc), closing: make(chan struct{}), chunk: chunkFor(nc)}
 	c.ackMs = []string{strconv.FormatInt(c.cfg.AckTimeout.Milliseconds(), 10)}
 	return c
 }
@@ -509,7 +510,7 @@ func (x *call) peerSubject(field, subj string) error {
 // stream returns the natsio options of this exchange's body streams: the
 // agent's subjects must lie in the upstream's inbox space.
 func (x *call) stream() natsio.Options {
-	return x.c.cfg.stream(x.prefix, func(s string) error { return subjects.CheckPeer(s, x.prefix) })
+	return x.c.cfg.stream(x.prefix, x.c.chunk, func(s string) error { return subjects.CheckPeer(s, x.prefix) })
 }
 
 // sendTo publishes a control message to the agent's control subject.

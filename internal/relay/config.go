@@ -143,12 +143,39 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Body chunks: the most stream data per NATS message a side sends.
+//
+// Over a network connection that is 1 MiB (natsio caps it below
+// max_payload): each message is what one read of the body returned. A
+// caller on a connection inside the NATS server's process (the gateway
+// with its embedded server) sends chunks that fit, with their protocol
+// line and headers, in one read of the server (at most 64 KiB): such a
+// connection hands the server each message as written, so each arrives
+// whole in one read and the server hands it on from its read buffer,
+// where a larger one spans reads and is gathered into a buffer allocated
+// for it (allocated, zeroed, copied and collected again for every
+// message). A chunk is a sender's own choice; receivers take any size.
+const (
+	bodyChunk       = 1 << 20
+	inProcessChunk  = 64<<10 - inProcessMargin
+	inProcessMargin = 1 << 10 // the message's protocol line and headers
+)
+
+// chunkFor returns the body chunk of a sender on nc.
+func chunkFor(nc *nats.Conn) int {
+	if nc.Opts.InProcessServer != nil {
+		return inProcessChunk
+	}
+	return bodyChunk
+}
+
 // stream returns the natsio options of a body stream with upstream's
-// inbox prefix; check vets the subjects the other side hands over.
-func (c Config) stream(prefix string, check func(string) error) natsio.Options {
+// inbox prefix and chunk; check vets the subjects the other side hands
+// over.
+func (c Config) stream(prefix string, chunk int, check func(string) error) natsio.Options {
 	return natsio.Options{
 		CheckPeer:   check,
-		ChunkSize:   1 << 20, // natsio caps it below max_payload
+		ChunkSize:   chunk,
 		Window:      c.Window,
 		Heartbeat:   c.Heartbeat,
 		PeerTimeout: c.PeerTimeout,

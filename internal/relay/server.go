@@ -504,5 +504,5 @@ func (s *Server) sweep() {
 // hello replies come from its own connection's inbox, and what an agent
 // may publish to is confined by its NATS permissions, not by this check.
 func (s *Server) stream() natsio.Options {
-	return s.cfg.stream(s.prefix, func(subj string) error { return subjects.CheckPeer(subj, "") })
+	return s.cfg.stream(s.prefix, chunkFor(s.nc), func(subj string) error { return subjects.CheckPeer(subj, "") })
 }
