@@ -11,3 +11,14 @@ func (r *Receiver) Arrived() (pieces int, eof bool) {
 	}
 	return pieces, r.eof
 }
+
+// Released reports whether the sender stopped its heartbeat and control
+// subscription.
+func (s *Sender) Released() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}

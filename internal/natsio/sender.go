@@ -249,46 +249,47 @@ func (s *Sender) Close() error { return s.CloseWithTrailer(nil) }
 // WriteAndClose writes p and ends the stream cleanly with p's last chunk,
 // one message fewer than Write and Close, so that the receiver knows the
 // last piece for the last as it arrives; then it waits as Close does. An
-// empty p is Close.
+// empty p is Close. If it fails before the end is sent, the stream is
+// ended with an error (as after CloseWithError), so nothing is left
+// running.
 func (s *Sender) WriteAndClose(p []byte) error {
-	for {
-		if len(p) > 0 {
-			if err := s.wait(func() bool { return s.closed || s.credit > s.sent }); err != nil {
-				return err
-			}
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return ErrClosed
-		}
-		n := min(len(p), s.opts.ChunkSize, int(s.credit-s.sent))
-		last := n == len(p)
-		seq := s.seq
-		s.seq++
-		s.sent += int64(n)
-		s.lastSent = time.Now()
-		err := s.err
-		if last {
-			s.closed = true
-		}
-		s.mu.Unlock()
-		if !last {
-			if err := s.publish(seq, p[:n], nil); err != nil {
-				return err
-			}
-			p = p[n:]
-			continue
-		}
-		defer s.release()
-		if err != nil {
+	// All but the last chunk as Write sends them.
+	if head := len(p) - s.opts.ChunkSize; head > 0 {
+		if _, err := s.Write(p[:head]); err != nil {
+			_ = s.CloseWithError(err.Error())
 			return err
 		}
-		if err := s.publish(seq, p, map[string]string{hdrEOF: "1"}); err != nil {
-			return err
-		}
-		return s.wait(func() bool { return s.done })
+		p = p[head:]
 	}
+	// The last chunk goes whole, with the end, once the receiver's credit
+	// covers it. It always comes: the window is at least two chunks and
+	// the receiver tops its credit up to a window past what it read.
+	if len(p) > 0 {
+		if err := s.wait(func() bool { return s.closed || s.credit >= s.sent+int64(len(p)) }); err != nil {
+			_ = s.CloseWithError(err.Error())
+			return err
+		}
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	seq := s.seq
+	s.seq++
+	s.sent += int64(len(p))
+	s.lastSent = time.Now()
+	err := s.err
+	s.mu.Unlock()
+	defer s.release()
+	if err != nil {
+		return err
+	}
+	if err := s.publish(seq, p, map[string]string{hdrEOF: "1"}); err != nil {
+		return err
+	}
+	return s.wait(func() bool { return s.done })
 }
 
 // ErrTrailerTooLarge means a trailer does not fit in one chunk.

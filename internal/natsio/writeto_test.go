@@ -290,3 +290,48 @@ func TestWriteAndClose(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteAndCloseFails: a WriteAndClose that fails before its end is
+// sent (here: the sender's context ends while the receiver, which reads
+// nothing, grants no more credit) ends the stream with an error and
+// releases the sender, whose heartbeat and control subscription would
+// run on otherwise; the receiver sees a failed stream, not a clean end.
+func TestWriteAndCloseFails(t *testing.T) {
+	opts := natsio.Options{CheckPeer: literal, ChunkSize: 4, Window: 8}
+	for _, size := range []int{40, 4} { // fails in the head, and on the last chunk
+		snc, rnc := conns(t)
+		r, err := natsio.NewReceiver(context.Background(), rnc, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		ctx, cancel := context.WithCancel(context.Background())
+		s, err := natsio.NewSender(ctx, snc, r.Subject(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size <= opts.Window {
+			// Use the credit up first, so the last chunk waits for more.
+			if _, err := s.Write(make([]byte, opts.Window)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.WriteAndClose(make([]byte, size)) }()
+		cancel()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatalf("size %d: WriteAndClose without credit returned nil after its context ended", size)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("size %d: WriteAndClose still blocked 10 s after its context ended", size)
+		}
+		if !s.Released() {
+			t.Fatalf("size %d: sender not released after a failed WriteAndClose", size)
+		}
+		if _, err := io.Copy(io.Discard, r); err == nil {
+			t.Fatalf("size %d: the receiver read a clean end of a failed stream", size)
+		}
+	}
+}
