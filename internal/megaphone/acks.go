@@ -19,8 +19,9 @@ import (
 // A slot goes back to the free list only after its one reply came; a
 // publish that timed out or failed gives its slot up (unsubscribes), so a
 // late reply can never be taken for a later publish's. At most
-// maxAckSlots slots exist at once (one per write in flight); past that a
-// publish is a plain nats.go request. At most maxFreeAckSlots are kept.
+// maxAckSlots slots exist at once (one per write in flight), and every
+// slot that comes back is kept for reuse, so their subscriptions are made
+// once, not per write; past that a publish is a plain nats.go request.
 type ackSlots struct {
 	nc *nats.Conn
 
@@ -42,9 +43,11 @@ type ackSlot struct {
 
 const (
 	// maxAckSlots bounds the slots (subscriptions) in use at once.
-	maxAckSlots = 1024
-	// maxFreeAckSlots bounds the idle slots kept for reuse.
-	maxFreeAckSlots = 256
+	maxAckSlots = 256
+	// maxFreeAckSlots bounds the idle slots kept for reuse: all of them,
+	// since a slot made and given up per write would cost a subscription
+	// and an unsubscription on the server (and across a cluster) each.
+	maxFreeAckSlots = maxAckSlots
 )
 
 func newAckSlots(nc *nats.Conn) *ackSlots { return &ackSlots{nc: nc} }
