@@ -217,13 +217,7 @@ func (h *Hub) rendezvousGroup(ctx context.Context, ch Channel, meta Meta, want i
 	}
 	if err != nil {
 		if seq := h.endGroup(w); seq > 0 {
-			h.background("dequeue", func(ctx context.Context) error {
-				err := h.q.remove(ctx, seq)
-				if err != nil {
-					h.retryRemove(seq)
-				}
-				return err
-			})
+			h.dequeue("dequeue", w.chFilter, seq)
 		}
 		g.abort("producer left before its receivers were complete")
 		return nil, h.reason(wctx, err)

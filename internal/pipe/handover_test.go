@@ -118,7 +118,10 @@ func TestDirectClaimRacingEnd(t *testing.T) {
 		ch := Channel{"ns", "raced"}
 		pf := startPrefetch(bytes.NewReader(body), int64(len(body)), func(error) {})
 		<-pf.done
-		w, wctx, done, err := h.join(ctx, ch, "p", Meta{Length: int64(len(body))}, pf)
+		// Odd rounds: the producer's request itself ended (its client
+		// left), not only its wait.
+		rctx, leave := context.WithCancel(ctx)
+		w, wctx, done, err := h.join(rctx, ch, "p", Meta{Length: int64(len(body))}, pf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,6 +134,9 @@ func TestDirectClaimRacingEnd(t *testing.T) {
 		}
 		ended, end := context.WithCancel(wctx)
 		end() // the wait ended as the claim came: await sees both
+		if i%2 == 1 {
+			leave()
+		}
 		p, err := h.await(ended, w)
 		if err != nil || p == nil || p.sink == nil {
 			t.Fatalf("round %d: await gave %v, %v; want the pairing", i, p, err)
@@ -146,5 +152,6 @@ func TestDirectClaimRacingEnd(t *testing.T) {
 			t.Fatalf("round %d: producer: %v", i, err)
 		}
 		done()
+		leave()
 	}
 }

@@ -279,13 +279,13 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry, taken func
 		return nil, nil
 	}
 	c := &claim{local: newLocalPipe(), reply: make(chan claimAnswer, 1), meta: w.meta, firm: w.firm}
-	w.handSoonTo(c.local)
 	switch screen(other, c) {
 	case screenRefuse:
 		return nil, nil
 	case screenMismatch:
 		return nil, mismatchError(other.meta.N, w.meta.N)
 	}
+	w.handSoonTo(c.local) // only for a claim that is offered
 	// A consumer taking a one-to-one producer whose whole body is here
 	// already takes the body with the claim and does not wait for the
 	// producer's answer: the offer is the pairing (it admits one claim of
@@ -311,7 +311,15 @@ func (h *Hub) claimLocal(ctx context.Context, w *waiter, head *entry, taken func
 			return nil, nil
 		}
 		if w.role == subjects.PipeProducer {
-			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true, handed: c.local.handed}, nil
+			sctx := w.ctx
+			if c.direct {
+				// The consumer took the whole body with its claim and
+				// no longer looks for another head: a producer that
+				// leaves now (or left as the claim came) must not fail
+				// its read of a body already here.
+				sctx = context.WithoutCancel(w.ctx)
+			}
+			return &pairing{sink: newLocalSink(c.local, sctx), local: true, handed: c.local.handed}, nil
 		}
 		return &pairing{source: newLocalSource(c.local, w.ctx), meta: a.meta, local: true, keep: a.keep, handed: c.local.handed}, nil
 	case <-ctx.Done():
@@ -453,7 +461,15 @@ func (h *Hub) accept(wctx context.Context, w *waiter, c *claim) (*pairing, error
 		}
 		c.reply <- claimAnswer{ok: true, meta: w.meta, keep: c.keep}
 		if w.role == subjects.PipeProducer {
-			return &pairing{sink: newLocalSink(c.local, w.ctx), local: true, handed: c.local.handed}, nil
+			sctx := w.ctx
+			if c.direct {
+				// The consumer took the whole body with its claim and
+				// no longer looks for another head: a producer that
+				// leaves now (or left as the claim came) must not fail
+				// its read of a body already here.
+				sctx = context.WithoutCancel(w.ctx)
+			}
+			return &pairing{sink: newLocalSink(c.local, sctx), local: true, handed: c.local.handed}, nil
 		}
 		return &pairing{source: newLocalSource(c.local, w.ctx), meta: c.meta, local: true, handed: c.local.handed}, nil
 	}

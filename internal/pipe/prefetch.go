@@ -28,10 +28,11 @@ type prefetch struct {
 
 func startPrefetch(body io.Reader, length int64, onFail func(error)) *prefetch {
 	size := prefetchSize
-	if length >= 0 && length < prefetchSize {
+	small := length >= 0 && length < prefetchSize
+	if small {
 		size = int(length) + 1 // room to see EOF
 	}
-	p := &prefetch{body: body, buf: make([]byte, size), done: make(chan struct{}), small: length >= 0 && length < prefetchSize}
+	p := &prefetch{body: body, buf: make([]byte, size), done: make(chan struct{}), small: small}
 	go func() {
 		defer close(p.done)
 		for p.n < len(p.buf) {

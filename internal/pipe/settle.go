@@ -40,7 +40,7 @@ type deletions struct {
 	low     uint64                    // every deletion numbered below it has ended
 	live    map[uint64]struct{}       // numbers of the deletions in flight
 	waits   []settleWait              // in the order of their mark
-	channel map[string]*clearingEntry // by channel filter: the newest in flight there
+	channel map[string]*clearingEntry // by channel filter: its deletions in flight
 }
 
 // settleWait is a question that waits for every deletion numbered up to
@@ -50,9 +50,10 @@ type settleWait struct {
 	done func()
 }
 
-// clearingEntry is a deletion in flight of a channel's entry.
+// clearingEntry counts a channel's deletions in flight; done is closed
+// when the last of them ended.
 type clearingEntry struct {
-	n    uint64
+	n    int
 	done chan struct{}
 }
 
@@ -69,9 +70,13 @@ func (d *deletions) start(channel string) (uint64, chan struct{}) {
 	d.started++
 	n := d.started
 	d.live[n] = struct{}{}
-	ce := &clearingEntry{n: n, done: make(chan struct{})}
-	d.channel[channel] = ce
-	return n, ce.done
+	ce := d.channel[channel]
+	if ce == nil {
+		ce = &clearingEntry{done: make(chan struct{})}
+		d.channel[channel] = ce
+	}
+	ce.n++
+	return n, make(chan struct{})
 }
 
 // end records that deletion n of channel is acknowledged (or failed) and
@@ -79,8 +84,11 @@ func (d *deletions) start(channel string) (uint64, chan struct{}) {
 func (d *deletions) end(channel string, n uint64) {
 	d.mu.Lock()
 	delete(d.live, n)
-	if ce := d.channel[channel]; ce != nil && ce.n == n {
-		delete(d.channel, channel)
+	if ce := d.channel[channel]; ce != nil {
+		if ce.n--; ce.n == 0 {
+			delete(d.channel, channel)
+			close(ce.done)
+		}
 	}
 	// Advance to the oldest deletion still in flight (started+1 when
 	// none): each number is passed once, so ends cost O(1) amortised even
@@ -124,8 +132,8 @@ func (d *deletions) inFlight() int {
 	return len(d.live)
 }
 
-// clearing returns a channel closed when this gateway's newest deletion
-// of an entry of channel ends, or nil when none is in flight.
+// clearing returns a channel closed when this gateway's deletions in
+// flight of entries of channel have all ended, or nil when none is.
 func (d *deletions) clearing(channel string) <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -181,18 +189,28 @@ func (h *Hub) retryRemove(seq uint64) {
 	go func() {
 		defer h.bg.Done()
 		defer h.retrying.Add(-1)
+		// Close ends the retries, an attempt in flight included.
+		gctx, gcancel := context.WithCancel(context.Background())
+		defer gcancel()
+		go func() {
+			select {
+			case <-h.stop:
+				gcancel()
+			case <-gctx.Done():
+			}
+		}()
 		for _, pause := range removeRetries {
 			t := time.NewTimer(pause)
 			select {
-			case <-h.stop:
+			case <-gctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(gctx, 5*time.Second)
 			err := h.q.remove(ctx, seq)
 			cancel()
-			if err == nil {
+			if err == nil || gctx.Err() != nil {
 				return
 			}
 		}
@@ -221,6 +239,9 @@ func (h *Hub) awaitClearing(ctx context.Context, channel string) error {
 // timeout.
 func (h *Hub) settleGateways(ctx context.Context, gateways map[string]bool) {
 	var wg sync.WaitGroup
+	// Entries can name many gateways (those that vanished, until the
+	// sweeper removes their entries): ask at most maxSettlePings at once.
+	sem := make(chan struct{}, maxSettlePings)
 	for gw := range gateways {
 		if gw == h.id {
 			ch := make(chan struct{})
@@ -237,7 +258,14 @@ func (h *Hub) settleGateways(ctx context.Context, gateways map[string]bool) {
 		if err != nil {
 			continue
 		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
 		wg.Go(func() {
+			defer func() { <-sem }()
 			pctx, cancel := context.WithTimeout(ctx, h.cfg.ClaimTimeout)
 			defer cancel()
 			_, _ = h.nc.RequestWithContext(pctx, subj, nil)
@@ -245,6 +273,9 @@ func (h *Hub) settleGateways(ctx context.Context, gateways map[string]bool) {
 	}
 	wg.Wait()
 }
+
+// maxSettlePings bounds the settle questions of one listing in flight.
+const maxSettlePings = 16
 
 // answerAlive answers a liveness question once this gateway's deletions
 // in flight ended.

@@ -21,8 +21,9 @@ func TestSettleOrder(t *testing.T) {
 	if n := d.inFlight(); n != 3 {
 		t.Fatalf("%d deletions in flight, want 3", n)
 	}
-	if got := d.clearing("ch.a"); got != (<-chan struct{})(c3) {
-		t.Fatal("clearing of ch.a is not its newest deletion")
+	clearingA := d.clearing("ch.a")
+	if clearingA == nil {
+		t.Fatal("ch.a not clearing with two deletions in flight")
 	}
 	close(c2)
 	d.end("ch.b", n2)
@@ -32,22 +33,30 @@ func TestSettleOrder(t *testing.T) {
 	if d.clearing("ch.b") != nil {
 		t.Fatal("ch.b still clearing after its deletion ended")
 	}
-	close(c1)
-	d.end("ch.a", n1)
-	if !answers["A"] {
-		t.Fatal("A not answered after 1 and 2 ended")
-	}
-	if d.clearing("ch.a") == nil {
-		t.Fatal("ch.a not clearing while deletion 3 is in flight")
-	}
-	d.settle(answer("B")) // waits for 3
-	if answers["B"] {
-		t.Fatal("B answered with deletion 3 in flight")
-	}
+	// The newest deletion of ch.a ends first: ch.a still clears (1).
 	close(c3)
 	d.end("ch.a", n3)
-	if !answers["B"] {
-		t.Fatal("B not answered after 3 ended")
+	if d.clearing("ch.a") == nil {
+		t.Fatal("ch.a not clearing while deletion 1 is in flight")
+	}
+	select {
+	case <-clearingA:
+		t.Fatal("ch.a cleared while deletion 1 is in flight")
+	default:
+	}
+	d.settle(answer("B")) // waits for 1
+	if answers["A"] || answers["B"] {
+		t.Fatal("A or B answered with deletion 1 in flight")
+	}
+	close(c1)
+	d.end("ch.a", n1)
+	if !answers["A"] || !answers["B"] {
+		t.Fatalf("answered after every deletion ended: A %v, B %v", answers["A"], answers["B"])
+	}
+	select {
+	case <-clearingA:
+	default:
+		t.Fatal("ch.a's clearing not closed after its deletions ended")
 	}
 	if d.clearing("ch.a") != nil || len(d.waits) != 0 || len(d.live) != 0 {
 		t.Fatalf("left behind: clearing %v, %d questions, %d deletions", d.clearing("ch.a") != nil, len(d.waits), len(d.live))
