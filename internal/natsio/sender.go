@@ -270,6 +270,13 @@ func (s *Sender) WriteAndClose(p []byte) error {
 			return err
 		}
 	}
+	return s.end(p, int64(len(p)), map[string]string{hdrEOF: "1"})
+}
+
+// end sends the stream's last message, data (n bytes of it stream data)
+// with the end headers eof, and waits until the receiver has read
+// everything (or the stream failed).
+func (s *Sender) end(data []byte, n int64, eof map[string]string) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -278,7 +285,7 @@ func (s *Sender) WriteAndClose(p []byte) error {
 	s.closed = true
 	seq := s.seq
 	s.seq++
-	s.sent += int64(len(p))
+	s.sent += n
 	s.lastSent = time.Now()
 	err := s.err
 	s.mu.Unlock()
@@ -286,7 +293,7 @@ func (s *Sender) WriteAndClose(p []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := s.publish(seq, p, map[string]string{hdrEOF: "1"}); err != nil {
+	if err := s.publish(seq, data, eof); err != nil {
 		return err
 	}
 	return s.wait(func() bool { return s.done })
@@ -303,28 +310,11 @@ func (s *Sender) CloseWithTrailer(trailer []byte) error {
 		_ = s.CloseWithError("trailer too large")
 		return ErrTrailerTooLarge
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrClosed
-	}
-	s.closed = true
-	seq := s.seq
-	s.seq++
-	err := s.err
-	s.mu.Unlock()
-	defer s.release()
-	if err != nil {
-		return err
-	}
 	eof := map[string]string{hdrEOF: "1"}
 	if trailer != nil {
 		eof[hdrTrail] = "1"
 	}
-	if err := s.publish(seq, trailer, eof); err != nil {
-		return err
-	}
-	return s.wait(func() bool { return s.done })
+	return s.end(trailer, 0, eof)
 }
 
 // CloseWithError ends the stream; the receiver's Read returns a
