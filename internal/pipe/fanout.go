@@ -317,7 +317,8 @@ func (h *Hub) matchGroupLocked(ctx context.Context, w *waiter, mseq uint64, g *g
 			return false, err
 		}
 		if rerr := h.q.remove(context.WithoutCancel(ctx), head.seq); rerr != nil {
-			h.log.Debug("pipe: claimed entry not deleted; the next matcher drops it", "err", rerr)
+			h.log.Debug("pipe: claimed entry not deleted; retried in the background", "err", rerr)
+			h.retryRemove(head.seq)
 		}
 		if p == nil {
 			continue

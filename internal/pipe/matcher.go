@@ -125,7 +125,8 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			// The served party leaves the queue before anyone is
 			// answered, so listings never show it.
 			if rerr := h.q.remove(context.WithoutCancel(ctx), head); rerr != nil {
-				h.log.Debug("pipe: claimed entry not deleted; the next matcher drops it", "err", rerr)
+				h.log.Debug("pipe: claimed entry not deleted; retried in the background", "err", rerr)
+				h.retryRemove(head)
 			}
 		}
 		h.background("release", func(bctx context.Context) error {

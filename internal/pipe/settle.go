@@ -164,7 +164,8 @@ func (h *Hub) dequeue(what, channel string, seq uint64) <-chan struct{} {
 }
 
 // removeRetries are the pauses before the retries of a deletion of an
-// entry whose party left the queue, after the first attempt failed
+// entry whose party left the queue (served, or gone without a partner),
+// after the first attempt failed
 // (JetStream without a leader, the connection down): about half a minute
 // in all. The next matcher of the channel drops such an entry anyway, but
 // on a channel nobody uses again it would stay in listings for good.
