@@ -318,12 +318,11 @@ func TestInboxPrefix(t *testing.T) {
 	}
 }
 
-// TestNextMixedWithRead reads a stream partly with Read and partly with
-// Next, bounded or not: the bytes arrive whole and in order, Next hands
-// out at most a chunk and at most its bound, credit keeps flowing (the
-// data is several windows long), and the end is io.EOF after which the
-// sender's Close returns.
-func TestNextMixedWithRead(t *testing.T) {
+// TestWriteToNMixedWithRead reads a stream partly with Read and partly
+// with WriteToN: the bytes arrive whole and in order, credit keeps flowing
+// (the data is several windows long), and the end is io.EOF after which
+// the sender's Close returns.
+func TestWriteToNMixedWithRead(t *testing.T) {
 	snc, rnc := conns(t)
 	ctx := context.Background()
 	const chunk, window = 16 << 10, 64 << 10
@@ -338,31 +337,22 @@ func TestNextMixedWithRead(t *testing.T) {
 	got := make(chan []byte, 1)
 	errc := make(chan error, 1)
 	go func() {
-		var out []byte
+		var out bytes.Buffer
 		small := make([]byte, 1000)
 		for i := 0; ; i++ {
-			var p []byte
 			var err error
 			switch i % 3 {
 			case 0:
-				n, rerr := r.Read(small)
-				p, err = small[:n], rerr
+				var n int
+				n, err = r.Read(small)
+				out.Write(small[:n])
 			case 1:
-				p, err = r.Next(0)
-				if len(p) > chunk {
-					errc <- errors.New("Next returned more than a chunk")
-					return
-				}
+				_, err = r.WriteToN(&out, 777)
 			default:
-				p, err = r.Next(777)
-				if len(p) > 777 {
-					errc <- errors.New("Next(777) returned more than 777 bytes")
-					return
-				}
+				_, err = r.WriteToN(&out, chunk+1)
 			}
-			out = append(out, p...)
 			if err == io.EOF {
-				got <- out
+				got <- out.Bytes()
 				return
 			}
 			if err != nil {
@@ -389,7 +379,7 @@ func TestNextMixedWithRead(t *testing.T) {
 	case err := <-errc:
 		t.Fatal(err)
 	}
-	if p, err := r.Next(0); len(p) != 0 || err != io.EOF {
-		t.Fatalf("Next after the end: %d bytes, %v", len(p), err)
+	if n, err := r.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+		t.Fatalf("Read after the end: %d bytes, %v", n, err)
 	}
 }

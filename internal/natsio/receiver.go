@@ -197,15 +197,6 @@ func (r *Receiver) Read(p []byte) (int, error) {
 	return copy(p, b), err
 }
 
-// Next returns the next piece of stream data as it arrived, at most one
-// chunk and at most limit bytes (limit <= 0: only the chunk bounds it),
-// without copying it: the caller owns the slice (each NATS message has a
-// payload of its own). It returns io.EOF at a clean end, or the error
-// that ended the stream, as Read does; Read and Next may be mixed. The
-// piece counts as read, so its credit goes back to the sender, once Next
-// returns it.
-func (r *Receiver) Next(limit int) ([]byte, error) { return r.take(limit) }
-
 // Flusher is a writer that [Receiver.WriteTo] flushes: an HTTP response
 // whose client has to see each piece of a stream as it is produced.
 type Flusher interface{ Flush() error }
@@ -214,7 +205,7 @@ type Flusher interface{ Flush() error }
 // by piece as it arrived (each piece one w.Write of a NATS message's
 // payload, not copied: w may keep it), until the stream's clean end (nil)
 // or the error that ended it, or w's error. Each piece counts as read
-// once it is handed to w, as with [Receiver.Next].
+// once it is handed to w, so its credit goes back to the sender.
 //
 // If w is a [Flusher], WriteTo flushes it after a piece when no further
 // data and not the stream's end has arrived by then: the reader of w sees
