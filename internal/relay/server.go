@@ -70,6 +70,7 @@ type Server struct {
 	transport http.RoundTripper
 	lean      *leanClient // nil: every request goes through transport
 	prefix    string
+	chunk     int // of the body streams it sends (chunkFor)
 	ctlSpace  string
 	svc       micro.Service
 	ctlSub    *nats.Subscription
@@ -153,7 +154,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	}
 	cfg.Config = cfg.Config.withDefaults()
 	s := &Server{
-		nc: nc, cfg: cfg, target: target, transport: cfg.Transport,
+		nc: nc, cfg: cfg, target: target, transport: cfg.Transport, chunk: chunkFor(nc),
 		prefix: prefix, exchanges: map[string]*exchange{}, byReply: map[string]*exchange{},
 		stopSweep: make(chan struct{}), sweepDone: make(chan struct{}),
 		work: make(chan *exchange),
@@ -504,5 +505,5 @@ func (s *Server) sweep() {
 // hello replies come from its own connection's inbox, and what an agent
 // may publish to is confined by its NATS permissions, not by this check.
 func (s *Server) stream() natsio.Options {
-	return s.cfg.stream(s.prefix, chunkFor(s.nc), func(subj string) error { return subjects.CheckPeer(subj, "") })
+	return s.cfg.stream(s.prefix, s.chunk, func(subj string) error { return subjects.CheckPeer(subj, "") })
 }
