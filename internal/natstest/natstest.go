@@ -108,6 +108,12 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		holds[i] = ln
 		routes[i] = &url.URL{Scheme: "nats-route", Host: ln.Addr().String()}
 	}
+	// The stores first: cleanups run last-registered first, so the
+	// servers stop before their stores are removed.
+	stores := make([]string, n)
+	for i := range stores {
+		stores[i] = t.TempDir()
+	}
 	t.Cleanup(c.Shutdown)
 	for i := 0; i < n; i++ {
 		opts := &server.Options{
@@ -115,7 +121,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			Host:       "127.0.0.1",
 			Port:       server.RANDOM_PORT,
 			JetStream:  true,
-			StoreDir:   t.TempDir(),
+			StoreDir:   stores[i],
 			NoLog:      true,
 			NoSigs:     true,
 			Cluster: server.ClusterOpts{
