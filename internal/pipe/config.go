@@ -49,7 +49,8 @@ type Config struct {
 	// 15 s; 0, or anything below JetStream's minimum of 1 s, = the default.
 	MarkerTTL time.Duration `mapstructure:"-"`
 	// SweepInterval is how often queue entries of vanished gateways are
-	// looked for and removed. Not a config key: tests and embedders tune
+	// looked for and removed, and local parties whose entries the queue
+	// lost are looked for (see [Hub.findLost]). Not a config key: tests and embedders tune
 	// it. Default 30 s; 0 (or less) = the default.
 	SweepInterval time.Duration `mapstructure:"-"`
 	// Stream tunes the body streams between gateways (chunk size, window,

@@ -42,7 +42,8 @@
 // cluster-wide. Reads of the queue are direct gets when the stream has
 // one replica and leader reads through the API otherwise (a direct get
 // may be served by a lagging follower). A sweeper removes the entries of gateways that vanished
-// without cleaning up (no responders to sb.pipe.alive.<gateway> twice).
+// without cleaning up (no responders to sb.pipe.alive.<gateway> twice), and ends with 503 the
+// local parties whose entries the queue lost (a restart of every node of its memory stream).
 //
 // The common hand-off takes 2 JetStream operations when both parties
 // reach one gateway and 4 across gateways (fastpath.go): an entry

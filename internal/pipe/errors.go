@@ -2,6 +2,7 @@ package pipe
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/switchboard/switchboard/internal/httpx"
@@ -35,6 +36,11 @@ var (
 	// ErrUnavailable means NATS or JetStream failed.
 	ErrUnavailable = errors.New("pipe: nats unavailable")
 )
+
+// errLost means the queue lost a waiting party's entry (JetStream's
+// memory storage emptied by a restart of every node holding it): nobody
+// can find the party any more, so it is told to come again.
+var errLost = fmt.Errorf("%w: this party's place in the queue was lost (the NATS cluster restarted); send the request again", ErrUnavailable)
 
 // Codes beyond httpx's shared ones.
 const (

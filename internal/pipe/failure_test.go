@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/integration/harness"
+	"github.com/switchboard/switchboard/internal/gateway"
 	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
@@ -316,6 +317,43 @@ func TestDeleteRetried(t *testing.T) {
 		// the namespace is empty.
 		if r := do(context.Background(), http.MethodGet, e.url(0)+"/channels/retry", nil, ""); r.status != http.StatusNotFound {
 			return fmt.Errorf("listing of the namespace: %d %s", r.status, r.body)
+		}
+		return nil
+	})
+}
+
+// TestLostEntry: the queue is in memory storage, so a restart of every
+// NATS node empties it. A party that waited through that restart is not
+// left waiting unseen until its client gives up: its gateway's sweep
+// finds its entry gone and answers 503, telling it to send the request
+// again, which then pairs as usual.
+func TestLostEntry(t *testing.T) {
+	c, gws := harness.StartOnCluster(t, 2, func(cfg *gateway.Config) { cfg.Pipe.SweepInterval = 100 * time.Millisecond })
+	e := newEnv(t, gws, c.URLs())
+	bg := context.Background()
+	waiting := produce(bg, e.url(0), "lost", "ch", []byte("first"), "")
+	e.awaitWaiting(t, "lost", "ch", subjects.PipeProducer, 1)
+
+	for i := range c.Servers {
+		c.Stop(i)
+	}
+	c.Restart(0, 1, 2)
+	p := wait(t, waiting)
+	if p.status != http.StatusServiceUnavailable || !strings.Contains(string(p.body), "lost") {
+		t.Fatalf("producer whose entry was lost: %d %s", p.status, p.body)
+	}
+	if n := e.metric(t, `switchboard_pipe_unpaired_total{reason="lost"}`); n != 1 {
+		t.Fatalf("unpaired{lost} = %d, want 1", n)
+	}
+	// Sent again, it pairs, across the gateways.
+	natstest.Eventually(t, 60*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(bg, 15*time.Second)
+		defer cancel()
+		cons := consume(ctx, e.url(1), "lost", "ch")
+		p := wait(t, produce(ctx, e.url(0), "lost", "ch", []byte("again"), ""))
+		r := wait(t, cons)
+		if p.status != http.StatusOK || string(r.body) != "again" {
+			return fmt.Errorf("producer %d %s; consumer %d %q", p.status, p.body, r.status, r.body)
 		}
 		return nil
 	})

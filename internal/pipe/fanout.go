@@ -344,8 +344,10 @@ func (h *Hub) awaitGroup(wctx context.Context, w *waiter, g *group) error {
 		case <-wctx.Done():
 			return wctx.Err()
 		case <-w.gone:
-			h.m.ended.WithLabelValues("gone").Inc()
-			return ErrGone
+			if errors.Is(w.goneErr, ErrGone) {
+				h.m.ended.WithLabelValues("gone").Inc()
+			}
+			return w.goneErr
 		}
 	}
 	return nil

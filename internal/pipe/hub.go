@@ -345,8 +345,8 @@ func (h *Hub) await(wctx context.Context, w *waiter) (*pairing, error) {
 	case <-wctx.Done():
 		err = wctx.Err()
 	case <-w.gone:
-		gone = true
-		err = ErrGone
+		err = w.goneErr
+		gone = errors.Is(err, ErrGone)
 	}
 	seq, ok := w.end()
 	if !ok {

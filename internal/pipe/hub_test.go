@@ -2,12 +2,16 @@ package pipe
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchboard/switchboard/internal/natstest"
 	"github.com/switchboard/switchboard/internal/protocol"
@@ -62,5 +66,115 @@ func TestSweepVanishedGateway(t *testing.T) {
 	defer pcancel()
 	if _, err := h.Produce(pctx, Channel{"ns", "skip"}, Meta{ContentType: "text/plain", Length: -1}); err == nil {
 		t.Fatal("producer paired with a ghost")
+	}
+}
+
+// TestFindLost checks the sweep's search for local parties whose queue
+// entries vanished: a party whose entry is there is left alone however
+// often the sweep runs; one whose entry is gone is ended with errLost on
+// the second sweep in a row that misses it, not on the first.
+func TestFindLost(t *testing.T) {
+	srv := natstest.RunServer(t, nil)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	// The sweeper's own loop stays out of the way: the test sweeps.
+	h := NewHub(Config{SweepInterval: time.Hour}, protocol.Deps{NC: nc, JS: js, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+
+	ended := map[string]chan error{}
+	for _, name := range []string{"kept", "lost"} {
+		ended[name] = make(chan error, 1)
+		go func() {
+			d, err := h.Consume(ctx, Channel{"fl", name})
+			if err == nil {
+				_, err = io.Copy(io.Discard, d.Body)
+				_ = d.Body.Close()
+			}
+			ended[name] <- err
+		}()
+	}
+	waiters := map[string]*waiter{}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, w := range h.waiters {
+			if w.waitingAt() > 0 {
+				waiters[w.ch.Name] = w
+			}
+		}
+		if len(waiters) < 2 {
+			return fmt.Errorf("%d of 2 consumers in the queue", len(waiters))
+		}
+		return nil
+	})
+	alive := func(name string) bool {
+		select {
+		case <-waiters[name].gone:
+			return false
+		default:
+			return true
+		}
+	}
+
+	var st sweepState
+	for range 3 {
+		st = h.sweep(ctx, st)
+	}
+	if !alive("kept") || !alive("lost") {
+		t.Fatal("a sweep ended a party whose entry is in the queue")
+	}
+
+	// The entry vanishes, as it does when every node holding the memory
+	// stream restarts.
+	seq := waiters["lost"].waitingAt()
+	if err := h.q.streams[partOf(seq)].DeleteMsg(ctx, seqOf(seq)); err != nil {
+		t.Fatal(err)
+	}
+	st = h.sweep(ctx, st)
+	if !alive("lost") {
+		t.Fatal("ended on the first sweep that missed its entry")
+	}
+	st = h.sweep(ctx, st)
+	if alive("lost") {
+		t.Fatal("not ended on the second sweep that missed its entry")
+	}
+	select {
+	case err := <-ended["lost"]:
+		if !errors.Is(err, errLost) || !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("lost party ended with %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("lost party still waits")
+	}
+	if n := testutil.ToFloat64(h.m.ended.WithLabelValues("lost")); n != 1 {
+		t.Fatalf("unpaired{lost} = %v, want 1", n)
+	}
+	st = h.sweep(ctx, st)
+	if !alive("kept") || len(st.missing) != 0 {
+		t.Fatalf("kept party alive %v, missing %d", alive("kept"), len(st.missing))
+	}
+
+	// The kept party still pairs.
+	go func() {
+		if sink, err := h.Produce(ctx, Channel{"fl", "kept"}, Meta{Length: -1}); err == nil {
+			_ = sink.Close()
+		}
+	}()
+	select {
+	case err := <-ended["kept"]:
+		if err != nil {
+			t.Fatalf("kept party: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("kept party not paired")
 	}
 }

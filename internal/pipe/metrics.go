@@ -7,7 +7,7 @@ type metrics struct {
 	waiting   *prometheus.GaugeVec   // role
 	matches   *prometheus.CounterVec // path: local, remote
 	claims    *prometheus.CounterVec // result: accepted, refused, dead, foreign
-	ended     *prometheus.CounterVec // reason: timeout, gone, disconnect, shutdown
+	ended     *prometheus.CounterVec // reason: timeout, gone, disconnect, shutdown, lost
 	transfers *prometheus.CounterVec // result: ok, producer_lost, consumer_lost, bad_length, shutdown
 	bytes     prometheus.Counter
 	wait      prometheus.Histogram

@@ -164,6 +164,29 @@ func (q *queue) first(ctx context.Context, filter string) (*entry, error) {
 	return toEntry(p, m)
 }
 
+// partitions is the number of partitions (streams) of the queue.
+func (q *queue) partitions() int { return len(q.streams) }
+
+// at returns the entry at position pos, or nil when there is none (never
+// stored, deleted, or lost with the stream's state).
+func (q *queue) at(ctx context.Context, pos uint64) (*entry, error) {
+	p := partOf(pos)
+	if p >= len(q.streams) {
+		return nil, fmt.Errorf("%w: read entry: no partition %d", ErrUnavailable, p)
+	}
+	if q.direct {
+		return q.directGet(ctx, p, directRequest{Seq: seqOf(pos)})
+	}
+	m, err := q.streams[p].GetMsg(ctx, seqOf(pos))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read entry: %v", ErrUnavailable, err)
+	}
+	return toEntry(p, m)
+}
+
 // appendIf stores an entry on subject only if the newest entry matching
 // channel still has position expect (0 = none): a compare-and-set over
 // the whole channel. It returns errConflict when the channel changed. An

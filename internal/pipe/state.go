@@ -122,14 +122,12 @@ func (h *Hub) Delete(ctx context.Context, ns, name string) error {
 	return nil
 }
 
-// sweepLoop removes, every SweepInterval, the entries of gateways that
-// vanished without cleaning up (a crash): a gateway that does not answer
-// its liveness ping with "no responders" on two sweeps in a row.
+// sweepLoop runs a sweep every SweepInterval (see [Hub.sweep]).
 func (h *Hub) sweepLoop() {
 	defer h.bg.Done()
 	t := time.NewTicker(h.cfg.SweepInterval)
 	defer t.Stop()
-	strikes := map[string]int{}
+	var st sweepState
 	for {
 		select {
 		case <-h.stop:
@@ -137,18 +135,29 @@ func (h *Hub) sweepLoop() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.SweepInterval)
-		strikes = h.sweep(ctx, strikes)
+		st = h.sweep(ctx, st)
 		cancel()
 	}
 }
 
-func (h *Hub) sweep(ctx context.Context, strikes map[string]int) map[string]int {
+// sweepState is what one sweep tells the next: the gateways that did not
+// answer, and the local parties whose entries were missing.
+type sweepState struct {
+	strikes map[string]int     // by gateway id: sweeps in a row it was gone
+	missing map[*waiter]uint64 // the position each was missing at
+}
+
+// sweep removes the entries of gateways that vanished without cleaning
+// up (a crash): a gateway that does not answer its liveness ping with "no
+// responders" on two sweeps in a row. And it ends, with errLost, the
+// local parties whose entries the queue lost (see [Hub.findLost]).
+func (h *Hub) sweep(ctx context.Context, st sweepState) sweepState {
 	counts, err := h.q.counts(ctx, subjects.PipeQueueAll())
 	if err != nil {
 		h.log.Debug("pipe sweep skipped", "err", err)
-		return strikes
+		return st
 	}
-	next := map[string]int{}
+	next := sweepState{strikes: map[string]int{}, missing: h.findLost(ctx, counts, st.missing)}
 	checked := map[string]bool{}
 	for subj := range counts {
 		e, err := subjects.ParsePipeEntry(subj)
@@ -159,8 +168,8 @@ func (h *Hub) sweep(ctx context.Context, strikes map[string]int) map[string]int 
 		if !h.gatewayGone(ctx, e.Gateway) {
 			continue
 		}
-		next[e.Gateway] = strikes[e.Gateway] + 1
-		if next[e.Gateway] < 2 {
+		next.strikes[e.Gateway] = st.strikes[e.Gateway] + 1
+		if next.strikes[e.Gateway] < 2 {
 			continue
 		}
 		if filter, err := subjects.PipeGatewayEntries(e.Gateway); err == nil && h.q.purge(ctx, filter) == nil {
@@ -169,6 +178,59 @@ func (h *Hub) sweep(ctx context.Context, strikes map[string]int) map[string]int 
 		}
 	}
 	return next
+}
+
+// findLost finds the local parties waiting in the queue whose entries it
+// no longer holds, and ends those found missing on two sweeps in a row
+// at the same position with errLost. It returns the ones missing now for
+// the first time.
+//
+// A queue in memory storage loses its entries when every node holding it
+// restarts; nobody would claim those parties again, and without a
+// pipe.timeout they would wait until their clients gave up. counts (the
+// entries per stored subject, read at the start of the sweep) tells
+// which subjects hold fewer entries than this gateway has parties
+// waiting there; only those parties' entries are read. Two sweeps in a
+// row keep a party appended just after counts was read from counting as
+// lost.
+func (h *Hub) findLost(ctx context.Context, counts map[string]uint64, before map[*waiter]uint64) map[*waiter]uint64 {
+	type local struct {
+		w   *waiter
+		seq uint64
+	}
+	bySubj := map[string][]local{}
+	h.mu.Lock()
+	for _, w := range h.waiters {
+		if seq := w.waitingAt(); seq > 0 {
+			subj := subjects.PipeInPartition(w.entrySubj, partOf(seq), h.q.partitions())
+			bySubj[subj] = append(bySubj[subj], local{w, seq})
+		}
+	}
+	h.mu.Unlock()
+	missing := map[*waiter]uint64{}
+	for subj, ws := range bySubj {
+		if uint64(len(ws)) <= counts[subj] {
+			continue
+		}
+		for _, l := range ws {
+			e, err := h.q.at(ctx, l.seq)
+			if err != nil {
+				return missing // JetStream unavailable: nothing is known
+			}
+			if e != nil && e.id == l.w.id && e.info.Gateway == h.id {
+				continue
+			}
+			if before[l.w] != l.seq {
+				missing[l.w] = l.seq
+				continue
+			}
+			if l.w.lose(l.seq) {
+				h.m.ended.WithLabelValues("lost").Inc()
+				h.log.Warn("pipe: a waiting party's queue entry was lost (NATS restarted); it is told to send its request again", "role", l.w.role)
+			}
+		}
+	}
+	return missing
 }
 
 // gatewayGone reports whether nobody answers gateway's liveness subject.

@@ -42,6 +42,7 @@ type waiter struct {
 	claims   chan *claim // capacity 1 (a group producer: N): a waiter is claimed at most once (N times)
 	gone     chan struct{}
 	goneOnce sync.Once
+	goneErr  error // why gone was closed: ErrGone or errLost; set before
 
 	// body is a producer's read-ahead when its whole body may be handed
 	// over with a local pairing (see [localPipe.hand]); nil otherwise.
@@ -158,7 +159,42 @@ func (w *waiter) end() (seq uint64, ok bool) {
 }
 
 // markGone ends the wait with ErrGone (the channel was deleted).
-func (w *waiter) markGone() { w.goneOnce.Do(func() { close(w.gone) }) }
+func (w *waiter) markGone() { w.endWith(ErrGone) }
+
+// endWith ends the wait with err, once: the first reason stays.
+func (w *waiter) endWith(err error) {
+	w.goneOnce.Do(func() {
+		w.goneErr = err
+		close(w.gone)
+	})
+}
+
+// waitingAt returns the position of w's queue entry while w waits in the
+// queue unclaimed, else 0.
+func (w *waiter) waitingAt() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state != stateWaiting {
+		return 0
+	}
+	return w.seq
+}
+
+// lose ends the wait with errLost if w still waits at position seq, whose
+// entry the queue no longer holds (see [Hub.findLost]). w forgets the
+// position: the stream may give it to another entry, which w's leaving
+// must not delete.
+func (w *waiter) lose(seq uint64) bool {
+	w.mu.Lock()
+	if w.state != stateWaiting || w.seq != seq {
+		w.mu.Unlock()
+		return false
+	}
+	w.seq = 0
+	w.mu.Unlock()
+	w.endWith(errLost)
+	return true
+}
 
 // claim is a partner's offer to pair with a waiting party. Exactly one of
 // local and msg is set.
