@@ -217,7 +217,7 @@ func (h *Hub) rendezvousGroup(ctx context.Context, ch Channel, meta Meta, want i
 	}
 	if err != nil {
 		if seq := h.endGroup(w); seq > 0 {
-			h.dequeue("dequeue", w.chFilter, seq)
+			h.dequeue("dequeue", w.chFilter, seq, h.owns(w))
 		}
 		g.abort("producer left before its receivers were complete")
 		return nil, h.reason(wctx, err)
@@ -318,7 +318,7 @@ func (h *Hub) matchGroupLocked(ctx context.Context, w *waiter, mseq uint64, g *g
 		}
 		if rerr := h.q.remove(context.WithoutCancel(ctx), head.seq); rerr != nil {
 			h.log.Debug("pipe: claimed entry not deleted; retried in the background", "err", rerr)
-			h.retryRemove(head.seq)
+			h.retryRemove(head.seq, head.owner())
 		}
 		if p == nil {
 			continue

@@ -178,3 +178,51 @@ func TestFindLost(t *testing.T) {
 		t.Fatal("kept party not paired")
 	}
 }
+
+// TestRetryRemoveOwner checks that a retried deletion deletes the entry
+// of the party it was started for, and leaves alone another party's
+// entry at that position (a queue that lost its state numbers new
+// entries from 1 again).
+func TestRetryRemoveOwner(t *testing.T) {
+	srv := natstest.RunServer(t, nil)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	h := NewHub(Config{SweepInterval: time.Hour}, protocol.Deps{NC: nc, JS: js, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+
+	subj, _ := subjects.PipeEntry("rr", "ch", subjects.PipeConsumer, "feedface")
+	ack, err := js.Publish(ctx, subj, []byte("7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := pos(0, ack.Sequence)
+	retried := func(o owner) {
+		t.Helper()
+		h.retryRemove(seq, o)
+		natstest.Eventually(t, 20*time.Second, func() error {
+			if n := h.retrying.Load(); n != 0 {
+				return fmt.Errorf("%d deletions retrying", n)
+			}
+			return nil
+		})
+	}
+	for _, o := range []owner{{"feedface", "8"}, {"deadbeef", "7"}} {
+		retried(o)
+		if e, err := h.q.at(ctx, seq); err != nil || e == nil {
+			t.Fatalf("entry of another party deleted by a retry for %v: %v %v", o, e, err)
+		}
+	}
+	retried(owner{"feedface", "7"})
+	if e, err := h.q.at(ctx, seq); err != nil || e != nil {
+		t.Fatalf("retry for the entry's own party left %v (%v)", e, err)
+	}
+}

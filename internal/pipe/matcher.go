@@ -121,12 +121,12 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 			return nil, err
 		}
 		p, head, done, err := h.matchLocked(ctx, w, mseq, first.head, first.err)
-		if err == nil && head > 0 {
+		if err == nil && head != nil {
 			// The served party leaves the queue before anyone is
 			// answered, so listings never show it.
-			if rerr := h.q.remove(context.WithoutCancel(ctx), head); rerr != nil {
+			if rerr := h.q.remove(context.WithoutCancel(ctx), head.seq); rerr != nil {
 				h.log.Debug("pipe: claimed entry not deleted; retried in the background", "err", rerr)
-				h.retryRemove(head)
+				h.retryRemove(head.seq, head.owner())
 			}
 		}
 		h.background("release", func(bctx context.Context) error {
@@ -157,7 +157,7 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 // deleted).
 func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
 	var removed <-chan struct{}
-	dequeue := func() { removed = h.dequeue("dequeue claimed", w.chFilter, head.seq) }
+	dequeue := func() { removed = h.dequeue("dequeue claimed", w.chFilter, head.seq, head.owner()) }
 	// A local head's deletion starts as soon as it is taken, before its
 	// party answers.
 	p, err := h.claim(ctx, w, head, dequeue)
@@ -198,19 +198,19 @@ func (h *Hub) appendIf(ctx context.Context, subject, channel string, expect uint
 
 // matchLocked claims heads of the opposite queue while w holds the
 // channel's marker mseq, starting with head (or err), read alongside the
-// marker. It returns the pairing and the claimed head's
-// sequence (deleted by the caller before it answers, so listings never
-// show a party that was already served), or done with a nil pairing
+// marker. It returns the pairing and the claimed head (whose entry the
+// caller deletes before it answers, so listings never show a party that
+// was already served), or done with a nil pairing
 // when w was appended instead, or neither when it held the marker too
 // long and must start over.
-func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *entry, err error) (*pairing, uint64, bool, error) {
+func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *entry, err error) (*pairing, *entry, bool, error) {
 	deadline := time.Now().Add(h.cfg.MarkerTTL / 3)
 	for i := 0; time.Now().Before(deadline); i++ {
 		if i > 0 {
 			head, err = h.q.first(ctx, w.oppFilter)
 		}
 		if err != nil {
-			return nil, 0, false, err
+			return nil, nil, false, err
 		}
 		if head == nil {
 			// Nobody left to pair with: wait in line. The marker is the
@@ -218,32 +218,32 @@ func (h *Hub) matchLocked(ctx context.Context, w *waiter, mseq uint64, head *ent
 			// unless the marker expired.
 			seq, err := h.appendIf(ctx, w.entrySubj, w.chFilter, mseq, w.id, 0)
 			if errors.Is(err, errConflict) {
-				return nil, 0, false, nil
+				return nil, nil, false, nil
 			}
 			if err != nil {
-				return nil, 0, false, err
+				return nil, nil, false, err
 			}
 			w.enqueued(seq)
 			h.setTail(w)
-			return nil, 0, true, nil
+			return nil, nil, true, nil
 		}
 		p, err := h.claim(ctx, w, head, nil)
 		if err != nil {
 			// Not the head's fault (w left, or the stream failed after a
 			// yes, when a later claim finds the head taken and drops it).
-			return nil, 0, false, err
+			return nil, nil, false, err
 		}
 		if p != nil && p.keep {
-			return p, 0, true, nil // a group producer: its entry stays
+			return p, nil, true, nil // a group producer: its entry stays
 		}
 		if p != nil {
-			return p, head.seq, true, nil
+			return p, head, true, nil
 		}
 		if err := h.q.remove(ctx, head.seq); err != nil {
-			return nil, 0, false, err
+			return nil, nil, false, err
 		}
 	}
-	return nil, 0, false, nil
+	return nil, nil, false, nil
 }
 
 // claim asks head's gateway to pair its waiting party with w. It returns

@@ -41,6 +41,12 @@ type entry struct {
 	alone bool
 }
 
+// owner names the party an entry stands for: its gateway and its id
+// there, unique together.
+type owner struct{ gateway, id string }
+
+func (e *entry) owner() owner { return owner{e.info.Gateway, e.id} }
+
 // errConflict means the channel changed between read and append.
 var errConflict = errors.New("pipe: channel changed concurrently")
 

@@ -147,7 +147,7 @@ func (d *deletions) clearing(channel string) <-chan struct{} {
 // party has left the queue (served, or gone without a partner) and
 // nothing waits for the deletion but listings (see above). The returned
 // channel is closed when it ended.
-func (h *Hub) dequeue(what, channel string, seq uint64) <-chan struct{} {
+func (h *Hub) dequeue(what, channel string, seq uint64, o owner) <-chan struct{} {
 	n, done := h.dels.start(channel)
 	h.background(what, func(ctx context.Context) error {
 		defer func() {
@@ -156,7 +156,7 @@ func (h *Hub) dequeue(what, channel string, seq uint64) <-chan struct{} {
 		}()
 		err := h.q.remove(ctx, seq)
 		if err != nil {
-			h.retryRemove(seq)
+			h.retryRemove(seq, o)
 		}
 		return err
 	})
@@ -176,10 +176,14 @@ var removeRetries = []time.Duration{time.Second, 2 * time.Second, 4 * time.Secon
 // to half a minute. Beyond it an entry is left to the next matcher.
 const maxRetrying = 1024
 
-// retryRemove retries the deletion of the entry at seq in the background
-// (see removeRetries), until it succeeds or finds the entry gone, the
-// retries are used up, or the hub closes.
-func (h *Hub) retryRemove(seq uint64) {
+// retryRemove retries the deletion of the entry at seq, of party o, in
+// the background (see removeRetries), until it succeeds or finds the
+// entry gone, the retries are used up, or the hub closes. Each attempt
+// first reads the entry at seq: a queue that lost its state while
+// JetStream was down (memory storage, every node restarted) numbers new
+// entries from 1 again, and the position may then hold another party's
+// entry, which is left alone.
+func (h *Hub) retryRemove(seq uint64, o owner) {
 	if h.retrying.Add(1) > maxRetrying {
 		h.retrying.Add(-1)
 		h.log.Warn("pipe: queue entry not deleted, too many deletions retrying; the next matcher of its channel drops it", "seq", seq)
@@ -209,7 +213,14 @@ func (h *Hub) retryRemove(seq uint64) {
 			case <-t.C:
 			}
 			ctx, cancel := context.WithTimeout(gctx, 5*time.Second)
-			err := h.q.remove(ctx, seq)
+			e, err := h.q.at(ctx, seq)
+			if err == nil && (e == nil || e.owner() != o) {
+				cancel()
+				return // gone, its position taken by another entry or not
+			}
+			if err == nil {
+				err = h.q.remove(ctx, seq)
+			}
 			cancel()
 			if err == nil || gctx.Err() != nil {
 				return

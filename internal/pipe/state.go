@@ -217,7 +217,7 @@ func (h *Hub) findLost(ctx context.Context, counts map[string]uint64, before map
 			if err != nil {
 				return missing // JetStream unavailable: nothing is known
 			}
-			if e != nil && e.id == l.w.id && e.info.Gateway == h.id {
+			if e != nil && e.owner() == h.owns(l.w) {
 				continue
 			}
 			if before[l.w] != l.seq {

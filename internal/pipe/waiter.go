@@ -87,6 +87,9 @@ func newWaiter(ctx context.Context, gateway, id string, ch Channel, role string,
 	return w, nil
 }
 
+// owns is the owner of w's entry, w being held by this gateway.
+func (h *Hub) owns(w *waiter) owner { return owner{h.id, w.id} }
+
 // enqueued records that its entry seq is in the queue. It reports false
 // if the waiter already ended.
 func (w *waiter) enqueued(seq uint64) {
