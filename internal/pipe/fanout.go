@@ -217,7 +217,7 @@ func (h *Hub) rendezvousGroup(ctx context.Context, ch Channel, meta Meta, want i
 	}
 	if err != nil {
 		if seq := h.endGroup(w); seq > 0 {
-			h.dequeue("dequeue", w.chFilter, seq, h.owns(w))
+			h.dequeue("dequeue", w.chFilter, seq, h.owns(w), true)
 		}
 		g.abort("producer left before its receivers were complete")
 		return nil, h.reason(wctx, err)

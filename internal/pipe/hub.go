@@ -358,7 +358,7 @@ func (h *Hub) await(wctx context.Context, w *waiter) (*pairing, error) {
 		h.m.ended.WithLabelValues("gone").Inc()
 	}
 	if seq > 0 {
-		h.dequeue("dequeue", w.chFilter, seq, h.owns(w))
+		h.dequeue("dequeue", w.chFilter, seq, h.owns(w), true)
 	}
 	return nil, err
 }

@@ -157,7 +157,7 @@ func (h *Hub) arrive(ctx context.Context, w *waiter) (*pairing, error) {
 // deleted).
 func (h *Hub) claimAlone(ctx context.Context, w *waiter, head *entry) (*pairing, error) {
 	var removed <-chan struct{}
-	dequeue := func() { removed = h.dequeue("dequeue claimed", w.chFilter, head.seq, head.owner()) }
+	dequeue := func() { removed = h.dequeue("dequeue claimed", w.chFilter, head.seq, head.owner(), false) }
 	// A local head's deletion starts as soon as it is taken, before its
 	// party answers.
 	p, err := h.claim(ctx, w, head, dequeue)

@@ -143,18 +143,26 @@ func (d *deletions) clearing(channel string) <-chan struct{} {
 	return nil
 }
 
-// dequeue deletes the entry at seq, of channel, in the background: its
-// party has left the queue (served, or gone without a partner) and
-// nothing waits for the deletion but listings (see above). The returned
-// channel is closed when it ended.
-func (h *Hub) dequeue(what, channel string, seq uint64, o owner) <-chan struct{} {
+// dequeue deletes the entry at seq, of channel and party o, in the
+// background: its party has left the queue (served, or gone without a
+// partner) and nothing waits for the deletion but listings (see above).
+// The returned channel is closed when it ended. With verify the entry is
+// read first and deleted only if it is still o's (see [Hub.removeOwned]):
+// for a party that leaves after waiting, maybe through a NATS outage; a
+// head just claimed was read a moment ago.
+func (h *Hub) dequeue(what, channel string, seq uint64, o owner, verify bool) <-chan struct{} {
 	n, done := h.dels.start(channel)
 	h.background(what, func(ctx context.Context) error {
 		defer func() {
 			close(done)
 			h.dels.end(channel, n)
 		}()
-		err := h.q.remove(ctx, seq)
+		var err error
+		if verify {
+			err = h.removeOwned(ctx, seq, o)
+		} else {
+			err = h.q.remove(ctx, seq)
+		}
 		if err != nil {
 			h.retryRemove(seq, o)
 		}
@@ -176,13 +184,22 @@ var removeRetries = []time.Duration{time.Second, 2 * time.Second, 4 * time.Secon
 // to half a minute. Beyond it an entry is left to the next matcher.
 const maxRetrying = 1024
 
+// removeOwned deletes the entry at seq if it is still party o's. A queue
+// that lost its state while JetStream was down (memory storage, every
+// node restarted) numbers new entries from 1 again, and the position may
+// then hold another party's entry, which is left alone.
+func (h *Hub) removeOwned(ctx context.Context, seq uint64, o owner) error {
+	e, err := h.q.at(ctx, seq)
+	if err != nil || e == nil || e.owner() != o {
+		return err
+	}
+	return h.q.remove(ctx, seq)
+}
+
 // retryRemove retries the deletion of the entry at seq, of party o, in
 // the background (see removeRetries), until it succeeds or finds the
 // entry gone, the retries are used up, or the hub closes. Each attempt
-// first reads the entry at seq: a queue that lost its state while
-// JetStream was down (memory storage, every node restarted) numbers new
-// entries from 1 again, and the position may then hold another party's
-// entry, which is left alone.
+// deletes it only if it is still o's (see [Hub.removeOwned]).
 func (h *Hub) retryRemove(seq uint64, o owner) {
 	if h.retrying.Add(1) > maxRetrying {
 		h.retrying.Add(-1)
@@ -213,14 +230,7 @@ func (h *Hub) retryRemove(seq uint64, o owner) {
 			case <-t.C:
 			}
 			ctx, cancel := context.WithTimeout(gctx, 5*time.Second)
-			e, err := h.q.at(ctx, seq)
-			if err == nil && (e == nil || e.owner() != o) {
-				cancel()
-				return // gone, its position taken by another entry or not
-			}
-			if err == nil {
-				err = h.q.remove(ctx, seq)
-			}
+			err := h.removeOwned(ctx, seq, o)
 			cancel()
 			if err == nil || gctx.Err() != nil {
 				return
