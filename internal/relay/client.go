@@ -537,15 +537,21 @@ func (x *call) streamBody() error {
 	defer putBuf(buf)
 	for {
 		n, rerr := x.readBody(buf)
-		x.c.metrics.addBytes("request", n)
 		if rerr == io.EOF {
-			return streamErr(closeStream(s, x.req.Trailer, buf[:n]))
+			err := closeStream(s, x.req.Trailer, buf[:n])
+			if err == nil {
+				x.c.metrics.addBytes("request", n)
+			}
+			return streamErr(err)
 		}
 		if n > 0 {
 			if _, err := s.Write(buf[:n]); err != nil {
 				_ = s.CloseWithError("caller stopped")
 				return streamErr(err)
 			}
+			// Counted once the stream took them, as the response's
+			// bytes are once written to the caller.
+			x.c.metrics.addBytes("request", n)
 		}
 		if rerr != nil {
 			_ = s.CloseWithError("request body: " + rerr.Error())
