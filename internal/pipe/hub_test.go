@@ -18,24 +18,32 @@ import (
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
-// TestSweepVanishedGateway checks that entries left by a gateway that
-// died without cleaning up are skipped by matchers and swept away.
-func TestSweepVanishedGateway(t *testing.T) {
+// startHub starts a Hub with cfg on a fresh nats-server and returns it
+// with a JetStream client of the same connection and a context bounding
+// the test; all three end with the test.
+func startHub(t *testing.T, cfg Config) (*Hub, jetstream.JetStream, context.Context) {
+	t.Helper()
 	srv := natstest.RunServer(t, nil)
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	h := NewHub(Config{SweepInterval: 50 * time.Millisecond, ClaimTimeout: time.Second},
-		protocol.Deps{NC: nc, JS: js, Logger: slog.New(slog.DiscardHandler)})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	h := NewHub(cfg, protocol.Deps{NC: nc, JS: js, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
 	if err := h.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	t.Cleanup(func() { _ = h.Close() })
+	return h, js, ctx
+}
+
+// TestSweepVanishedGateway checks that entries left by a gateway that
+// died without cleaning up are skipped by matchers and swept away.
+func TestSweepVanishedGateway(t *testing.T) {
+	h, js, ctx := startHub(t, Config{SweepInterval: 50 * time.Millisecond, ClaimTimeout: time.Second})
 
 	// A consumer entry of a gateway that no longer exists.
 	ghost, _ := subjects.PipeEntry("ns", "ghost", subjects.PipeConsumer, "deadbeef")
@@ -74,21 +82,8 @@ func TestSweepVanishedGateway(t *testing.T) {
 // often the sweep runs; one whose entry is gone is ended with errLost on
 // the second sweep in a row that misses it, not on the first.
 func TestFindLost(t *testing.T) {
-	srv := natstest.RunServer(t, nil)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	// The sweeper's own loop stays out of the way: the test sweeps.
-	h := NewHub(Config{SweepInterval: time.Hour}, protocol.Deps{NC: nc, JS: js, Logger: slog.New(slog.DiscardHandler)})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := h.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h, _, ctx := startHub(t, Config{SweepInterval: time.Hour})
 
 	ended := map[string]chan error{}
 	for _, name := range []string{"kept", "lost"} {
@@ -184,20 +179,7 @@ func TestFindLost(t *testing.T) {
 // entry at that position (a queue that lost its state numbers new
 // entries from 1 again).
 func TestRetryRemoveOwner(t *testing.T) {
-	srv := natstest.RunServer(t, nil)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	h := NewHub(Config{SweepInterval: time.Hour}, protocol.Deps{NC: nc, JS: js, Logger: slog.New(slog.DiscardHandler)})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := h.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h, js, ctx := startHub(t, Config{SweepInterval: time.Hour})
 
 	subj, _ := subjects.PipeEntry("rr", "ch", subjects.PipeConsumer, "feedface")
 	ack, err := js.Publish(ctx, subj, []byte("7"))
