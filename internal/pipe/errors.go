@@ -38,9 +38,11 @@ var (
 )
 
 // errLost means the queue lost a waiting party's entry (JetStream's
-// memory storage emptied by a restart of every node holding it): nobody
-// can find the party any more, so it is told to come again.
-var errLost = fmt.Errorf("%w: this party's place in the queue was lost (the NATS cluster restarted); send the request again", ErrUnavailable)
+// memory storage emptied by a restart of every node holding it, or a
+// partner that dropped the entry when this gateway did not answer its
+// claim in time): nobody can find the party any more, so it is told to
+// come again.
+var errLost = fmt.Errorf("%w: this party's place in the queue was lost (as after a restart of the NATS servers); send the request again", ErrUnavailable)
 
 // Codes beyond httpx's shared ones.
 const (

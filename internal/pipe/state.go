@@ -186,8 +186,11 @@ func (h *Hub) sweep(ctx context.Context, st sweepState) sweepState {
 // the first time.
 //
 // A queue in memory storage loses its entries when every node holding it
-// restarts; nobody would claim those parties again, and without a
-// pipe.timeout they would wait until their clients gave up. counts (the
+// restarts, and a partner drops the entry of a party whose gateway did
+// not answer its claim within the claim timeout (busy, or cut off from
+// NATS for a moment); nobody would claim those parties again, and
+// without a pipe.timeout they would wait until their clients gave up.
+// counts (the
 // entries per stored subject, read at the start of the sweep) tells
 // which subjects hold fewer entries than this gateway has parties
 // waiting there; only those parties' entries are read. Two sweeps in a
@@ -226,7 +229,7 @@ func (h *Hub) findLost(ctx context.Context, counts map[string]uint64, before map
 			}
 			if l.w.lose(l.seq) {
 				h.m.ended.WithLabelValues("lost").Inc()
-				h.log.Warn("pipe: a waiting party's queue entry was lost (NATS restarted); it is told to send its request again", "role", l.w.role)
+				h.log.Warn("pipe: a waiting party's queue entry was lost; it is told to send its request again", "role", l.w.role)
 			}
 		}
 	}
