@@ -227,9 +227,11 @@ func (h *Hub) findLost(ctx context.Context, counts map[string]uint64, before map
 				missing[l.w] = l.seq
 				continue
 			}
-			if l.w.lose(l.seq) {
+			if l.w.forget(l.seq) {
+				// Counted before the party is answered.
 				h.m.ended.WithLabelValues("lost").Inc()
 				h.log.Warn("pipe: a waiting party's queue entry was lost; it is told to send its request again", "role", l.w.role)
+				l.w.endWith(errLost)
 			}
 		}
 	}

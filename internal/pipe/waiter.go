@@ -183,19 +183,17 @@ func (w *waiter) waitingAt() uint64 {
 	return w.seq
 }
 
-// lose ends the wait with errLost if w still waits at position seq, whose
-// entry the queue no longer holds (see [Hub.findLost]). w forgets the
-// position: the stream may give it to another entry, which w's leaving
-// must not delete.
-func (w *waiter) lose(seq uint64) bool {
+// forget reports whether w still waits at position seq, whose entry the
+// queue no longer holds (see [Hub.findLost]), and if so makes w forget
+// it: the stream may give the position to another entry, which w's
+// leaving must not delete. The caller then ends w with errLost.
+func (w *waiter) forget(seq uint64) bool {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.state != stateWaiting || w.seq != seq {
-		w.mu.Unlock()
 		return false
 	}
 	w.seq = 0
-	w.mu.Unlock()
-	w.endWith(errLost)
 	return true
 }
 
