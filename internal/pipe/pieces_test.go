@@ -52,20 +52,7 @@ func TestWritePiecesLength(t *testing.T) {
 		{"unknown", 5000, -1, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r, err := natsio.NewReceiver(ctx, nc, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			sent := make(chan error, 1)
-			go func() {
-				s, err := natsio.NewSender(ctx, nc, r.Subject(), opts)
-				if err != nil {
-					sent <- err
-					return
-				}
-				sent <- s.WriteAndClose(append(body, 'x')[:c.size])
-			}()
+			r, sent := streamed(ctx, t, nc, opts, append(body, 'x')[:c.size])
 			out := &recorder{}
 			n, readErr, writeErr := writePieces(out, r, c.length)
 			if writeErr != nil {
@@ -107,20 +94,7 @@ func TestWritePiecesWriteError(t *testing.T) {
 	opts := natsio.Options{ChunkSize: 1000, CheckPeer: func(string) error { return nil }}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := natsio.NewReceiver(ctx, nc, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	sent := make(chan error, 1)
-	go func() {
-		s, err := natsio.NewSender(ctx, nc, r.Subject(), opts)
-		if err != nil {
-			sent <- err
-			return
-		}
-		sent <- s.WriteAndClose(make([]byte, 5000))
-	}()
+	r, sent := streamed(ctx, t, nc, opts, make([]byte, 5000))
 	boom := errors.New("client gone")
 	_, readErr, writeErr := writePieces(failingOutput{boom}, r, 5000)
 	if readErr != nil || !errors.Is(writeErr, boom) {
@@ -130,6 +104,27 @@ func TestWritePiecesWriteError(t *testing.T) {
 	if err := <-sent; err == nil {
 		t.Fatal("sender finished although the consumer's side failed")
 	}
+}
+
+// streamed opens a receiver, closed when the test ends, and sends data to
+// it from another goroutine; sent gets the sender's result.
+func streamed(ctx context.Context, t *testing.T, nc *nats.Conn, opts natsio.Options, data []byte) (r *natsio.Receiver, sent <-chan error) {
+	t.Helper()
+	r, err := natsio.NewReceiver(ctx, nc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	done := make(chan error, 1)
+	go func() {
+		s, err := natsio.NewSender(ctx, nc, r.Subject(), opts)
+		if err != nil {
+			done <- err
+			return
+		}
+		done <- s.WriteAndClose(data)
+	}()
+	return r, done
 }
 
 type failingOutput struct{ err error }
