@@ -176,6 +176,44 @@ func TestReceiverCancelStopsSender(t *testing.T) {
 	s.CloseWithError("done")
 }
 
+// TestCloseAfterLastByte: a receiver that took every byte but stopped
+// before reading the end (a consumer whose length check failed on the
+// last piece) has not confirmed the stream: its Close tells the sender at
+// once, whose Close then fails with ErrCanceled instead of waiting for a
+// confirmation until the peer timeout.
+func TestCloseAfterLastByte(t *testing.T) {
+	snc, rnc := conns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A peer timeout far beyond the test's own bound.
+	opts := natsio.Options{CheckPeer: literal, ChunkSize: 1000, PeerTimeout: time.Hour}
+	r, err := natsio.NewReceiver(ctx, rnc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan error, 1)
+	go func() {
+		s, err := natsio.NewSender(ctx, snc, r.Subject(), opts)
+		if err == nil {
+			err = s.WriteAndClose(make([]byte, 5000))
+		}
+		sent <- err
+	}()
+	// The last piece comes with the end: once it is read, the end is here.
+	if _, err := io.ReadFull(r, make([]byte, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	select {
+	case err := <-sent:
+		if !errors.Is(err, natsio.ErrCanceled) {
+			t.Fatalf("sender: %v, want ErrCanceled", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("sender still waits for a confirmation the receiver will not give")
+	}
+}
+
 // TestPeerLost proves each side notices the other vanishing without a
 // goodbye (its NATS connection dies) within PeerTimeout.
 func TestPeerLost(t *testing.T) {

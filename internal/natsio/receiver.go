@@ -357,7 +357,11 @@ func (r *Receiver) CloseWithError(reason string) error {
 		return nil
 	}
 	r.closed = true
-	finished := r.eof && len(r.queue) == 0 && len(r.cur) == 0
+	// Only a reader that read the end confirmed the stream (done). One
+	// that stopped short of it, even after the last byte, tells the
+	// sender, which would otherwise wait for the confirmation until its
+	// peer timeout.
+	finished := r.doneSent
 	ctl := r.ctl
 	hb := r.hbStarted
 	r.queue, r.cur = nil, nil

@@ -26,12 +26,7 @@ func TestWritePiecesLength(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	// A receiver that stops after the stream's last message arrived tells
-	// the sender nothing; a short PeerTimeout ends such a sender soon.
-	opts := natsio.Options{
-		ChunkSize: 1000, Heartbeat: 50 * time.Millisecond, PeerTimeout: time.Second,
-		CheckPeer: func(string) error { return nil },
-	}
+	opts := natsio.Options{ChunkSize: 1000, CheckPeer: func(string) error { return nil }}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	body := bytes.Repeat([]byte("0123456789"), 500) // 5 pieces
