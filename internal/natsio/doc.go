@@ -12,7 +12,8 @@
 // idle; a side that hears nothing from its peer for PeerTimeout fails with
 // [ErrPeerLost]. The stream ends with EOF (the receiver confirms it has read
 // everything, which [Sender.Close] waits for) or with an error carried to
-// the other side.
+// the other side; a receiver closed before its reader read the end, even
+// with every byte taken, cancels the stream.
 //
 // Every subject the other side hands over (the receiver subject a sender
 // opens, the control and reply subjects of a hello) passes
