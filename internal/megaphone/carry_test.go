@@ -393,3 +393,75 @@ func TestLazyPurgeMoveGateway(t *testing.T) {
 		})
 	}
 }
+
+// TestQuietRepoll: a channel's first poll on the gateway that created it,
+// and a re-poll on the gateway of the previous poll, read nothing from the
+// stream when no event was stored since (no wake-up came), and still get
+// every event written while they wait; an event written between two polls,
+// on this gateway or on another, is read by the next poll.
+func TestQuietRepoll(t *testing.T) {
+	gw := start(t, fast(4*time.Second, 60*time.Second))
+	other := harness.StartN(t, 1, gw.EmbeddedURL(), fast(4*time.Second, 60*time.Second))[0]
+	u := gw.URL()
+	ch := create(t, u)
+	nc, _, _, _ := eventStream(t, gw.EmbeddedURL(), ch.ConsumerAddress)
+	id, k := strings.Split(ch.ConsumerAddress, ".")[1], harness.Partitions()
+	var reads atomic.Int64
+	sub, err := nc.Subscribe(subjects.MegaphoneDirectGetOf(subjects.MegaphonePartition(id, k), k), func(*nats.Msg) {
+		reads.Add(1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+
+	// quietPoll opens a poll, which must not read the stream, and
+	// delivers an event written while it waits.
+	quietPoll := func(body string) *poll {
+		t.Helper()
+		before := reads.Load()
+		p := openPollWhenFree(t, u, ch.ConsumerAddress)
+		mustWrite(t, u, ch.ProducerAddress, "s", body)
+		if ev := p.next(10 * time.Second); string(ev.Body) != body {
+			t.Fatalf("event = %s, want %s", ev.Body, body)
+		}
+		if got := reads.Load() - before; got != 0 {
+			t.Fatalf("%d stream reads for a poll of a quiet channel", got)
+		}
+		if rest, err := p.end(10 * time.Second); len(rest) != 0 || err != nil {
+			t.Fatalf("poll end: %d more events, %v", len(rest), err)
+		}
+		return p
+	}
+	// readPoll opens a poll, which must read the stream and deliver want
+	// first.
+	readPoll := func(want ...string) {
+		t.Helper()
+		before := reads.Load()
+		p := openPollWhenFree(t, u, ch.ConsumerAddress)
+		for _, w := range want {
+			if ev := p.next(10 * time.Second); string(ev.Body) != w {
+				t.Fatalf("event = %s, want %s", ev.Body, w)
+			}
+		}
+		if got := reads.Load() - before; got == 0 {
+			t.Fatal("a poll after an event written between polls did not read the stream")
+		}
+		if rest, err := p.end(10 * time.Second); len(rest) != 0 || err != nil {
+			t.Fatalf("poll end: %d more events, %v", len(rest), err)
+		}
+	}
+
+	quietPoll(`"first"`) // just created here
+	quietPoll(`"second"`)
+	mustWrite(t, other.URL(), ch.ProducerAddress, "s", `"between, elsewhere"`)
+	readPoll(`"between, elsewhere"`)
+	quietPoll(`"third"`)
+	mustWrite(t, u, ch.ProducerAddress, "s", `"between, here"`)
+	mustWrite(t, u, ch.ProducerAddress, "s", `"between, here 2"`)
+	readPoll(`"between, here"`, `"between, here 2"`)
+	quietPoll(`"fourth"`)
+}

@@ -68,7 +68,10 @@ func (b *Broker) Create(ctx context.Context) (Channel, error) {
 	if _, err := b.sighted(id); err != nil {
 		return Channel{}, err
 	}
-	b.revs.put(id, keyRevs{ch: rev, chData: meta})
+	// A new channel holds no event: its first poll here needs no read if
+	// no wake-up comes before it.
+	b.wakeups.watchQuiet(id)
+	b.revs.put(id, keyRevs{ch: rev, chData: meta, resume: true})
 	consumer := ConsumerAddress(b.cfg.Agent, id)
 	return Channel{
 		ID:              consumer,

@@ -134,6 +134,12 @@ type keyRevs struct {
 	ch     uint64 // 0: not known
 	chData []byte
 	claim  uint64 // 0: not known
+	// cursor is the last event the poll that ended delivered (0 after
+	// the create); resume: it delivered every event it was woken for,
+	// so the next poll may start after cursor with no read if the
+	// channel stayed quiet (see wakeups.quiet).
+	cursor uint64
+	resume bool
 	at     time.Time
 }
 

@@ -51,6 +51,9 @@ type Poll struct {
 	// first is the poll's first read of the buffer, issued while the
 	// channel key is refreshed (see readFirst); nil once delivered.
 	first chan firstRead
+	// settled: the last drain ended without error and with nothing left
+	// to do, so every event the poll was woken for is delivered.
+	settled bool
 }
 
 // lastRead is the outcome of a key's read from the stream leader.
@@ -136,13 +139,23 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 		}
 		return nil, err
 	}
-	if p.w, err = b.wakeups.register(id, p.evSubj); err != nil {
+	// A warm re-poll of a channel that stayed quiet since this gateway's
+	// previous poll of it ended (or since its creation here) needs no
+	// first read: that poll delivered every event stored before it
+	// ended, no wake-up came since, and the claim taken on the revision
+	// this gateway remembers shows that no other poll ran in between.
+	var quiet bool
+	if p.w, quiet, err = b.wakeups.register(id, p.evSubj, warm && rv.resume); err != nil {
 		p.release()
 		return nil, fmt.Errorf("megaphone: subscribe: %w", err)
 	}
-	p.readFirst(ctx)
+	if quiet {
+		p.cursor, p.purged, p.settled = rv.cursor, rv.cursor, true
+	} else {
+		p.readFirst(ctx)
+	}
 	if err := p.extend(ctx, ch, r); err != nil {
-		b.wakeups.unregister(p.w)
+		b.wakeups.unregister(p.w, false)
 		p.release()
 		return nil, err
 	}
@@ -260,6 +273,7 @@ func (p *Poll) Run(ctx context.Context, emit func(Event) error) error {
 // stream is read instead, a batch at a time. Delivered events are removed
 // by settle.
 func (p *Poll) drain(ctx context.Context, emit func(Event) error) error {
+	p.settled = false
 	for time.Now().Before(p.deadline) {
 		if p.first != nil {
 			if err := p.deliverFirst(emit); err != nil {
@@ -283,6 +297,7 @@ func (p *Poll) drain(ctx context.Context, emit func(Event) error) error {
 		}
 		p.settle(due)
 		if err != nil || !p.w.busy() {
+			p.settled = err == nil && p.first == nil
 			return err
 		}
 	}
@@ -456,7 +471,8 @@ func (p *Poll) remove(seq uint64) {
 // plus ChannelTTL. One that ended early (client gone, shutdown) refreshes
 // it to ChannelTTL from now, beside the removal and the release.
 func (p *Poll) Close() {
-	p.b.wakeups.unregister(p.w)
+	settled := p.settled && p.first == nil
+	p.b.wakeups.unregister(p.w, settled)
 	p.b.m.openReaders.Dec()
 	var refreshed chan uint64
 	if time.Now().Before(p.deadline) {
@@ -474,7 +490,8 @@ func (p *Poll) Close() {
 		chRev = <-refreshed
 	}
 	if chRev != 0 {
-		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, claim: claimRev})
+		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, claim: claimRev,
+			cursor: p.cursor, resume: settled})
 	}
 }
 

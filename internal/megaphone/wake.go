@@ -43,6 +43,27 @@ type wakeups struct {
 
 	mu      sync.Mutex
 	waiters map[string]*waiter // by wake subject
+	// quiet holds, under the shared subscription, the channels (by wake
+	// subject) whose poll here ended with everything it was woken for
+	// delivered, or that were created here, and for which no wake-up has
+	// come since: nothing was stored on them after what this gateway
+	// delivered, so their next poll here needs no first read (see
+	// register). A wake-up of a channel with no poll open here drops its
+	// entry.
+	quiet     map[string]quietMark
+	quietAdds int
+	// quietTTL: a quiet watch older than this is not used (the channel's
+	// next poll most likely ran on another gateway meanwhile).
+	quietTTL time.Duration
+}
+
+// quietMark is when a channel's quiet watch began, with the shared
+// subscription's drop count and the connection's reconnect count then: a
+// wake-up dropped or missed while disconnected since breaks the watch.
+type quietMark struct {
+	at         time.Time
+	dropped    int
+	reconnects uint64
 }
 
 // waiter is one open poll's wake-up signal and what its wake-ups brought.
@@ -106,6 +127,14 @@ func (w *waiter) recycle(q []carried) {
 		w.spare = q[:0]
 	}
 	w.mu.Unlock()
+}
+
+// pending reports whether w holds wake-ups no drain has taken: events
+// to deliver or a read to make.
+func (w *waiter) pending() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue) > 0 || w.fetch
 }
 
 // busy reports whether a drain has work left.
@@ -185,14 +214,17 @@ func (w *waiter) signal() {
 }
 
 // startWakeups subscribes to the disposal announcements (and, with
-// shared, to every channel's wake-ups) and starts the dispatcher.
-func startWakeups(nc *nats.Conn, log *slog.Logger, cache *existsCache, shared bool) (*wakeups, error) {
+// shared, to every channel's wake-ups) and starts the dispatcher. Under
+// the shared subscription a quiet watch is used for quietTTL (see quiet).
+func startWakeups(nc *nats.Conn, log *slog.Logger, cache *existsCache, shared bool, quietTTL time.Duration) (*wakeups, error) {
 	s := &wakeups{
 		nc: nc, log: log, cache: cache,
-		in:      make(chan *nats.Msg, wakeQueue),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
-		waiters: make(map[string]*waiter),
+		in:       make(chan *nats.Msg, wakeQueue),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+		waiters:  make(map[string]*waiter),
+		quiet:    make(map[string]quietMark),
+		quietTTL: quietTTL,
 	}
 	var err error
 	if s.gone, err = nc.ChanSubscribe(subjects.MegaphoneGone(), s.in); err != nil {
@@ -217,13 +249,20 @@ func startWakeups(nc *nats.Conn, log *slog.Logger, cache *existsCache, shared bo
 const sharedPending = 64 << 20
 
 // dispatch hands a wake-up to the poll of its channel, if one is open
-// here.
+// here; otherwise the channel is no longer quiet. The wake-up is queued
+// under s.mu, so a poll that ends (unregister) sees every wake-up handed
+// to it, and one that starts (register) every wake-up not handed to the
+// poll before it.
 func (s *wakeups) dispatch(m *nats.Msg) {
 	s.mu.Lock()
 	w := s.waiters[m.Subject]
-	s.mu.Unlock()
 	if w != nil {
 		w.offer(m)
+	} else if len(s.quiet) > 0 {
+		delete(s.quiet, m.Subject)
+	}
+	s.mu.Unlock()
+	if w != nil {
 		w.signal()
 	}
 }
@@ -293,34 +332,94 @@ func (s *wakeups) recoverDrops() {
 }
 
 // register subscribes to the wake-ups of channel id, whose events are
-// stored on evSubj. The first drain reads the stream.
-func (s *wakeups) register(id, evSubj string) (*waiter, error) {
+// stored on evSubj. The first drain reads the stream, unless resume is
+// set and the channel stayed quiet (see quiet) for less than quietTTL:
+// then quiet is true and the drains start with what the wake-ups bring.
+func (s *wakeups) register(id, evSubj string, resume bool) (w *waiter, quiet bool, err error) {
 	subj, err := subjects.MegaphoneWake(id)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	w := &waiter{subj: subj, evSubj: evSubj, wake: make(chan struct{}, 1), fetch: true}
+	w = &waiter{subj: subj, evSubj: evSubj, wake: make(chan struct{}, 1), fetch: true}
 	if s.all == nil {
 		if w.sub, err = s.nc.ChanSubscribe(subj, s.in); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
+	var now quietMark
+	if resume && s.all != nil {
+		now = s.mark()
+	}
 	s.mu.Lock()
+	if q, ok := s.quiet[subj]; ok {
+		delete(s.quiet, subj)
+		quiet = resume && s.all != nil && now.at.Sub(q.at) < s.quietTTL &&
+			q.dropped == now.dropped && q.reconnects == now.reconnects
+	}
+	w.fetch = !quiet
 	s.waiters[subj] = w
 	s.mu.Unlock()
-	return w, nil
+	return w, quiet, nil
 }
 
-// unregister ends the wake-ups of w.
-func (s *wakeups) unregister(w *waiter) {
+// mark is a quiet watch beginning now.
+func (s *wakeups) mark() quietMark {
+	m := quietMark{at: time.Now(), reconnects: s.nc.Stats().Reconnects}
+	m.dropped, _ = s.all.Dropped()
+	return m
+}
+
+// unregister ends the wake-ups of w. With settled (the poll delivered
+// everything it was woken for, in a drain that ended without error) and
+// nothing queued on w since, the channel's quiet watch begins.
+func (s *wakeups) unregister(w *waiter, settled bool) {
+	var m quietMark
+	if settled && s.all != nil {
+		m = s.mark()
+	}
 	s.mu.Lock()
 	if s.waiters[w.subj] == w {
 		delete(s.waiters, w.subj)
+		if settled && s.all != nil && !w.pending() {
+			s.watchLocked(w.subj, m)
+		}
 	}
 	if w.sub != nil {
 		_ = w.sub.Unsubscribe()
 	}
 	s.mu.Unlock()
+}
+
+// watchQuiet begins the quiet watch of a channel nobody polls yet (one
+// created here).
+func (s *wakeups) watchQuiet(id string) {
+	subj, err := subjects.MegaphoneWake(id)
+	if err != nil || s.all == nil {
+		return
+	}
+	m := s.mark()
+	s.mu.Lock()
+	if s.waiters[subj] == nil {
+		s.watchLocked(subj, m)
+	}
+	s.mu.Unlock()
+}
+
+// watchLocked records a quiet watch. Every sweepEvery additions the
+// watches older than quietTTL are dropped (a channel not polled here
+// again leaves one behind), and past maxCached they start over.
+func (s *wakeups) watchLocked(subj string, m quietMark) {
+	if s.quietAdds++; s.quietAdds%sweepEvery == 0 {
+		for k, v := range s.quiet {
+			if m.at.Sub(v.at) >= s.quietTTL {
+				delete(s.quiet, k)
+			}
+		}
+	}
+	if len(s.quiet) >= maxCached {
+		clear(s.quiet)
+	}
+	s.quiet[subj] = m
 }
 
 // close stops the dispatcher.

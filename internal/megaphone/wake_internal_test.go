@@ -24,7 +24,7 @@ func TestSharedWakeups(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), true)
+	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), true, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestSharedWakeups(t *testing.T) {
 	ws := make([]*waiter, 3)
 	for i := range ws {
 		id := fmt.Sprintf("chan%d", i)
-		if ws[i], err = s.register(id, "ev."+id); err != nil {
+		if ws[i], _, err = s.register(id, "ev."+id, false); err != nil {
 			t.Fatal(err)
 		}
 		ws[i].take() // the first drain's read
@@ -71,12 +71,12 @@ func TestSharedWakeups(t *testing.T) {
 
 	// A successor registered before its predecessor ended keeps its
 	// wake-ups when the predecessor unregisters.
-	next, err := s.register("chan2", "ev.chan2")
+	next, _, err := s.register("chan2", "ev.chan2", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	next.take()
-	s.unregister(ws[2])
+	s.unregister(ws[2], false)
 	if err := nc.Publish(wake("chan2"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestSharedWakeups(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the successor lost its wake-ups")
 	}
-	s.unregister(next)
+	s.unregister(next, false)
 	s.mu.Lock()
 	left := len(s.waiters)
 	s.mu.Unlock()
