@@ -125,3 +125,130 @@ func TestSharedWakeups(t *testing.T) {
 		t.Fatal("the same drops woke the readers twice")
 	}
 }
+
+// TestQuietWatch: under the shared subscription a poll that ended settled
+// (or a channel created here) lets the next poll of its channel skip its
+// first read, unless a wake-up of the channel came in between (to nobody,
+// or queued on the poll that ended), the watch is older than quietTTL,
+// wake-ups were dropped since, or the next poll does not ask to resume.
+func TestQuietWatch(t *testing.T) {
+	srv := natstest.RunServer(t, nil)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), true, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	open := func(id string, resume bool) (*waiter, bool) {
+		t.Helper()
+		w, quiet, err := s.register(id, "ev."+id, resume)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, fetch, _, _ := w.take(); fetch == quiet {
+			t.Fatalf("%s: quiet %v but read asked %v", id, quiet, fetch)
+		}
+		return w, quiet
+	}
+	watching := func(id string) bool {
+		subj, _ := subjects.MegaphoneWake(id)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, ok := s.quiet[subj]
+		return ok
+	}
+
+	s.watchQuiet("fresh")
+	if _, quiet := open("fresh", true); !quiet {
+		t.Fatal("a channel created here with no wake-up since is not quiet")
+	}
+	w, _ := open("a", false)
+	s.unregister(w, true)
+	if _, quiet := open("a", false); quiet {
+		t.Fatal("a poll that does not resume skipped its read")
+	}
+	if watching("a") {
+		t.Fatal("a poll left its channel's watch behind")
+	}
+	w, _ = open("a", true)
+	s.unregister(w, false)
+	if _, quiet := open("a", true); quiet {
+		t.Fatal("a poll that ended unsettled left its channel quiet")
+	}
+
+	// A wake-up to nobody ends the watch.
+	w, _ = open("b", false)
+	s.unregister(w, true)
+	wake, _ := subjects.MegaphoneWake("b")
+	if err := nc.Publish(wake, []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if watching("b") {
+			return fmt.Errorf("b still watched after its wake-up")
+		}
+		return nil
+	})
+	if _, quiet := open("b", true); quiet {
+		t.Fatal("a channel woken between polls is quiet")
+	}
+
+	// A wake-up queued on the poll that ended, not taken by a drain.
+	w, _ = open("c", false)
+	wake, _ = subjects.MegaphoneWake("c")
+	if err := nc.Publish(wake, []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.wake:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no wake-up for c")
+	}
+	s.unregister(w, true)
+	if _, quiet := open("c", true); quiet {
+		t.Fatal("a wake-up left undelivered by the poll that ended was ignored")
+	}
+
+	// Too old.
+	s.quietTTL = 0
+	w, _ = open("d", false)
+	s.unregister(w, true)
+	if _, quiet := open("d", true); quiet {
+		t.Fatal("a watch older than quietTTL was used")
+	}
+	s.quietTTL = time.Minute
+
+	// Drops on the shared subscription since the watch began.
+	w, _ = open("e", false)
+	s.unregister(w, true)
+	full := make(chan *nats.Msg, 1)
+	drop, err := nc.ChanSubscribe("drops", full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := nc.Publish("drops", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if n, _ := drop.Dropped(); n == 0 {
+			return fmt.Errorf("nothing dropped yet")
+		}
+		return nil
+	})
+	all := s.all
+	s.mu.Lock()
+	s.all = drop
+	s.mu.Unlock()
+	if _, quiet := open("e", true); quiet {
+		t.Fatal("a watch broken by dropped wake-ups was used")
+	}
+	s.mu.Lock()
+	s.all = all
+	s.mu.Unlock()
+}
