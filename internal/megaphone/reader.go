@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -34,10 +35,15 @@ type Poll struct {
 	claimRev uint64
 	chRev    uint64
 	chData   []byte
-	w        *waiter
-	cursor   uint64 // last delivered sequence
-	skip     uint64 // the client already has every event up to this one
-	deadline time.Time
+	chExp    time.Time // the channel key lives at least until then
+	// later refreshes the channel key during the poll instead of at its
+	// start (see extendLater); laterDone is closed once it ran.
+	later     *time.Timer
+	laterDone chan struct{}
+	w         *waiter
+	cursor    uint64 // last delivered sequence
+	skip      uint64 // the client already has every event up to this one
+	deadline  time.Time
 
 	// Removal of delivered events (see settle): everything up to purged
 	// is removed; unpurged events were delivered since.
@@ -154,7 +160,14 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	} else {
 		p.readFirst(ctx)
 	}
-	if err := p.extend(ctx, ch, r); err != nil {
+	if warm && rv.chExp.After(p.deadline.Add(extendSlack)) {
+		// The key this gateway wrote last outlives this poll already:
+		// refresh it later, at a random point of the poll's first half,
+		// so that the polls re-opened together (they end together, see
+		// README) do not refresh their keys together.
+		p.chRev, p.chData, p.chExp = r.rev, r.data, rv.chExp
+		p.extendLater()
+	} else if err := p.extend(ctx, ch, r); err != nil {
 		b.wakeups.unregister(p.w, false)
 		p.release()
 		return nil, err
@@ -174,11 +187,12 @@ func (p *Poll) claimKey() (kvKey, error) {
 // ChannelTTL, so it never expires under a connected reader and, should
 // this gateway vanish, still dies ChannelTTL after the poll's deadline.
 func (p *Poll) extend(ctx context.Context, ch kvKey, r record) error {
-	ttl := time.Until(p.deadline) + p.b.cfg.ChannelTTL
 	for range 3 {
+		now := time.Now()
+		ttl := p.deadline.Sub(now) + p.b.cfg.ChannelTTL
 		rev, err := ch.put(ctx, r.data, r.rev, ttl)
 		if err == nil {
-			p.chRev, p.chData = rev, r.data
+			p.chRev, p.chData, p.chExp = rev, r.data, now.Add(ttl)
 			return nil
 		}
 		if !errors.Is(err, errConflict) {
@@ -192,6 +206,35 @@ func (p *Poll) extend(ctx context.Context, ch kvKey, r record) error {
 		}
 	}
 	return fmt.Errorf("%w: channel %s keeps changing", ErrBusy, p.a.id)
+}
+
+// extendSlack: a warm poll refreshes the channel key later only if the
+// key outlives the poll's deadline by this much already.
+const extendSlack = 5 * time.Second
+
+// extendLater refreshes the channel key as extend does, at a random
+// point of the poll's first half. Should it find the channel deleted,
+// the poll ends; should it fail otherwise, the key still outlives the
+// poll (see Open). Close refreshes the key if the poll ends before.
+func (p *Poll) extendLater() {
+	done := make(chan struct{})
+	p.laterDone = done
+	p.later = time.AfterFunc(rand.N(p.b.cfg.PollDuration/2+1), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		defer cancel()
+		ch, err := p.b.channelKey(p.a.id)
+		if err == nil {
+			err = p.extend(ctx, ch, record{rev: p.chRev, data: p.chData, live: true})
+		}
+		close(done)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			p.w.gone.Store(true)
+			p.w.signal()
+		case err != nil:
+			p.b.log.Warn("refresh channel during read", "channel", p.a.id, "err", err)
+		}
+	})
 }
 
 // readFirst starts the poll's first read of the buffer, so that it runs
@@ -474,8 +517,15 @@ func (p *Poll) Close() {
 	settled := p.settled && p.first == nil
 	p.b.wakeups.unregister(p.w, settled)
 	p.b.m.openReaders.Dec()
+	pending := false // the refresh of extendLater did not run
+	if p.later != nil {
+		if pending = p.later.Stop(); !pending {
+			<-p.laterDone
+		}
+	}
 	var refreshed chan uint64
-	if time.Now().Before(p.deadline) {
+	exp := time.Now().Add(p.b.cfg.ChannelTTL)
+	if pending || time.Now().Before(p.deadline) {
 		refreshed = make(chan uint64, 1)
 		go func() { refreshed <- p.refresh() }()
 	}
@@ -485,12 +535,12 @@ func (p *Poll) Close() {
 		p.purgeTimer.Stop()
 	}
 	claimRev := p.release()
-	chRev := p.chRev
+	chRev, chExp := p.chRev, p.chExp
 	if refreshed != nil {
-		chRev = <-refreshed
+		chRev, chExp = <-refreshed, exp
 	}
-	if chRev != 0 {
-		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, claim: claimRev,
+	if chRev != 0 && !p.w.gone.Load() {
+		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, chExp: chExp, claim: claimRev,
 			cursor: p.cursor, resume: settled})
 	}
 }
