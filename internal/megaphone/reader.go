@@ -510,9 +510,12 @@ func (p *Poll) remove(seq uint64) {
 // (the channel now lives ChannelTTL) and frees the reader claim once the
 // delivered events are removed, so the next poll, on any gateway, finds
 // the buffer without them. A poll that reached its deadline leaves the
-// channel key as it is: its start already gave it a TTL of the deadline
-// plus ChannelTTL. One that ended early (client gone, shutdown) refreshes
-// it to ChannelTTL from now, beside the removal and the release.
+// channel key as it is: its start (or its deferred refresh) already gave
+// it a TTL of the deadline plus ChannelTTL. One that ended early (client
+// gone, shutdown), or before its deferred refresh (see extendLater) ran,
+// refreshes it to ChannelTTL from now, beside the removal and the
+// release. A poll that ended settled leaves its cursor to the next poll
+// here (see wakeups.quiet).
 func (p *Poll) Close() {
 	settled := p.settled && p.first == nil
 	p.b.wakeups.unregister(p.w, settled)
