@@ -110,7 +110,7 @@ func (b *Broker) Provision(ctx context.Context) error {
 			return err
 		}
 	}
-	if b.wakeups, err = startWakeups(b.nc, b.log, b.cache, b.revs, b.soleGateway, b.cfg.PollDuration/2); err != nil {
+	if b.wakeups, err = startWakeups(b.nc, b.log, b.cache, b.soleGateway, b.cfg.PollDuration/2); err != nil {
 		return err
 	}
 	return b.startReapers(ctx)

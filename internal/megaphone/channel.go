@@ -60,7 +60,6 @@ func (b *Broker) Create(ctx context.Context) (Channel, error) {
 		return Channel{}, err
 	}
 	meta, _ := json.Marshal(channelMeta{Agent: b.cfg.Agent})
-	exp := time.Now().Add(b.cfg.ChannelTTL)
 	rev, err := k.put(ctx, meta, 0, b.cfg.ChannelTTL)
 	if err != nil {
 		return Channel{}, fmt.Errorf("megaphone: create channel: %w", err)
@@ -72,7 +71,7 @@ func (b *Broker) Create(ctx context.Context) (Channel, error) {
 	// A new channel holds no event: its first poll here needs no read if
 	// no wake-up comes before it.
 	b.wakeups.watchQuiet(id)
-	b.revs.put(id, keyRevs{ch: rev, chData: meta, chExp: exp, resume: true})
+	b.revs.put(id, keyRevs{ch: rev, chData: meta, resume: true})
 	consumer := ConsumerAddress(b.cfg.Agent, id)
 	return Channel{
 		ID:              consumer,

@@ -133,10 +133,7 @@ func (k kvKey) last(ctx context.Context) (record, error) {
 type keyRevs struct {
 	ch     uint64 // 0: not known
 	chData []byte
-	// chExp: the channel key lives at least until then (the TTL it was
-	// written with, counted from before the write).
-	chExp time.Time
-	claim uint64 // 0: not known
+	claim  uint64 // 0: not known
 	// cursor is the last event the poll that ended delivered (0 after
 	// the create); resume: it delivered every event it was woken for,
 	// so the next poll may start after cursor with no read if the
@@ -185,13 +182,6 @@ func (c *revCache) put(id string, r keyRevs) {
 		clear(c.m)
 	}
 	c.m[id] = r
-	c.mu.Unlock()
-}
-
-// forget drops the revisions remembered for id (the channel is gone).
-func (c *revCache) forget(id string) {
-	c.mu.Lock()
-	delete(c.m, id)
 	c.mu.Unlock()
 }
 

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,36 +175,6 @@ func TestNoExpiryUnderReader(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// TestRefreshDuringPoll: re-polls on the gateway that wrote the channel
-// key last refresh it during the poll rather than at its start; the
-// channel still never expires under them, however many of its TTLs they
-// span, and dies ChannelTTL after the last one ended, not before.
-func TestRefreshDuringPoll(t *testing.T) {
-	const ttl = 8 * time.Second
-	gw := start(t, fast(2*time.Second, ttl))
-	c := create(t, gw.URL())
-	for i := range 6 { // 12 s of polls: past the TTL the channel was created with
-		p := openPollWhenFree(t, gw.URL(), c.ConsumerAddress)
-		mustWrite(t, gw.URL(), c.ProducerAddress, "s", strconv.Itoa(i))
-		if ev := p.next(10 * time.Second); string(ev.Body) != strconv.Itoa(i) {
-			t.Fatalf("poll %d: event %s", i, ev.Body)
-		}
-		if rest, err := p.end(10 * time.Second); len(rest) != 0 || err != nil {
-			t.Fatalf("poll %d end: %d more events, %v", i, len(rest), err)
-		}
-	}
-	ended := time.Now()
-	natstest.Eventually(t, 30*time.Second, func() error {
-		if exists(t, gw.URL(), c.ProducerAddress) {
-			return errors.New("channel still exists")
-		}
-		return nil
-	})
-	if gone := time.Since(ended); gone < ttl-time.Second || gone > ttl+10*time.Second {
-		t.Fatalf("channel gone %s after its last poll ended, want about %s", gone, ttl)
-	}
 }
 
 // TestWebhookRetries: a webhook answering 503 is asked again until it

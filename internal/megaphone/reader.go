@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -35,15 +34,10 @@ type Poll struct {
 	claimRev uint64
 	chRev    uint64
 	chData   []byte
-	chExp    time.Time // the channel key lives at least until then
-	// later refreshes the channel key during the poll instead of at its
-	// start (see extendLater); laterDone is closed once it ran.
-	later     *time.Timer
-	laterDone chan struct{}
-	w         *waiter
-	cursor    uint64 // last delivered sequence
-	skip      uint64 // the client already has every event up to this one
-	deadline  time.Time
+	w        *waiter
+	cursor   uint64 // last delivered sequence
+	skip     uint64 // the client already has every event up to this one
+	deadline time.Time
 
 	// Removal of delivered events (see settle): everything up to purged
 	// is removed; unpurged events were delivered since.
@@ -163,14 +157,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	} else {
 		p.readFirst(ctx)
 	}
-	if warm && rv.chExp.After(p.deadline.Add(extendSlack)) {
-		// The key this gateway wrote last outlives this poll already:
-		// refresh it later, at a random point of the poll's first half,
-		// so that the polls re-opened together (they end together, see
-		// README) do not refresh their keys together.
-		p.chRev, p.chData, p.chExp = r.rev, r.data, rv.chExp
-		p.extendLater()
-	} else if err := p.extend(ctx, ch, r); err != nil {
+	if err := p.extend(ctx, ch, r); err != nil {
 		b.wakeups.unregister(p.w, false)
 		p.release()
 		return nil, err
@@ -190,12 +177,11 @@ func (p *Poll) claimKey() (kvKey, error) {
 // ChannelTTL, so it never expires under a connected reader and, should
 // this gateway vanish, still dies ChannelTTL after the poll's deadline.
 func (p *Poll) extend(ctx context.Context, ch kvKey, r record) error {
+	ttl := time.Until(p.deadline) + p.b.cfg.ChannelTTL
 	for range 3 {
-		now := time.Now()
-		ttl := p.deadline.Sub(now) + p.b.cfg.ChannelTTL
 		rev, err := ch.put(ctx, r.data, r.rev, ttl)
 		if err == nil {
-			p.chRev, p.chData, p.chExp = rev, r.data, now.Add(ttl)
+			p.chRev, p.chData = rev, r.data
 			return nil
 		}
 		if !errors.Is(err, errConflict) {
@@ -209,35 +195,6 @@ func (p *Poll) extend(ctx context.Context, ch kvKey, r record) error {
 		}
 	}
 	return fmt.Errorf("%w: channel %s keeps changing", ErrBusy, p.a.id)
-}
-
-// extendSlack: a warm poll refreshes the channel key later only if the
-// key outlives the poll's deadline by this much already.
-const extendSlack = 5 * time.Second
-
-// extendLater refreshes the channel key as extend does, at a random
-// point of the poll's first half. Should it find the channel deleted,
-// the poll ends; should it fail otherwise, the key still outlives the
-// poll (see Open). Close refreshes the key if the poll ends before.
-func (p *Poll) extendLater() {
-	done := make(chan struct{})
-	p.laterDone = done
-	p.later = time.AfterFunc(rand.N(p.b.cfg.PollDuration/2+1), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
-		defer cancel()
-		ch, err := p.b.channelKey(p.a.id)
-		if err == nil {
-			err = p.extend(ctx, ch, record{rev: p.chRev, data: p.chData, live: true})
-		}
-		close(done)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			p.w.gone.Store(true)
-			p.w.signal()
-		case err != nil:
-			p.b.log.Warn("refresh channel during read", "channel", p.a.id, "err", err)
-		}
-	})
 }
 
 // readFirst starts the poll's first read of the buffer, so that it runs
@@ -526,25 +483,17 @@ func (p *Poll) remove(seq uint64) {
 // (the channel now lives ChannelTTL) and frees the reader claim once the
 // delivered events are removed, so the next poll, on any gateway, finds
 // the buffer without them. A poll that reached its deadline leaves the
-// channel key as it is: its start (or its deferred refresh) already gave
-// it a TTL of the deadline plus ChannelTTL. One that ended early (client
-// gone, shutdown), or before its deferred refresh (see extendLater) ran,
-// refreshes it to ChannelTTL from now, beside the removal and the
-// release. A poll that ended settled leaves its cursor to the next poll
-// here (see wakeups.quiet).
+// channel key as it is: its start already gave it a TTL of the deadline
+// plus ChannelTTL. One that ended early (client gone, shutdown) refreshes
+// it to ChannelTTL from now, beside the removal and the release. A poll
+// that ended settled leaves its cursor to the next poll here (see
+// wakeups.quiet).
 func (p *Poll) Close() {
 	settled := p.settled && p.first == nil
 	p.b.wakeups.unregister(p.w, settled)
 	p.b.m.openReaders.Dec()
-	pending := false // the refresh of extendLater did not run
-	if p.later != nil {
-		if pending = p.later.Stop(); !pending {
-			<-p.laterDone
-		}
-	}
 	var refreshed chan uint64
-	exp := time.Now().Add(p.b.cfg.ChannelTTL)
-	if pending || time.Now().Before(p.deadline) {
+	if time.Now().Before(p.deadline) {
 		refreshed = make(chan uint64, 1)
 		go func() { refreshed <- p.refresh() }()
 	}
@@ -554,12 +503,12 @@ func (p *Poll) Close() {
 		p.purgeTimer.Stop()
 	}
 	claimRev := p.release()
-	chRev, chExp := p.chRev, p.chExp
+	chRev := p.chRev
 	if refreshed != nil {
-		chRev, chExp = <-refreshed, exp
+		chRev = <-refreshed
 	}
-	if chRev != 0 && !p.w.gone.Load() {
-		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, chExp: chExp, claim: claimRev,
+	if chRev != 0 {
+		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, claim: claimRev,
 			cursor: p.cursor, resume: settled})
 	}
 }

@@ -32,7 +32,6 @@ type wakeups struct {
 	nc    *nats.Conn
 	log   *slog.Logger
 	cache *existsCache
-	revs  *revCache // nil: none
 	in    chan *nats.Msg
 	gone  *nats.Subscription
 	// all is the subscription to every channel's wake-ups, nil when each
@@ -217,9 +216,9 @@ func (w *waiter) signal() {
 // startWakeups subscribes to the disposal announcements (and, with
 // shared, to every channel's wake-ups) and starts the dispatcher. Under
 // the shared subscription a quiet watch is used for quietTTL (see quiet).
-func startWakeups(nc *nats.Conn, log *slog.Logger, cache *existsCache, revs *revCache, shared bool, quietTTL time.Duration) (*wakeups, error) {
+func startWakeups(nc *nats.Conn, log *slog.Logger, cache *existsCache, shared bool, quietTTL time.Duration) (*wakeups, error) {
 	s := &wakeups{
-		nc: nc, log: log, cache: cache, revs: revs,
+		nc: nc, log: log, cache: cache,
 		in:       make(chan *nats.Msg, wakeQueue),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -290,13 +289,9 @@ func (s *wakeups) run() {
 	}
 }
 
-// markGone ends the poll of a disposed channel and forgets its sighting
-// and the key revisions remembered for it.
+// markGone ends the poll of a disposed channel and forgets its sighting.
 func (s *wakeups) markGone(id string) {
 	s.cache.forget(id)
-	if s.revs != nil {
-		s.revs.forget(id)
-	}
 	subj, err := subjects.MegaphoneWake(id)
 	if err != nil {
 		return // not a channel id: no poll waits for it

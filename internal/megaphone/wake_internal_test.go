@@ -24,7 +24,7 @@ func TestSharedWakeups(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), nil, true, time.Minute)
+	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), true, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestQuietWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), nil, true, time.Minute)
+	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), true, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
