@@ -54,9 +54,6 @@ type Poll struct {
 	// settled: the last drain ended without error and with nothing left
 	// to do, so every event the poll was woken for is delivered.
 	settled bool
-	// endPurged: the poll removed what it delivered in its last endWindow
-	// once already (see settle).
-	endPurged bool
 }
 
 // lastRead is the outcome of a key's read from the stream leader.
@@ -382,21 +379,12 @@ func purgeThreshold(bufferSize int) int {
 }
 
 // settle removes the delivered events when that is due (see purgeEvery)
-// or arms the purge delay. Within the last endWindow (or purgeDelay, if
-// shorter) of the poll, whose end removes what is left anyway, the first
-// delivery is removed at once and later ones are left to the end: the
-// polls that end together (see README) then mostly have nothing left to
-// remove when they end, instead of all removing their last events in the
-// same milliseconds.
+// or arms the purge delay.
 func (p *Poll) settle(due bool) {
 	if p.cursor <= p.purged {
 		return
 	}
-	last := time.Until(p.deadline) < min(purgeDelay, endWindow)
-	if !p.urgent && !due && p.unpurged < p.purgeEvery && (!last || p.endPurged) {
-		if last {
-			return
-		}
+	if !p.urgent && !due && p.unpurged < p.purgeEvery {
 		if !p.timerOn {
 			p.timerOn = true
 			if p.purgeTimer == nil {
@@ -407,12 +395,8 @@ func (p *Poll) settle(due bool) {
 		}
 		return
 	}
-	p.endPurged = p.endPurged || last
 	p.purge()
 }
-
-// endWindow: see settle.
-const endWindow = time.Second
 
 // purgeDue asks the poll's delivery to remove what it delivered.
 func (p *Poll) purgeDue() {
