@@ -95,22 +95,7 @@ func TestSharedWakeups(t *testing.T) {
 
 	// Drops: a subscription into a one-slot channel stands in for the
 	// shared one after the dispatcher's queue overflowed.
-	full := make(chan *nats.Msg, 1)
-	drop, err := nc.ChanSubscribe("drops", full)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if err := nc.Publish("drops", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	natstest.Eventually(t, 5*time.Second, func() error {
-		if n, _ := drop.Dropped(); n == 0 {
-			return fmt.Errorf("nothing dropped yet")
-		}
-		return nil
-	})
+	drop := dropping(t, nc)
 	s.mu.Lock()
 	s.all = drop
 	s.mu.Unlock()
@@ -225,6 +210,24 @@ func TestQuietWatch(t *testing.T) {
 	// Drops on the shared subscription since the watch began.
 	w, _ = open("e", false)
 	s.unregister(w, true)
+	drop := dropping(t, nc)
+	all := s.all
+	s.mu.Lock()
+	s.all = drop
+	s.mu.Unlock()
+	if _, quiet := open("e", true); quiet {
+		t.Fatal("a watch broken by dropped wake-ups was used")
+	}
+	s.mu.Lock()
+	s.all = all
+	s.mu.Unlock()
+}
+
+// dropping returns a subscription into a one-slot channel that has
+// dropped messages: a stand-in for the shared one after the dispatcher's
+// queue overflowed.
+func dropping(t *testing.T, nc *nats.Conn) *nats.Subscription {
+	t.Helper()
 	full := make(chan *nats.Msg, 1)
 	drop, err := nc.ChanSubscribe("drops", full)
 	if err != nil {
@@ -241,14 +244,5 @@ func TestQuietWatch(t *testing.T) {
 		}
 		return nil
 	})
-	all := s.all
-	s.mu.Lock()
-	s.all = drop
-	s.mu.Unlock()
-	if _, quiet := open("e", true); quiet {
-		t.Fatal("a watch broken by dropped wake-ups was used")
-	}
-	s.mu.Lock()
-	s.all = all
-	s.mu.Unlock()
+	return drop
 }
