@@ -18,17 +18,7 @@ import (
 // leaves no waiter behind (and does not remove its successor's), and a
 // drop on the shared subscription makes every waiter read its stream.
 func TestSharedWakeups(t *testing.T) {
-	srv := natstest.RunServer(t, nil)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), true, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
+	nc, s := sharedWakeups(t)
 	subs := nc.NumSubscriptions()
 
 	wake := func(id string) string {
@@ -41,6 +31,7 @@ func TestSharedWakeups(t *testing.T) {
 	ws := make([]*waiter, 3)
 	for i := range ws {
 		id := fmt.Sprintf("chan%d", i)
+		var err error
 		if ws[i], _, err = s.register(id, "ev."+id, false); err != nil {
 			t.Fatal(err)
 		}
@@ -117,17 +108,7 @@ func TestSharedWakeups(t *testing.T) {
 // or queued on the poll that ended), the watch is older than quietTTL,
 // wake-ups were dropped since, or the next poll does not ask to resume.
 func TestQuietWatch(t *testing.T) {
-	srv := natstest.RunServer(t, nil)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), true, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
+	nc, s := sharedWakeups(t)
 	open := func(id string, resume bool) (*waiter, bool) {
 		t.Helper()
 		w, quiet, err := s.register(id, "ev."+id, resume)
@@ -221,6 +202,24 @@ func TestQuietWatch(t *testing.T) {
 	s.mu.Lock()
 	s.all = all
 	s.mu.Unlock()
+}
+
+// sharedWakeups starts wake-ups under one shared subscription (quiet
+// watches kept a minute) on a fresh nats-server; both end with the test.
+func sharedWakeups(t *testing.T) (*nats.Conn, *wakeups) {
+	t.Helper()
+	srv := natstest.RunServer(t, nil)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), true, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.close)
+	return nc, s
 }
 
 // dropping returns a subscription into a one-slot channel that has

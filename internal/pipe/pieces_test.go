@@ -20,15 +20,7 @@ import (
 // length passes as it is. The sender here checks nothing, as a gateway
 // that does not check would.
 func TestWritePiecesLength(t *testing.T) {
-	srv := natstest.RunServer(t, nil)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	opts := natsio.Options{ChunkSize: 1000, CheckPeer: func(string) error { return nil }}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	nc, opts, ctx := piecesSetup(t)
 	body := bytes.Repeat([]byte("0123456789"), 500) // 5 pieces
 	for _, c := range []struct {
 		name   string
@@ -80,15 +72,7 @@ func TestWritePiecesLength(t *testing.T) {
 // TestWritePiecesWriteError checks that a failing response is told apart
 // from a failing stream, and that the producer's side learns of it.
 func TestWritePiecesWriteError(t *testing.T) {
-	srv := natstest.RunServer(t, nil)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	opts := natsio.Options{ChunkSize: 1000, CheckPeer: func(string) error { return nil }}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	nc, opts, ctx := piecesSetup(t)
 	r, sent := streamed(ctx, t, nc, opts, make([]byte, 5000))
 	boom := errors.New("client gone")
 	_, readErr, writeErr := writePieces(failingOutput{boom}, r, 5000)
@@ -99,6 +83,21 @@ func TestWritePiecesWriteError(t *testing.T) {
 	if err := <-sent; err == nil {
 		t.Fatal("sender finished although the consumer's side failed")
 	}
+}
+
+// piecesSetup connects to a fresh nats-server and returns stream options
+// of 1,000-byte pieces and a context bounding the test.
+func piecesSetup(t *testing.T) (*nats.Conn, natsio.Options, context.Context) {
+	t.Helper()
+	srv := natstest.RunServer(t, nil)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return nc, natsio.Options{ChunkSize: 1000, CheckPeer: func(string) error { return nil }}, ctx
 }
 
 // streamed opens a receiver, closed when the test ends, and sends data to
