@@ -182,26 +182,37 @@ const maxCached = 100_000
 // of all parked polls' channels, 100,000 at most).
 const sweepEvery = 1024
 
+// putBounded stores v under k in m, one of the gateway's bounded caches
+// (its caller holds the cache's lock): every sweepEvery additions, counted
+// in adds, it first drops the entries whose time (since(v)) lies limit
+// or more before now, and past maxCached entries m starts over.
+func putBounded[V any](m map[string]V, adds *int, k string, v V, now time.Time, since func(V) time.Time, limit time.Duration) {
+	if *adds++; *adds%sweepEvery == 0 {
+		for key, old := range m {
+			if now.Sub(since(old)) >= limit {
+				delete(m, key)
+			}
+		}
+	}
+	if len(m) >= maxCached {
+		clear(m)
+	}
+	m[k] = v
+}
+
 func newExistsCache(ttl time.Duration) *existsCache {
 	return &existsCache{ttl: ttl, m: make(map[string]sighting)}
 }
 
 func (c *existsCache) add(id, subj string) {
+	now := time.Now()
 	c.mu.Lock()
-	if c.adds++; c.adds%sweepEvery == 0 {
-		now := time.Now()
-		for k, s := range c.m {
-			if now.After(s.exp) {
-				delete(c.m, k)
-			}
-		}
-	}
-	if len(c.m) >= maxCached {
-		clear(c.m)
-	}
-	c.m[id] = sighting{exp: time.Now().Add(c.ttl), subj: subj}
+	// Expired sightings go.
+	putBounded(c.m, &c.adds, id, sighting{exp: now.Add(c.ttl), subj: subj}, now, sightingExp, 0)
 	c.mu.Unlock()
 }
+
+func sightingExp(s sighting) time.Time { return s.exp }
 
 // has returns the event subject of channel id if it was seen alive
 // within the ttl.

@@ -169,21 +169,13 @@ func newRevCache(ttl time.Duration) *revCache {
 func (c *revCache) put(id string, r keyRevs) {
 	r.at = time.Now()
 	c.mu.Lock()
-	if c.adds++; c.adds%sweepEvery == 0 {
-		// Entries past ttl are never used: drop them (a channel polled
-		// once, or since polled on another gateway, leaves one behind).
-		for k, v := range c.m {
-			if r.at.Sub(v.at) >= c.ttl {
-				delete(c.m, k)
-			}
-		}
-	}
-	if len(c.m) >= maxCached {
-		clear(c.m)
-	}
-	c.m[id] = r
+	// Entries past ttl are never used: they go (a channel polled once,
+	// or since polled on another gateway, leaves one behind).
+	putBounded(c.m, &c.adds, id, r, r.at, keyRevsAt, c.ttl)
 	c.mu.Unlock()
 }
+
+func keyRevsAt(r keyRevs) time.Time { return r.at }
 
 // take returns and forgets the revisions remembered for id within ttl.
 func (c *revCache) take(id string) (keyRevs, bool) {

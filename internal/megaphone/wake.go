@@ -409,18 +409,10 @@ func (s *wakeups) watchQuiet(id string) {
 // watches older than quietTTL are dropped (a channel not polled here
 // again leaves one behind), and past maxCached they start over.
 func (s *wakeups) watchLocked(subj string, m quietMark) {
-	if s.quietAdds++; s.quietAdds%sweepEvery == 0 {
-		for k, v := range s.quiet {
-			if m.at.Sub(v.at) >= s.quietTTL {
-				delete(s.quiet, k)
-			}
-		}
-	}
-	if len(s.quiet) >= maxCached {
-		clear(s.quiet)
-	}
-	s.quiet[subj] = m
+	putBounded(s.quiet, &s.quietAdds, subj, m, m.at, quietMarkAt, s.quietTTL)
 }
+
+func quietMarkAt(m quietMark) time.Time { return m.at }
 
 // close stops the dispatcher.
 func (s *wakeups) close() {
