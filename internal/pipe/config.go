@@ -50,8 +50,8 @@ type Config struct {
 	MarkerTTL time.Duration `mapstructure:"-"`
 	// SweepInterval is how often queue entries of vanished gateways are
 	// looked for and removed, and local parties whose entries the queue
-	// lost are looked for (see [Hub.findLost]). Not a config key: tests and embedders tune
-	// it. Default 30 s; 0 (or less) = the default.
+	// lost are looked for (see [Hub.findLost]). Not a config key: tests
+	// and embedders tune it. Default 30 s; 0 (or less) = the default.
 	SweepInterval time.Duration `mapstructure:"-"`
 	// Stream tunes the body streams between gateways (chunk size, window,
 	// heartbeat, peer timeout; see natsio.Options for each default). Not

@@ -190,12 +190,11 @@ func (h *Hub) sweep(ctx context.Context, st sweepState) sweepState {
 // not answer its claim within the claim timeout (busy, or cut off from
 // NATS for a moment); nobody would claim those parties again, and
 // without a pipe.timeout they would wait until their clients gave up.
-// counts (the
-// entries per stored subject, read at the start of the sweep) tells
-// which subjects hold fewer entries than this gateway has parties
-// waiting there; only those parties' entries are read. Two sweeps in a
-// row keep a party appended just after counts was read from counting as
-// lost.
+// counts (the entries per stored subject, read at the start of the
+// sweep) tells which subjects hold fewer entries than this gateway has
+// parties waiting there; only those parties' entries are read. Two
+// sweeps in a row keep a party appended just after counts was read from
+// counting as lost.
 func (h *Hub) findLost(ctx context.Context, counts map[string]uint64, before map[*waiter]uint64) map[*waiter]uint64 {
 	type local struct {
 		w   *waiter

@@ -42,7 +42,7 @@ type waiter struct {
 	claims   chan *claim // capacity 1 (a group producer: N): a waiter is claimed at most once (N times)
 	gone     chan struct{}
 	goneOnce sync.Once
-	goneErr  error // why gone was closed: ErrGone or errLost; set before
+	goneErr  error // why gone was closed (ErrGone or errLost), set before it is
 
 	// body is a producer's read-ahead when its whole body may be handed
 	// over with a local pairing (see [localPipe.hand]); nil otherwise.
