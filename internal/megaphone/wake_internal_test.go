@@ -208,12 +208,7 @@ func TestQuietWatch(t *testing.T) {
 // watches kept a minute) on a fresh nats-server; both end with the test.
 func sharedWakeups(t *testing.T) (*nats.Conn, *wakeups) {
 	t.Helper()
-	srv := natstest.RunServer(t, nil)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Connect(t, natstest.RunServer(t, nil).URL())
 	s, err := startWakeups(nc, slog.New(slog.DiscardHandler), newExistsCache(time.Second), true, time.Minute)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // Server is a nats-server started for a test.
@@ -212,6 +213,18 @@ func (c *Cluster) Shutdown() {
 	for _, s := range c.Servers {
 		s.stop()
 	}
+}
+
+// Connect connects a client to url for the test; it is closed when the
+// test ends.
+func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("natstest: connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 // Restart starts a stopped single server again on the same client port and

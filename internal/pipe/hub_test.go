@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -23,12 +22,7 @@ import (
 // the test; all three end with the test.
 func startHub(t *testing.T, cfg Config) (*Hub, jetstream.JetStream, context.Context) {
 	t.Helper()
-	srv := natstest.RunServer(t, nil)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Connect(t, natstest.RunServer(t, nil).URL())
 	js, _ := jetstream.New(nc)
 	h := NewHub(cfg, protocol.Deps{NC: nc, JS: js, Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -89,12 +89,7 @@ func TestWritePiecesWriteError(t *testing.T) {
 // of 1,000-byte pieces and a context bounding the test.
 func piecesSetup(t *testing.T) (*nats.Conn, natsio.Options, context.Context) {
 	t.Helper()
-	srv := natstest.RunServer(t, nil)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Connect(t, natstest.RunServer(t, nil).URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return nc, natsio.Options{ChunkSize: 1000, CheckPeer: func(string) error { return nil }}, ctx
