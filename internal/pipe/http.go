@@ -1,6 +1,7 @@
 package pipe
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -182,29 +183,39 @@ func (s *Service) deleteChannel(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
+// begin checks what a consumer and a producer request both carry (the
+// channel, the query modes) and registers the request as a long-lived
+// stream; on a refusal it has answered with the error envelope and ok is
+// false. done ends the stream's registration.
+func (s *Service) begin(w http.ResponseWriter, r *http.Request) (ctx context.Context, ch Channel, md modes, done func(), ok bool) {
+	ch, err := channelParams(r)
+	if err != nil {
+		fail(w, err)
+		return nil, ch, md, nil, false
+	}
+	if md, err = queryModes(r, s.hub.cfg.MaxReceivers); err != nil {
+		fail(w, err)
+		return nil, ch, md, nil, false
+	}
+	if ctx, done, err = s.streams.Begin(r.Context(), "pipe"); err != nil {
+		fail(w, protocol.ErrShuttingDown)
+		return nil, ch, md, nil, false
+	}
+	return ctx, ch, md, done, true
+}
+
 // consume serves a consumer (see [Hub.Receive]): 200 and the producer's
 // body with chunked encoding, or the error envelope if no producer came.
 // If the producer's side fails mid-body the response is cut (the handler
 // aborts, no terminating chunk).
 func (s *Service) consume(w http.ResponseWriter, r *http.Request) {
-	ch, err := channelParams(r)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	md, err := queryModes(r, s.hub.cfg.MaxReceivers)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	ctx, done, err := s.streams.Begin(r.Context(), "pipe")
-	if err != nil {
-		fail(w, protocol.ErrShuttingDown)
+	ctx, ch, md, done, ok := s.begin(w, r)
+	if !ok {
 		return
 	}
 	defer done()
 	out := &response{w: w, rc: http.NewResponseController(w)}
-	err = s.hub.ReceiveWith(ctx, ch, ReceiveOptions{N: md.n, PubSub: md.pubsub}, out)
+	err := s.hub.ReceiveWith(ctx, ch, ReceiveOptions{N: md.n, PubSub: md.pubsub}, out)
 	switch {
 	case err == nil:
 	case !out.started:
@@ -219,19 +230,8 @@ func (s *Service) consume(w http.ResponseWriter, r *http.Request) {
 // ?progress=1 the 200 comes with the first feedback line and a later
 // failure is the last line of a cut response (see progress.go).
 func (s *Service) produce(w http.ResponseWriter, r *http.Request) {
-	ch, err := channelParams(r)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	md, err := queryModes(r, s.hub.cfg.MaxReceivers)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	ctx, done, err := s.streams.Begin(r.Context(), "pipe")
-	if err != nil {
-		fail(w, protocol.ErrShuttingDown)
+	ctx, ch, md, done, ok := s.begin(w, r)
+	if !ok {
 		return
 	}
 	defer done()
@@ -248,7 +248,7 @@ func (s *Service) produce(w http.ResponseWriter, r *http.Request) {
 		fb = &feedback{w: w, rc: rc}
 		in.Progress = fb.line
 	}
-	err = s.hub.Send(ctx, ch, in)
+	err := s.hub.Send(ctx, ch, in)
 	switch {
 	case fb != nil && fb.started:
 		fb.end(err)
