@@ -1,6 +1,7 @@
 package megaphone
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -116,14 +117,52 @@ func (s *ackSlots) request(subj string, data []byte, timeout time.Duration) (*na
 	select {
 	case m := <-sl.ch:
 		sl.timer.Stop() // no value can be received after Stop (Go >= 1.23)
-		s.put(sl, true)
-		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-			return nil, nats.ErrNoResponders
-		}
-		return m, nil
+		return s.reply(sl, m)
 	case <-sl.timer.C:
 		s.put(sl, false)
 		return nil, nats.ErrTimeout
+	}
+}
+
+// reply returns the slot whose reply m came and m, or
+// nats.ErrNoResponders for the server's no-responders status.
+func (s *ackSlots) reply(sl *ackSlot, m *nats.Msg) (*nats.Msg, error) {
+	s.put(sl, true)
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		return nil, nats.ErrNoResponders
+	}
+	return m, nil
+}
+
+// requestMsg publishes m (its subject, headers and data) and returns the
+// one reply, as nats.Conn.RequestMsgWithContext does, waiting until ctx
+// ends (its error is returned then) or, for a ctx without a deadline, at
+// most publishTimeout (then context.DeadlineExceeded, as the jetstream
+// package's publish gives).
+func (s *ackSlots) requestMsg(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
+	_, hasDeadline := ctx.Deadline()
+	if !hasDeadline {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+	}
+	sl, err := s.get()
+	if err != nil {
+		return nil, err
+	}
+	if sl == nil {
+		return s.nc.RequestMsgWithContext(ctx, m)
+	}
+	if err := s.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: sl.inbox, Header: m.Header, Data: m.Data}); err != nil {
+		s.put(sl, false)
+		return nil, err
+	}
+	select {
+	case r := <-sl.ch:
+		return s.reply(sl, r)
+	case <-ctx.Done():
+		s.put(sl, false)
+		return nil, ctx.Err()
 	}
 }
 

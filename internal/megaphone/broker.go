@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,6 +42,8 @@ type Broker struct {
 	cache    *existsCache
 	revs     *revCache // key revisions this gateway wrote last (see revCache)
 	acks     *ackSlots // reply subscriptions of event publishes
+	// maxPayload is nc.MaxPayload() as last read (see checkSize).
+	maxPayload atomic.Int64
 	// purgeAPIs are the purge API subjects of the event stream, by partition.
 	purgeAPIs []string
 	hooks     *webhook

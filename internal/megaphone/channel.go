@@ -86,7 +86,7 @@ func (b *Broker) channelKey(id string) (kvKey, error) {
 	if err != nil {
 		return kvKey{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
-	return newKVKey(b.nc, b.js, subjects.MegaphoneChannelsBucketOf(b.part(id), b.parts), key)
+	return newKVKey(b, subjects.MegaphoneChannelsBucketOf(b.part(id), b.parts), key)
 }
 
 // matches reports whether a live key value belongs to address a.

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard/switchboard/internal/jsutil"
 	"github.com/switchboard/switchboard/internal/subjects"
 )
 
@@ -32,49 +34,77 @@ type record struct {
 type kvKey struct {
 	js      jetstream.JetStream
 	nc      *nats.Conn
+	acks    *ackSlots
 	bucket  string
 	subject string
 }
 
-func newKVKey(nc *nats.Conn, js jetstream.JetStream, bucket, key string) (kvKey, error) {
+func newKVKey(b *Broker, bucket, key string) (kvKey, error) {
 	subj, err := subjects.KVKeySubject(bucket, key)
 	if err != nil {
 		return kvKey{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
-	return kvKey{js: js, nc: nc, bucket: bucket, subject: subj}, nil
+	return kvKey{js: b.js, nc: b.nc, acks: b.acks, bucket: bucket, subject: subj}, nil
 }
 
 // put stores value if the key's last revision is expect (0 = no message
 // on the key) with a per-key TTL, and returns the new revision.
 func (k kvKey) put(ctx context.Context, value []byte, expect uint64, ttl time.Duration) (uint64, error) {
-	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(expect)}
+	h := nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(expect, 10)}}
 	if ttl > 0 {
-		opts = append(opts, jetstream.WithMsgTTL(wholeSeconds(ttl)))
+		h[jetstream.MsgTTLHeader] = []string{wholeSeconds(ttl).String()}
 	}
-	pa, err := k.js.PublishMsg(ctx, &nats.Msg{Subject: k.subject, Data: value}, opts...)
+	rev, err := k.publish(ctx, &nats.Msg{Subject: k.subject, Header: h, Data: value})
 	if isWrongLastSeq(err) {
 		return 0, fmt.Errorf("%w: %s", errConflict, k.subject)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("megaphone: put %s: %w", k.subject, err)
 	}
-	return pa.Sequence, nil
+	return rev, nil
 }
 
 // remove purges the key if its last revision is expect and returns the
 // revision of the purge marker, which itself expires after markerTTL.
 func (k kvKey) remove(ctx context.Context, expect uint64, markerTTL time.Duration) (uint64, error) {
-	m := nats.NewMsg(k.subject)
-	m.Header.Set("KV-Operation", "PURGE")
-	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	pa, err := k.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(wholeSeconds(markerTTL)))
+	h := nats.Header{
+		"KV-Operation":                      {"PURGE"},
+		jetstream.MsgRollup:                 {jetstream.MsgRollupSubject},
+		jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(expect, 10)},
+		jetstream.MsgTTLHeader:              {wholeSeconds(markerTTL).String()},
+	}
+	rev, err := k.publish(ctx, &nats.Msg{Subject: k.subject, Header: h})
 	if isWrongLastSeq(err) {
 		return 0, fmt.Errorf("%w: %s", errConflict, k.subject)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("megaphone: remove %s: %w", k.subject, err)
 	}
-	return pa.Sequence, nil
+	return rev, nil
+}
+
+// publish stores m, a KV write whose headers carry its expected revision
+// (and TTL), and returns its revision (the stream sequence). It publishes
+// to the key's subject itself on a reused reply subscription (ackSlots)
+// and reads the acknowledgement without decoding it (jsutil.PubAck):
+// nats.go's KV and jetstream publishes decode every acknowledgement with
+// json.Unmarshal. An error answer (a revision conflict among them) comes
+// back as the same *jetstream.APIError, wrapped as the jetstream package
+// wraps it. With no responders (no stream leader yet) the write goes the
+// jetstream package's way, which retries while a leader is elected.
+func (k kvKey) publish(ctx context.Context, m *nats.Msg) (uint64, error) {
+	resp, err := k.acks.requestMsg(ctx, m)
+	if errors.Is(err, nats.ErrNoResponders) {
+		pa, err := k.js.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+		if err != nil {
+			return 0, err
+		}
+		return pa.Sequence, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return jsutil.PubAck(resp.Data)
 }
 
 func isWrongLastSeq(err error) bool {

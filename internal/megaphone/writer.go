@@ -156,9 +156,18 @@ func (b *Broker) checkMaxEvent(line []byte) error {
 }
 
 // checkSize refuses a line that a NATS message cannot carry with room for
-// headers.
+// headers. A line within the limit last read passes without asking nats.go
+// (whose lock every publish takes); a refusal reads the limit again first,
+// and a line the current server cannot carry after all (a reconnect to one
+// with a lower max_payload) is refused by nats.go at publish time, which
+// [Broker.publish] answers with ErrTooLarge.
 func (b *Broker) checkSize(line []byte) error {
-	if max := b.nc.MaxPayload(); int64(len(line))+512 > max {
+	if int64(len(line))+512 <= b.maxPayload.Load() {
+		return nil
+	}
+	max := b.nc.MaxPayload()
+	b.maxPayload.Store(max)
+	if int64(len(line))+512 > max {
 		return fmt.Errorf("%w: stored event of %d bytes (body, stream id and envelope) exceeds the %d bytes a NATS message can carry (max_payload %d less 512 for headers)",
 			ErrTooLarge, len(line), max-512, max)
 	}
@@ -191,6 +200,10 @@ func (b *Broker) publish(ctx context.Context, subj string, line []byte) error {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum messages per subject") {
 			return errFull
+		}
+		if errors.Is(err, nats.ErrMaxPayload) {
+			b.maxPayload.Store(b.nc.MaxPayload())
+			return fmt.Errorf("%w: stored event of %d bytes exceeds what the NATS server takes: %v", ErrTooLarge, len(line), err)
 		}
 		return noLeader(fmt.Errorf("megaphone: store event: %w", err))
 	}
