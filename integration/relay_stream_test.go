@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -53,12 +52,7 @@ func patternSum(n int64) string {
 // typical), while a body buffered whole grows the heap for the rest of
 // the transfer and still shows in three samples in a row.
 func heapWatch() (stop func() uint64) {
-	live := func() uint64 {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
-	}
+	live := func() uint64 { return uint64(heapInUse()) }
 	base := live()
 	var peak atomic.Uint64
 	done := make(chan struct{})
@@ -97,6 +91,7 @@ func TestRelayLargeBodies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100 MiB transfers")
 	}
+	var served atomic.Int64 // bytes of the download the upstream has written
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/upload":
@@ -110,7 +105,7 @@ func TestRelayLargeBodies(t *testing.T) {
 		case "/download":
 			w.Header().Set("Content-Length", strconv.Itoa(size))
 			w.Header().Set("Content-Type", "application/octet-stream")
-			io.Copy(w, &pattern{n: size})
+			io.Copy(countingWriter{w, &served}, &pattern{n: size})
 		}
 	}))
 	defer up.Close()
@@ -139,24 +134,54 @@ func TestRelayLargeBodies(t *testing.T) {
 		}
 	})
 	t.Run("download", func(t *testing.T) {
-		stop := heapWatch()
+		// The client reads 10 MiB, then stops: the relay must stall the
+		// upstream with a bounded amount in flight, not take the rest of
+		// the body into memory. Measured once everything stands still, so
+		// no transfer races the forced GC of the measurement.
+		const first = 10 << 20
+		base := heapInUse()
 		start := time.Now()
 		resp, err := http.Get(gw.URL() + "/relay/big/download")
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer resp.Body.Close()
 		h := sha256.New()
+		if _, err := io.CopyN(h, resp.Body, first); err != nil {
+			t.Fatal(err)
+		}
+		stalled := waitStalled(t, &served)
+		held := max(heapInUse()-base, 0)
+		t.Logf("client stopped after %d MiB: the upstream stalled after %d MiB, heap +%d MiB", first>>20, stalled>>20, held>>20)
+		// In flight: the socket buffers of three loopback connections
+		// (each can grow to several MiB) and the 8 MiB stream window; a
+		// body taken whole would be 90 MiB.
+		const inFlightBound = 64 << 20
+		if stalled-first > inFlightBound {
+			t.Fatalf("the upstream wrote %d MiB while the client read %d MiB: more than %d MiB in flight", stalled>>20, first>>20, inFlightBound>>20)
+		}
+		if held > heapBound {
+			t.Fatalf("heap grew by %d MiB while the client did not read", held>>20)
+		}
 		n, err := io.Copy(h, resp.Body)
-		resp.Body.Close()
-		peak := stop()
-		t.Logf("download: %s, %.0f MB/s, heap peak +%d MiB", time.Since(start), size/1e6/time.Since(start).Seconds(), peak>>20)
+		n += first
+		t.Logf("download: %s, %.0f MB/s", time.Since(start), size/1e6/time.Since(start).Seconds())
 		if err != nil || n != size || fmt.Sprintf("%x", h.Sum(nil)) != want || resp.ContentLength != size {
 			t.Fatalf("download: %d bytes (length %d), err %v", n, resp.ContentLength, err)
 		}
-		if peak > heapBound {
-			t.Fatalf("heap grew by %d MiB during the download", peak>>20)
-		}
 	})
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // TestRelaySSE proves a streaming response reaches the client as it is
