@@ -105,7 +105,7 @@ func TestRelayLargeBodies(t *testing.T) {
 		case "/download":
 			w.Header().Set("Content-Length", strconv.Itoa(size))
 			w.Header().Set("Content-Type", "application/octet-stream")
-			io.Copy(countingWriter{w, &served}, &pattern{n: size})
+			io.Copy(countWriter{w, &served}, &pattern{n: size})
 		}
 	}))
 	defer up.Close()
@@ -170,18 +170,6 @@ func TestRelayLargeBodies(t *testing.T) {
 			t.Fatalf("download: %d bytes (length %d), err %v", n, resp.ContentLength, err)
 		}
 	})
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (c countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // TestRelaySSE proves a streaming response reaches the client as it is

@@ -8,8 +8,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// ackSlots carry the answers of event publishes (and of the purges of
-// delivered events): JetStream requests of the event path. A slot is a
+// ackSlots carry the answers of event publishes, of the purges of
+// delivered events and of the polls' KV writes (claim, release, channel
+// refresh; see kvKey.publish): JetStream requests of the event and poll
+// paths. A slot is a
 // reply subscription of its own, reused by one publish after another:
 // the acknowledgement goes from nats.go's read loop straight into the
 // slot's channel, where the writer waits. nats.go's request (one shared

@@ -473,7 +473,7 @@ func (p *Poll) remove(seq uint64) {
 // that ended settled leaves its cursor to the next poll here (see
 // wakeups.quiet).
 func (p *Poll) Close() {
-	settled := p.settled && p.first == nil
+	settled := p.settled // only ever set with the first read delivered
 	p.b.wakeups.unregister(p.w, settled)
 	p.b.m.openReaders.Dec()
 	var refreshed chan uint64
