@@ -1,6 +1,7 @@
 package megaphone
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,6 +91,25 @@ func TestParseHandoff(t *testing.T) {
 		"42 \x00", strings.Repeat("9", 200) + " a"} {
 		if _, _, ok := parseHandoff([]byte(bad)); ok {
 			t.Fatalf("parseHandoff(%q) accepted", bad)
+		}
+	}
+}
+
+// TestMatches: the byte comparison agrees with decoding the value, for
+// the values gateways write and for anything else.
+func TestMatches(t *testing.T) {
+	for _, agent := range []string{"main", "a-b_c", `q"uote`, `back\slash`, "<tag>", "é", "tab\t"} {
+		own, _ := json.Marshal(channelMeta{Agent: agent})
+		for _, v := range []string{string(own), `{"agent":"` + agent + `"}`, `{"agent":"main"}`, `{"agent": "main"}`,
+			`{"agent":"main","x":1}`, `{"agent":"mai"}`, `{"agent":"mainn"}`, `{}`, ``, `not json`, `{"agent":"` + agent + `"`} {
+			var meta channelMeta
+			want := json.Unmarshal([]byte(v), &meta) == nil && meta.Agent == agent
+			if got := matches(address{agent: agent}, []byte(v)); got != want {
+				t.Errorf("matches(%q, %q) = %v, decoding says %v", agent, v, got, want)
+			}
+		}
+		if !matches(address{agent: agent}, own) {
+			t.Errorf("the value written for %q does not match it", agent)
 		}
 	}
 }
