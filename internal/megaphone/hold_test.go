@@ -60,20 +60,13 @@ func TestClaimHeldBetweenPolls(t *testing.T) {
 	a, b := gws[0].URL(), gws[1].URL()
 	c := create(t, a)
 
-	mustWrite(t, a, c.ProducerAddress, "s", `1`)
-	p := openPoll(t, a, c.ConsumerAddress)
-	if ev := p.next(5 * time.Second); string(ev.Body) != `1` {
-		t.Fatalf("event = %s", ev.Body)
-	}
-	if _, err := p.end(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	pollWritten(t, a, c, `1`)
 	held := claimOf(t, js, c.ConsumerAddress)
 	if held.Operation() != jetstream.KeyValuePut {
 		t.Fatalf("claim after a poll reached its deadline: %v, want held (a put)", held.Operation())
 	}
 	// The same gateway renews it: the next revision is a put by a again.
-	p = openPoll(t, a, c.ConsumerAddress)
+	p := openPoll(t, a, c.ConsumerAddress)
 	if _, err := p.end(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
