@@ -185,6 +185,7 @@ func (g *Gateway) boot(ctx context.Context) {
 	g.services = newServices(g.cfg, protocol.Deps{
 		NC: g.nc.Load(), JS: g.js, Replicas: g.cfg.JetStream.Replicas, Partitions: g.cfg.JetStream.Partitions, Logger: g.log, Registry: g.registry, Streams: g.tracker,
 		SoleGateway: g.embeddedServer() != nil,
+		ServeAgain:  g.serveAgain,
 		HTTP: protocol.HTTP{
 			BodyLimit: int64(g.cfg.HTTP.BodyLimit), BodyTimeout: g.cfg.HTTP.BodyTimeout,
 			TrustedProxies: g.cfg.HTTP.TrustedProxies, CORSOrigins: g.cfg.HTTP.CORSOrigins,

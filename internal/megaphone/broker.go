@@ -52,6 +52,12 @@ type Broker struct {
 	// gateway's readers asked for (see wakeups).
 	soleGateway bool
 	reapers     []jetstream.ConsumeContext // one per channels-bucket partition
+	// holder is this gateway's id, the value of the reader claims it
+	// writes; handoffs answers requests for the claims it holds idle
+	// (see hold.go); closing: shutdown began, polls release their claims.
+	holder   string
+	handoffs *nats.Subscription
+	closing  atomic.Bool
 
 	closeOnce sync.Once
 }
@@ -86,6 +92,7 @@ func NewBroker(cfg Config, deps protocol.Deps) *Broker {
 		purgeAPIs:   purgeAPIs,
 		hooks:       newWebhook(cfg.WebhookURL, log, m.webhook),
 		soleGateway: deps.SoleGateway,
+		holder:      randomAlnum(22),
 	}
 }
 
@@ -114,6 +121,9 @@ func (b *Broker) Provision(ctx context.Context) error {
 		}
 	}
 	if b.wakeups, err = startWakeups(b.nc, b.log, b.cache, b.soleGateway, b.cfg.PollDuration/2); err != nil {
+		return err
+	}
+	if err := b.startHandoffs(); err != nil {
 		return err
 	}
 	return b.startReapers(ctx)
@@ -219,6 +229,11 @@ func loadClusterKey(ctx context.Context, kv jetstream.KeyValue) ([]byte, error) 
 // Close stops background work. Open polls must have ended.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		b.closing.Store(true)
+		b.releaseHeld(5 * time.Second)
+		if b.handoffs != nil {
+			_ = b.handoffs.Unsubscribe()
+		}
 		for _, r := range b.reapers {
 			r.Stop()
 			<-r.Closed()

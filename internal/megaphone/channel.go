@@ -89,10 +89,28 @@ func (b *Broker) channelKey(id string) (kvKey, error) {
 	return newKVKey(b, subjects.MegaphoneChannelsBucketOf(b.part(id), b.parts), key)
 }
 
-// matches reports whether a live key value belongs to address a.
+// matches reports whether a live key value belongs to address a. Every
+// poll opening checks it, so the value the gateways write for an agent
+// name that JSON does not escape ({"agent":"<name>"}) is compared as
+// bytes; any other value is decoded.
 func matches(a address, value []byte) bool {
+	const head, tail = `{"agent":"`, `"}`
+	if plainJSON(a.agent) && len(value) == len(head)+len(a.agent)+len(tail) &&
+		string(value[:len(head)]) == head && string(value[len(value)-len(tail):]) == tail {
+		return string(value[len(head):len(value)-len(tail)]) == a.agent
+	}
 	var meta channelMeta
 	return json.Unmarshal(value, &meta) == nil && meta.Agent == a.agent
+}
+
+// plainJSON reports whether encoding/json writes s as it is (no escapes).
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // lookup returns the event subject of a's channel when the channel

@@ -120,6 +120,20 @@ type poll struct {
 	done   chan error
 }
 
+// pollWritten writes body to channel c on base, polls it there until
+// the poll's deadline and fails the test unless that event came.
+func pollWritten(t testing.TB, base string, c created, body string) {
+	t.Helper()
+	mustWrite(t, base, c.ProducerAddress, "s", body)
+	p := openPoll(t, base, c.ConsumerAddress)
+	if ev := p.next(5 * time.Second); string(ev.Body) != body {
+		t.Fatalf("event = %s, want %s", ev.Body, body)
+	}
+	if _, err := p.end(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // openPollWhenFree retries GET /read/addr while it answers 409 (the
 // previous reader's claim is being released).
 func openPollWhenFree(t testing.TB, base, addr string) *poll {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -50,6 +51,9 @@ type api struct {
 	parked parkedSet
 	// poller watches the sockets of parked polls.
 	poller *netpoll.Poller
+	// serveAgain hands a parked poll's connection back to net/http at its
+	// end (protocol.Deps.ServeAgain; nil: closed).
+	serveAgain func(net.Conn)
 }
 
 // maxOpening is how many /read polls a gateway opens at once (claim,
@@ -467,8 +471,8 @@ func (h *api) read(w http.ResponseWriter, r *http.Request) error {
 		// returns, so that while it waits its turn it holds neither
 		// net/http's buffers nor a goroutine (see openQueued).
 		if h.parkPolls {
-			if conn, ok := hijack(w, r); ok {
-				h.enqueue(&queued{conn: conn, hdr: w.Header().Clone(), ctx: ctx, release: release,
+			if conn, reusable, ok := hijack(w, r); ok {
+				h.enqueue(&queued{conn: conn, reusable: reusable, hdr: w.Header().Clone(), ctx: ctx, release: release,
 					addr: addr, after: after, arrival: arrival, sse: sse})
 				return nil
 			}

@@ -158,12 +158,15 @@ func (k kvKey) last(ctx context.Context) (record, error) {
 }
 
 // keyRevs are the revisions a gateway last wrote for one channel: its
-// channel key (and the value written) and its reader claim's release
-// marker.
+// channel key (and the value written) and its reader claim (the claim it
+// holds idle, or its release marker).
 type keyRevs struct {
 	ch     uint64 // 0: not known
 	chData []byte
 	claim  uint64 // 0: not known
+	// held: claim is this gateway's live claim, kept after its poll
+	// reached the deadline (see hold.go); else the release marker.
+	held bool
 	// cursor is the last event the poll that ended delivered (0 after
 	// the create); resume: it delivered every event it was woken for,
 	// so the next poll may start after cursor with no read if the
@@ -180,11 +183,13 @@ type keyRevs struct {
 // stream leader first: a re-poll opens in two JetStream round trips
 // instead of five. A stale entry is harmless: its compare-and-set fails
 // and the poll reads the key as before. An entry is taken by the poll
-// that uses it, so open polls hold none; every sweepEvery additions the
-// entries past ttl are dropped, and past maxCached entries the cache
-// starts over. An entry older than ttl is not used: the channel's next
-// poll then most likely ran on another gateway (behind a load balancer),
-// which moved both keys on, and its compare-and-sets would only fail.
+// that uses it (or by another gateway's hand-off request), so open polls
+// hold none; every sweepEvery additions the entries past ttl are dropped,
+// and past maxCached entries the cache starts over (a held claim dropped
+// that way frees when its TTL ends). An entry older than ttl is not used
+// warm: the channel's next poll then most likely ran on another gateway
+// (behind a load balancer), which moved both keys on, and its
+// compare-and-sets would only fail.
 type revCache struct {
 	ttl  time.Duration
 	mu   sync.Mutex
@@ -207,15 +212,49 @@ func (c *revCache) put(id string, r keyRevs) {
 
 func keyRevsAt(r keyRevs) time.Time { return r.at }
 
-// take returns and forgets the revisions remembered for id within ttl.
-func (c *revCache) take(id string) (keyRevs, bool) {
+// take returns and forgets what is remembered for id (found), and
+// whether it is within ttl (fresh).
+func (c *revCache) take(id string) (r keyRevs, found, fresh bool) {
 	c.mu.Lock()
-	r, ok := c.m[id]
-	if ok {
+	r, found = c.m[id]
+	if found {
 		delete(c.m, id)
 	}
 	c.mu.Unlock()
-	return r, ok && time.Since(r.at) < c.ttl
+	return r, found, found && time.Since(r.at) < c.ttl
+}
+
+// takeHeld forgets the claim of id held idle at revision claim and
+// reports whether there was one.
+func (c *revCache) takeHeld(id string, claim uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[id]
+	if !ok || !r.held || r.claim != claim {
+		return false
+	}
+	delete(c.m, id)
+	return true
+}
+
+// heldClaim is a reader claim held idle: its channel and revision.
+type heldClaim struct {
+	id  string
+	rev uint64
+}
+
+// takeAllHeld forgets and returns every claim held idle.
+func (c *revCache) takeAllHeld() []heldClaim {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var held []heldClaim
+	for id, r := range c.m {
+		if r.held {
+			held = append(held, heldClaim{id: id, rev: r.claim})
+			delete(c.m, id)
+		}
+	}
+	return held
 }
 
 // wholeSeconds rounds a TTL up to whole seconds, the resolution of

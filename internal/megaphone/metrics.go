@@ -13,6 +13,7 @@ type metrics struct {
 	openReaders prometheus.Gauge
 	webhook     *prometheus.CounterVec
 	queued      *prometheus.CounterVec // result: opened, or the refusal's status code
+	handoffs    *prometheus.CounterVec // result: given, busy, unanswered
 	// queuedOpened is queued's "opened" counter, looked up once: it is
 	// counted per queued poll, and a burst queues thousands.
 	queuedOpened prometheus.Counter
@@ -41,9 +42,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Read polls taken over from net/http to wait for an opening slot, by outcome: opened, or the status code they were refused with (their http_requests_total entry is the 200 of the takeover).",
 		}, []string{"result"}),
 	}
+	m.handoffs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "megaphone_claim_handoffs_total",
+		Help: "Reader claims this gateway asked another gateway (or found itself) holding between a channel's polls to hand over, by result: given, busy (a poll reads the channel there: 409), unanswered (the holder is gone or slow: 409 until the claim's TTL ends).",
+	}, []string{"result"})
 	m.queuedOpened = m.queued.WithLabelValues("opened")
 	if reg != nil {
-		reg.MustRegister(m.created, m.disposed, m.received, m.read, m.unroutable, m.lost, m.openReaders, m.webhook, m.queued)
+		reg.MustRegister(m.created, m.disposed, m.received, m.read, m.unroutable, m.lost, m.openReaders, m.webhook, m.queued, m.handoffs)
 	}
 	return m
 }

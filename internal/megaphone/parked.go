@@ -30,9 +30,12 @@ import (
 // see the client go away or send bytes, with no goroutine of its own
 // (where it cannot, e.g. TLS, one goroutine blocked in a 1-byte read does
 // that). Events are delivered by a short-lived goroutine started by the
-// wake-up dispatcher. The connection closes when the poll ends
-// (the head says "Connection: close"; both Megaphone clients open a new
-// request for the next poll).
+// wake-up dispatcher. When the poll ends, a connection in the epoll set
+// goes back to net/http (protocol.Deps.ServeAgain), which reads the
+// client's next request on it: keep-alive holds, and a client's re-poll
+// costs no new TCP connection. A connection that cannot go back (TLS, a
+// client that sent "Connection: close" or sent bytes during the poll, no
+// ServeAgain) is closed instead, and its head says "Connection: close".
 type parked struct {
 	p    *Poll
 	conn net.Conn
@@ -64,6 +67,12 @@ type parked struct {
 	ended      atomic.Bool     // finish ran: the poller closes the connection
 	once       sync.Once
 	closer     sync.Once
+	// serveAgain, when set, takes the connection back to net/http after
+	// the last chunk (keep-alive; see parked); dirty: the client sent
+	// bytes during the poll, which were dropped, so the connection is no
+	// longer at a request boundary and is closed instead.
+	serveAgain func(net.Conn)
+	dirty      atomic.Bool
 }
 
 // errPollEnding stops a delivery of a poll that is ending.
@@ -80,32 +89,44 @@ const closeWait = 2 * time.Second
 // the caller serves the poll the usual way. release is called once the
 // parked poll ended.
 func (h *api) park(w http.ResponseWriter, r *http.Request, ctx context.Context, p *Poll, sse bool, release func()) bool {
-	conn, ok := hijack(w, r)
+	conn, reusable, ok := hijack(w, r)
 	if !ok {
 		return false
 	}
-	h.parkConn(conn, responseHead(w.Header()), ctx, p, sse, release)
+	h.parkConn(conn, w.Header(), reusable, ctx, p, sse, release)
 	return true
 }
 
 // hijack takes w's connection over from net/http when the request is
 // HTTP/1.1 and the connection allows it. The bufio buffers net/http hands
-// over are dropped: anything the client pipelined is ignored.
-func hijack(w http.ResponseWriter, r *http.Request) (net.Conn, bool) {
+// over are dropped: anything the client pipelined is ignored, and the
+// connection is then not reusable, nor is it when the client asked to
+// close it.
+func hijack(w http.ResponseWriter, r *http.Request) (conn net.Conn, reusable, ok bool) {
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
-		return nil, false
+		return nil, false, false
 	}
-	conn, _, err := http.NewResponseController(w).Hijack()
+	conn, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return nil, false
+		return nil, false, false
 	}
-	return conn, true
+	return conn, !r.Close && rw.Reader.Buffered() == 0, true
 }
 
 // parkConn serves poll p on conn, taken over from net/http, after
-// writing head (the status line and headers of the chunked 200).
-func (h *api) parkConn(conn net.Conn, head []byte, ctx context.Context, p *Poll, sse bool, release func()) {
+// writing the status line and headers of the chunked 200 (hdr and the
+// framing). reusable: the connection may go back to net/http at the end
+// (see parked).
+func (h *api) parkConn(conn net.Conn, hdr http.Header, reusable bool, ctx context.Context, p *Poll, sse bool, release func()) {
 	x := &parked{p: p, conn: conn, ctx: ctx, sse: sse, log: h.log, release: release, set: &h.parked}
+	hd, perr := h.poller.Register(conn)
+	if perr == nil {
+		x.polled = hd
+		if reusable {
+			x.serveAgain = h.serveAgain
+		}
+	}
+	head := responseHead(hdr, x.serveAgain != nil)
 	if sse {
 		head = appendChunk(head, []byte("retry: 500\n\n"))
 	}
@@ -121,8 +142,7 @@ func (h *api) parkConn(conn net.Conn, head []byte, ctx context.Context, p *Poll,
 		return
 	}
 	x.watching = true
-	if hd, err := h.poller.Register(conn); err == nil {
-		x.polled = hd
+	if perr == nil {
 		if err := hd.Arm(x.readable); err != nil {
 			go x.finish()
 			x.closeConn()
@@ -139,8 +159,9 @@ func (h *api) parkConn(conn net.Conn, head []byte, ctx context.Context, p *Poll,
 // stream was cancelled (shutdown).
 func (x *parked) stopped() bool { return x.ending.Load() || x.ctx.Err() != nil }
 
-// responseHead renders the status line and headers of a chunked 200.
-func responseHead(hdr http.Header) []byte {
+// responseHead renders the status line and headers of a chunked 200;
+// keepAlive false adds "Connection: close".
+func responseHead(hdr http.Header, keepAlive bool) []byte {
 	b := []byte("HTTP/1.1 200 OK\r\n")
 	for k, vs := range hdr {
 		for _, v := range vs {
@@ -149,7 +170,11 @@ func responseHead(hdr http.Header) []byte {
 	}
 	b = append(b, "Date: "...)
 	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
-	return append(b, "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"...)
+	b = append(b, "\r\nTransfer-Encoding: chunked\r\n"...)
+	if !keepAlive {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	return append(b, "\r\n"...)
 }
 
 // appendChunk appends data as one HTTP/1.1 chunk.
@@ -174,11 +199,13 @@ func (x *parked) watch() {
 
 // readable runs when the polled socket has bytes, was shut down by the
 // client or failed: bytes (a client may pipeline its next request) are
-// dropped and the wait re-armed; anything else ends the poll and closes
-// the connection, as does a read after the poll ended.
+// dropped, the connection marked dirty and the wait re-armed; anything
+// else ends the poll and closes the connection, as does a read after the
+// poll ended.
 func (x *parked) readable() {
 	var b [512]byte
 	if _, err := x.conn.Read(b[:]); err == nil && !x.ended.Load() {
+		x.dirty.Store(true) // before the re-arm: finish checks it after its disarm
 		if x.polled.Arm(x.readable) == nil {
 			return
 		}
@@ -187,12 +214,14 @@ func (x *parked) readable() {
 	x.closeConn()
 }
 
-// closeConn closes a polled connection once and drops a wait still armed
-// (after the close, so that readable cannot arm one that never fires).
+// closeConn closes the connection once and drops a wait still armed on
+// it (after the close, so that readable cannot arm one that never fires).
 func (x *parked) closeConn() {
 	x.closer.Do(func() {
 		_ = x.conn.Close()
-		x.polled.Disarm()
+		if x.polled != nil {
+			x.polled.Disarm()
+		}
 	})
 }
 
@@ -357,19 +386,27 @@ func (x *parked) finish() {
 		x.timer.Stop()
 		x.set.remove(x)
 		x.p.Close()
+		// The connection goes back to net/http only if no wait on it was
+		// under way (a disarmed wait never fires, so nothing reads the
+		// socket from here on) and the client sent nothing meanwhile.
+		again := x.serveAgain != nil && x.polled.Disarm() != nil && !x.dirty.Load()
 		_ = x.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		if _, err := x.conn.Write([]byte("0\r\n\r\n")); err != nil && !errors.Is(err, net.ErrClosed) {
+		_, err := x.conn.Write([]byte("0\r\n\r\n"))
+		if err != nil && !errors.Is(err, net.ErrClosed) {
 			x.log.Debug("end parked poll", "err", err)
 		}
 		switch {
+		case again && err == nil:
+			_ = x.conn.SetDeadline(time.Time{})
+			x.serveAgain(x.conn)
+		case again || !x.watching: // a failed write, or nothing waits on it
+			x.closeConn()
 		case x.polled != nil:
 			// readable closes it when the client does, this timer otherwise.
 			x.ended.Store(true)
 			time.AfterFunc(closeWait, x.closeConn)
-		case x.watching:
+		default: // watch closes it when the client does or at this deadline
 			_ = x.conn.SetReadDeadline(time.Now().Add(closeWait))
-		default:
-			_ = x.conn.Close()
 		}
 		x.release()
 	})
@@ -378,14 +415,15 @@ func (x *parked) finish() {
 // queued is a poll taken over from net/http while every opening slot was
 // taken. Until its turn it is only this struct and its socket.
 type queued struct {
-	conn    net.Conn
-	hdr     http.Header // the response headers set before the handler (CORS)
-	ctx     context.Context
-	release func() // ends the tracked stream
-	addr    string
-	after   uint64
-	arrival time.Time
-	sse     bool
+	conn     net.Conn
+	reusable bool        // see hijack
+	hdr      http.Header // the response headers set before the handler (CORS)
+	ctx      context.Context
+	release  func() // ends the tracked stream
+	addr     string
+	after    uint64
+	arrival  time.Time
+	sse      bool
 }
 
 // openSlot takes an opening slot if one is free and no taken-over poll
@@ -600,7 +638,7 @@ func (h *api) openQueued(q *queued) {
 	}
 	h.b.m.queuedOpened.Inc()
 	setStreamHeaders(q.hdr, q.sse)
-	h.parkConn(q.conn, responseHead(q.hdr), q.ctx, p, q.sse, q.release)
+	h.parkConn(q.conn, q.hdr, q.reusable, q.ctx, p, q.sse, q.release)
 }
 
 // readRoute is the route of /read, for logs.

@@ -62,6 +62,12 @@ type lastRead struct {
 	err error
 }
 
+// keyWrite is the outcome of a KV write.
+type keyWrite struct {
+	rev uint64
+	err error
+}
+
 // firstRead is the outcome of a poll's first read of the buffer.
 type firstRead struct {
 	batch []stored
@@ -95,23 +101,36 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	p.evSubj, _ = subjects.MegaphoneEventsIn(id, b.parts)
 	p.purgeEvery = purgeThreshold(b.cfg.BufferSize)
 	claimTTL := time.Until(p.deadline) + claimSlack
-	holder := []byte(b.nc.ConnectedServerId())
+	holder := []byte(b.holder)
 	var r record
-	rv, warm := b.revs.take(id)
-	if warm = warm && rv.ch != 0 && matches(p.a, rv.chData); warm {
+	var early chan keyWrite // the channel key's write beside the claim's
+	rv, found, fresh := b.revs.take(id)
+	warm := fresh && rv.ch != 0 && matches(p.a, rv.chData)
+	if warm {
 		// This gateway wrote both keys last (the previous poll here, or
-		// the create): claim and refresh by compare-and-set on what it
-		// wrote, with no read first. extend reads the channel key if it
-		// changed since (and finds a deleted channel); a claim that
-		// moved on is read below.
+		// the create): claim (renew the claim it holds, or claim on its
+		// release marker) and extend by compare-and-set on what it
+		// wrote, both at once, with no read first. An extension that
+		// finds the channel key changed is made again below, after a
+		// read (it finds a deleted channel); a claim that moved on is
+		// read below.
 		r = record{rev: rv.ch, data: rv.chData, live: true}
+		early = make(chan keyWrite, 1)
+		go func() {
+			rev, err := ch.put(ctx, r.data, r.rev, time.Until(p.deadline)+b.cfg.ChannelTTL)
+			early <- keyWrite{rev, err}
+		}()
 		p.claimRev, err = claim.put(ctx, holder, rv.claim, claimTTL)
 		warm = !errors.Is(err, errConflict)
 	}
 	if !warm {
+		if early != nil {
+			<-early // the key is read again below
+			early = nil
+		}
 		// Read both keys at once: the claim key's last revision (the
-		// previous poll's release marker, on any gateway) is what the
-		// claim is created on.
+		// previous poll's release marker, on any gateway, or a claim
+		// held idle) is what the claim is created on.
 		claimed := make(chan lastRead, 1)
 		go func() {
 			cr, err := claim.last(ctx)
@@ -128,7 +147,11 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 		if cr.err != nil {
 			return nil, cr.err
 		}
-		if cr.r.live {
+		// A live claim is an open poll's, or held idle by the gateway
+		// whose poll reached its deadline: this one (remembered in rv)
+		// or another, which is asked to hand it over.
+		ownHeld := found && rv.held && rv.claim == cr.r.rev
+		if cr.r.live && !ownHeld && !b.askHolder(ctx, id, cr.r) {
 			return nil, fmt.Errorf("%w: %s", ErrBusy, addr)
 		}
 		p.claimRev, err = claim.put(ctx, holder, cr.r.rev, claimTTL)
@@ -154,10 +177,19 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 	} else {
 		p.readFirst(ctx)
 	}
-	if err := p.extend(ctx, ch, r); err != nil {
-		b.wakeups.unregister(p.w, false)
-		p.release()
-		return nil, err
+	if early != nil {
+		if w := <-early; w.err == nil {
+			p.chRev, p.chData = w.rev, r.data
+		} else {
+			early = nil
+		}
+	}
+	if early == nil {
+		if err := p.extend(ctx, ch, r); err != nil {
+			b.wakeups.unregister(p.w, false)
+			p.release()
+			return nil, err
+		}
 	}
 	b.m.openReaders.Inc()
 	burstGC.opened()
@@ -464,9 +496,10 @@ func (p *Poll) remove(seq uint64) {
 }
 
 // Close ends the poll: it counts as the channel's last completed read
-// (the channel now lives ChannelTTL) and frees the reader claim once the
-// delivered events are removed, so the next poll, on any gateway, finds
-// the buffer without them. A poll that reached its deadline leaves the
+// (the channel now lives ChannelTTL) and frees the reader claim, or holds
+// it idle for the next poll (see hold.go), once the delivered events are
+// removed, so the next poll, on any gateway, finds the buffer without
+// them. A poll that reached its deadline leaves the
 // channel key as it is: its start already gave it a TTL of the deadline
 // plus ChannelTTL. One that ended early (client gone, shutdown) refreshes
 // it to ChannelTTL from now, beside the removal and the release. A poll
@@ -486,13 +519,18 @@ func (p *Poll) Close() {
 	} else if p.timerOn {
 		p.purgeTimer.Stop()
 	}
-	claimRev := p.release()
+	// A poll that reached its deadline holds its claim for the channel's
+	// next poll (see hold.go); one that ended early releases it.
+	claimRev, held := p.claimRev, refreshed == nil && !p.b.closing.Load()
+	if !held {
+		claimRev = p.release()
+	}
 	chRev := p.chRev
 	if refreshed != nil {
 		chRev = <-refreshed
 	}
-	if chRev != 0 {
-		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, claim: claimRev,
+	if chRev != 0 || held {
+		p.b.revs.put(p.a.id, keyRevs{ch: chRev, chData: p.chData, claim: claimRev, held: held,
 			cursor: p.cursor, resume: settled})
 	}
 }

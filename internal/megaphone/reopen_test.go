@@ -24,14 +24,7 @@ func TestReopenAfterOtherGateway(t *testing.T) {
 	c := create(t, a)
 
 	// A poll on a to its deadline: a remembers the revisions it wrote.
-	mustWrite(t, a, c.ProducerAddress, "s", `1`)
-	p := openPoll(t, a, c.ConsumerAddress)
-	if ev := p.next(5 * time.Second); string(ev.Body) != `1` {
-		t.Fatalf("event = %s", ev.Body)
-	}
-	if _, err := p.end(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	pollWritten(t, a, c, `1`)
 	// A poll on b moves the claim and the channel key on; once it ended,
 	// a opens with stale revisions and delivers.
 	pb := openPoll(t, b, c.ConsumerAddress)
@@ -39,7 +32,7 @@ func TestReopenAfterOtherGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustWrite(t, b, c.ProducerAddress, "s", `2`)
-	p = openPoll(t, a, c.ConsumerAddress) // b released its claim before its poll's end reached the client
+	p := openPoll(t, a, c.ConsumerAddress) // b holds its claim idle and hands it over
 	if ev := p.next(5 * time.Second); string(ev.Body) != `2` {
 		t.Fatalf("event after b's poll = %s", ev.Body)
 	}

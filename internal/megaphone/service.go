@@ -28,7 +28,7 @@ func New(cfg Config, deps protocol.Deps) *Service {
 		broker: b,
 		api: &api{b: b, streams: deps.Streams, log: b.log, bodyLimit: deps.HTTP.BodyLimit,
 			bodyTimeout: deps.HTTP.BodyTimeout, adminToken: b.cfg.AdminToken, parkPolls: !b.cfg.KeepAlivePolls, opening: make(chan struct{}, maxOpening),
-			poller: netpoll.New()},
+			poller: netpoll.New(), serveAgain: deps.ServeAgain},
 	}
 }
 

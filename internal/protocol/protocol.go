@@ -9,6 +9,7 @@ package protocol
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -43,6 +44,12 @@ type Deps struct {
 	SoleGateway bool
 	// HTTP are the limits of request bodies the protocol reads whole.
 	HTTP HTTP
+	// ServeAgain hands a connection a handler took over (http.Hijacker)
+	// back to the HTTP server once its response ended at a request
+	// boundary: the server reads the client's next request on it, as on
+	// a connection just accepted (keep-alive), or closes it if it is
+	// shutting down. nil: not offered; such a connection is closed.
+	ServeAgain func(net.Conn)
 }
 
 // HTTP are the gateway-wide limits of the JSON APIs (http.* keys).

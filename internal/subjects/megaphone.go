@@ -33,6 +33,7 @@ const (
 	mpWake      = "wake"
 	mpRoom      = "room"
 	mpGone      = "gone"
+	mpHold      = "hold"
 	kvPrefix    = "$KV"
 	kvStreamPfx = "KV_"
 )
@@ -66,6 +67,12 @@ func MegaphoneRoom(channel string) (string, error) { return megaphoneSubject(mpR
 // MegaphoneGone is the core subject a disposed channel's id is announced
 // on, so every gateway ends its polls and drops cached state.
 func MegaphoneGone() string { return join(Prefix, mpToken, mpGone) }
+
+// MegaphoneHold is the core subject a gateway answers on for the reader
+// claims it holds between a channel's polls: a poll elsewhere asks it to
+// hand one over. holder is the id the gateway writes as a claim's value;
+// it is read back from the claims bucket, so it is encoded like any name.
+func MegaphoneHold(holder string) (string, error) { return megaphoneSubject(mpHold, holder) }
 
 // ChannelFromMegaphoneSubject returns the channel of an event (of any
 // partition), wake or room subject.

@@ -2,6 +2,7 @@ package subjects
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -53,6 +54,25 @@ func TestMegaphoneSubjectsEscapeSyntax(t *testing.T) {
 	for _, s := range []string{"sb.mp.ev", "sb.mp.x.a", "sb.mp.ev.a.b", "xx.mp.ev.a", "sb.mp.ev.a_2"} {
 		if _, err := ChannelFromMegaphoneSubject(s); err == nil {
 			t.Fatalf("ChannelFromMegaphoneSubject(%q) accepted", s)
+		}
+	}
+}
+
+func TestMegaphoneHold(t *testing.T) {
+	if s, err := MegaphoneHold("gw1"); err != nil || s != "sb.mp.hold.gw1" {
+		t.Fatalf("MegaphoneHold = %q, %v", s, err)
+	}
+	// A claim's value is read from NATS: whatever it holds stays one
+	// literal token, or is refused.
+	for _, bad := range []string{"a.b", "*", ">", "a b", "x\r\nPUB y"} {
+		s, err := MegaphoneHold(bad)
+		if err != nil || !IsValidToken(s[len("sb.mp.hold."):]) {
+			t.Fatalf("MegaphoneHold(%q) = %q, %v", bad, s, err)
+		}
+	}
+	for _, bad := range []string{"", strings.Repeat("a", MaxNameLen+1)} {
+		if _, err := MegaphoneHold(bad); err == nil {
+			t.Fatalf("MegaphoneHold of %d bytes accepted", len(bad))
 		}
 	}
 }
