@@ -12,9 +12,16 @@ import (
 // its client's keep-alive this way instead of closing). net/http has no
 // call that serves one connection, so conn goes through Serve on a
 // listener that yields it once; that Serve returns at its second Accept,
-// while the connection is served on. If the server is shutting down,
-// Serve never accepts it and closes the listener, which closes conn.
+// while the connection is served on. Once the gateway is stopping, conn
+// is closed instead: served again then, it would count as a new
+// connection that http.Server.Shutdown waits up to 5 s for.
 func (g *Gateway) serveAgain(conn net.Conn) {
+	if g.stopping.Load() {
+		_ = conn.Close()
+		return
+	}
+	// A Serve that begins after Shutdown never accepts it and closes
+	// the listener, which closes conn.
 	go func() { _ = g.srv.Serve(&handBack{conn: conn, addr: g.ln.Addr()}) }()
 }
 
