@@ -436,8 +436,14 @@ func TestQuietRepoll(t *testing.T) {
 		}
 		return p
 	}
-	// readPoll opens a poll, which must read the stream and deliver want
-	// first.
+	// readPoll opens a poll after events were written between polls,
+	// which must deliver want first, once each. Their wake-ups ended the
+	// channel's quiet watch and the poll reads the stream, unless the
+	// re-poll (on a kept-alive connection) opened before the gateway's
+	// dispatcher took a wake-up in: the poll then starts quiet and gets
+	// the events as their wake-ups carry them, which their
+	// Nats-Last-Sequence shows follow what the previous poll delivered.
+	// Either way is correct; TestQuietWatch holds what ends a watch.
 	readPoll := func(want ...string) {
 		t.Helper()
 		before := reads.Load()
@@ -447,12 +453,10 @@ func TestQuietRepoll(t *testing.T) {
 				t.Fatalf("event = %s, want %s", ev.Body, w)
 			}
 		}
-		if got := reads.Load() - before; got == 0 {
-			t.Fatal("a poll after an event written between polls did not read the stream")
-		}
 		if rest, err := p.end(10 * time.Second); len(rest) != 0 || err != nil {
 			t.Fatalf("poll end: %d more events, %v", len(rest), err)
 		}
+		t.Logf("poll after events written between polls: %d stream reads", reads.Load()-before)
 	}
 
 	quietPoll(`"first"`) // just created here
