@@ -289,6 +289,12 @@ func (o *response) Flush() error { return o.rc.Flush() }
 
 func (o *response) Interrupt() { _ = o.rc.SetWriteDeadline(time.Now()) }
 
+// resumeWait bounds the end of a consumer's response that a shutdown
+// interrupted after its whole body was written (see [Output.Resume]).
+const resumeWait = 5 * time.Second
+
+func (o *response) Resume() { _ = o.rc.SetWriteDeadline(time.Now().Add(resumeWait)) }
+
 // feedback is a producer's response under ?progress=1.
 type feedback struct {
 	w       http.ResponseWriter

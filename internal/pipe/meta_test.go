@@ -147,6 +147,7 @@ func (o *recorder) Start(m Meta)                { o.meta, o.started = m, true }
 func (o *recorder) Write(p []byte) (int, error) { return o.buf.Write(p) }
 func (o *recorder) Flush() error                { o.flushes++; return nil }
 func (o *recorder) Interrupt()                  {}
+func (o *recorder) Resume()                     {}
 
 // startHubs starts n hubs on one nats-server.
 func startHubs(t *testing.T, n int) []*Hub {

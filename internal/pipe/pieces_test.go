@@ -122,3 +122,4 @@ func (failingOutput) Start(Meta)                  {}
 func (o failingOutput) Write([]byte) (int, error) { return 0, o.err }
 func (o failingOutput) Flush() error              { return o.err }
 func (failingOutput) Interrupt()                  {}
+func (failingOutput) Resume()                     {}

@@ -52,6 +52,11 @@ type Output interface {
 	// once (HTTP: a write deadline of now). Receive calls it when ctx
 	// ends during the transfer.
 	Interrupt()
+	// Resume lifts an Interrupt that came after the whole body was
+	// written and its end confirmed to the producer (which then has its
+	// 200): what is still buffered and the response's end may go out,
+	// within a bound (HTTP: a write deadline of resumeWait from now).
+	Resume()
 }
 
 // Send runs a producer on ch: it waits for a consumer, streams in.Body
@@ -157,7 +162,8 @@ func (h *Hub) ReceiveWith(ctx context.Context, ch Channel, o ReceiveOptions, out
 	out.Start(d.Meta)
 	// A write blocked on a client that stopped reading must end when the
 	// request does (gateway shutdown).
-	defer whileRunning(ctx, out.Interrupt)()
+	stopInterrupt := whileRunning(ctx, out.Interrupt)
+	defer stopInterrupt()
 	flush := out.Flush
 	if d.whole {
 		// The whole body is here already: the head goes out with it, in
@@ -184,6 +190,14 @@ func (h *Hub) ReceiveWith(ctx context.Context, ch Channel, o ReceiveOptions, out
 		_ = d.Body.CloseWithError("consumer failed")
 		h.log.Debug("pipe transfer cut", "bytes", n, "err", readErr)
 		return fmt.Errorf("%w: %v", ErrPartnerLost, readErr)
+	}
+	// Every byte was written and the end read, which told the producer's
+	// side it arrived: its client has (or gets) its 200. A shutdown that
+	// interrupted the response after that must not cut what is still
+	// buffered, or its end, from the consumer.
+	stopInterrupt()
+	if ctx.Err() != nil {
+		out.Resume()
 	}
 	_ = d.Body.Close()
 	return nil
