@@ -38,6 +38,7 @@ const (
 	BufferSize = 100 // MaxMsgsPerSubject
 	PurgeEvery = 50  // delivered events per purge
 	mailbox    = 1024
+	maxBody    = 1 << 20 // bytes of a write's body
 )
 
 // Config configures a bare Megaphone.
@@ -221,7 +222,17 @@ func (b *Bare) create(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (b *Bare) write(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
+	// Only a channel this process created names a subject, and a body is
+	// at most maxBody: the two checks any server owes its network input.
+	id := r.PathValue("addr")
+	b.mu.RLock()
+	known := b.channels[id] != nil
+	b.mu.RUnlock()
+	if !known {
+		http.Error(w, "no such channel", http.StatusNotFound)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -238,7 +249,7 @@ func (b *Bare) write(w http.ResponseWriter, r *http.Request) {
 	ev = strconv.AppendInt(ev, time.Now().UnixMilli(), 10)
 	ev = append(ev, `,"body":`...)
 	ev = append(append(ev, body...), '}')
-	if _, err := b.js.Publish(r.Context(), EventsPfx+r.PathValue("addr"), ev); err != nil {
+	if _, err := b.js.Publish(r.Context(), EventsPfx+id, ev); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}

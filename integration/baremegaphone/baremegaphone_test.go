@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard/switchboard/integration/baremegaphone"
@@ -24,12 +23,7 @@ func start(t *testing.T) (*baremegaphone.Bare, jetstream.Stream) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	nc, err := nats.Connect(b.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(natstest.Connect(t, b.NATSURL()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,9 +125,10 @@ func TestWriteReadPurge(t *testing.T) {
 }
 
 // TestBetweenPolls: an event written while no poll is open reaches the
-// next poll, and an unknown channel's read is a 404.
+// next poll; an unknown channel's read and write are 404 (the write names
+// no subject and stores nothing), and an oversized body is refused.
 func TestBetweenPolls(t *testing.T) {
-	b, _ := start(t)
+	b, s := start(t)
 	base := "http://" + b.Addr()
 	producer, consumer := create(t, base)
 	write(t, base+"/write/"+producer+"/s", 7)
@@ -153,5 +148,29 @@ func TestBetweenPolls(t *testing.T) {
 	resp404.Body.Close()
 	if resp404.StatusCode != http.StatusNotFound {
 		t.Fatalf("unknown channel: %s", resp404.Status)
+	}
+	before, err := stored(s)()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path, body string
+		want       int
+	}{
+		{"/write/nope/s", `1`, http.StatusNotFound},
+		{"/write/a.b/s", `1`, http.StatusNotFound},
+		{"/write/" + producer + "/s", strings.Repeat(" ", 1<<20+1), http.StatusBadRequest},
+	} {
+		r, err := http.Post(base+c.path, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != c.want {
+			t.Fatalf("POST %s: %s, want %d", c.path, r.Status, c.want)
+		}
+	}
+	if after, err := stored(s)(); err != nil || after != before {
+		t.Fatalf("stored %d events after refused writes, %d before (%v)", after, before, err)
 	}
 }
