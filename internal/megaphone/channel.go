@@ -89,6 +89,11 @@ func (b *Broker) channelKey(id string) (kvKey, error) {
 	return newKVKey(b, subjects.MegaphoneChannelsBucketOf(b.part(id), b.parts), key)
 }
 
+// claimKey is channel id's reader claim key (see Poll and hold.go).
+func (b *Broker) claimKey(id string) (kvKey, error) {
+	return newKVKey(b, subjects.MegaphoneReadersBucketOf(b.part(id), b.parts), id)
+}
+
 // matches reports whether a live key value belongs to address a. Every
 // poll opening checks it, so the value the gateways write for an agent
 // name that JSON does not escape ({"agent":"<name>"}) is compared as

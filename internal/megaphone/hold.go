@@ -133,7 +133,7 @@ func (b *Broker) releaseHeld(timeout time.Duration) {
 	for range min(16, len(held)) {
 		wg.Go(func() {
 			for h := range work {
-				claim, err := newKVKey(b, subjects.MegaphoneReadersBucketOf(b.part(h.id), b.parts), h.id)
+				claim, err := b.claimKey(h.id)
 				if err == nil {
 					_, err = claim.remove(ctx, h.rev, claimSlack)
 				}

@@ -198,9 +198,7 @@ func (b *Broker) Open(ctx context.Context, addr string, after uint64, arrival ti
 
 // claimKey is the channel's reader claim. A poll builds its keys again
 // when it needs them instead of holding them for its whole life.
-func (p *Poll) claimKey() (kvKey, error) {
-	return newKVKey(p.b, subjects.MegaphoneReadersBucketOf(p.part, p.b.parts), p.a.id)
-}
+func (p *Poll) claimKey() (kvKey, error) { return p.b.claimKey(p.a.id) }
 
 // extend keeps the channel (key ch) alive for the whole poll plus
 // ChannelTTL, so it never expires under a connected reader and, should
